@@ -1,0 +1,238 @@
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/keepalive"
+	"github.com/mqttloop/mqttloop/netio"
+)
+
+// connect dials the next server, sends CONNECT and waits for CONNACK, all
+// within Options.ConnectTimeout. On success the loop is connected and the
+// session's replay is written; on failure the connection is lost.
+func (l *EventLoop) connect() {
+	server := l.opts.Servers[l.connects%len(l.opts.Servers)]
+	l.server = redact(server)
+	start := time.Now()
+	deadline := start.Add(l.opts.ConnectTimeout)
+
+	dialCtx, cancel := context.WithDeadline(l.ctx, deadline)
+	conn, err := netio.Dial(dialCtx, server, netio.DialOptions{})
+	cancel()
+	if err != nil {
+		if l.ctx.Err() != nil {
+			return // checkStop ends the run
+		}
+		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
+		return
+	}
+	l.conn = conn
+	if l.rd == nil {
+		l.rd = netio.NewReader(int(l.opts.MaxPacketSize))
+		l.wr = netio.NewWriter(0)
+	}
+	l.rd.Reset()
+	l.wr.Reset()
+	l.rd.SetMaxPacketSize(int(l.opts.MaxPacketSize))
+	l.wr.SetMaxPacketSize(0)
+
+	if err := l.wr.Append(l.connectPacket()); err != nil {
+		l.connectFailed(fmt.Errorf("encoding CONNECT: %w", err))
+		return
+	}
+	if l.dbg {
+		l.logPacket("out", l.connectPacket())
+	}
+	if err := l.wr.Flush(conn, deadline); err != nil {
+		l.connectFailed(fmt.Errorf("sending CONNECT to %s: %w", l.server, err))
+		return
+	}
+
+	ack, err := l.awaitConnack(deadline)
+	if err != nil {
+		if l.ctx.Err() != nil || l.closed.Load() {
+			return
+		}
+		l.connectFailed(err)
+		return
+	}
+	if ack.ReasonCode >= 0x80 {
+		rerr := &ReasonCodeError{Packet: "CONNACK", Code: ack.ReasonCode}
+		if ack.Properties != nil {
+			rerr.ReasonString = ack.Properties.ReasonString
+		}
+		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, rerr))
+		return
+	}
+	l.connected(ack, time.Now())
+}
+
+func (l *EventLoop) connectFailed(err error) {
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn = nil
+	}
+	l.phase = phaseEnded
+	l.endErr = fmt.Errorf("%w: %w", ErrConnectionLost, err)
+	l.timer.Stop()
+}
+
+// awaitConnack reads until the first packet, which must be CONNACK.
+func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
+	for {
+		cp, err := l.rd.Next()
+		if err != nil {
+			return nil, fmt.Errorf("reading CONNACK from %s: %w", l.server, err)
+		}
+		if cp != nil {
+			if l.dbg {
+				l.logPacket("in", cp.Content)
+			}
+			switch p := cp.Content.(type) {
+			case *packets.Connack:
+				return p, nil
+			case *packets.Disconnect:
+				return nil, fmt.Errorf("connecting to %s: %w", l.server, &ReasonCodeError{Packet: "DISCONNECT", Code: p.ReasonCode})
+			default:
+				return nil, fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
+			}
+		}
+		if err := l.waitReadable(deadline); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// waitReadable reads at least one byte into the reader, or fails at the
+// deadline, on context cancellation or Close.
+func (l *EventLoop) waitReadable(deadline time.Time) error {
+	ready, err := l.conn.Arm()
+	if err != nil {
+		return err
+	}
+	defer l.conn.Disarm()
+	for {
+		n, err := l.rd.FillNow(l.conn)
+		if err != nil {
+			return fmt.Errorf("reading from %s: %w", l.server, err)
+		}
+		if n > 0 {
+			return nil
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return fmt.Errorf("no CONNACK from %s within %v: %w", l.server, l.opts.ConnectTimeout, context.DeadlineExceeded)
+		}
+		l.timer.Reset(deadline.Sub(now))
+		select {
+		case <-ready.Signal:
+	case <-ready.Tick:
+		case <-l.timer.C:
+		case <-l.ctx.Done():
+			return l.ctx.Err()
+		case <-l.wake:
+			if l.closed.Load() {
+				return ErrStopped
+			}
+		}
+	}
+}
+
+// connected applies a successful CONNACK.
+func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
+	l.connects++
+	l.phase = phaseConnected
+	l.pollMissed = false
+	l.pendingRead = nil
+	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
+		l.assignedID = ack.Properties.AssignedClientID
+	}
+	resumed := l.st.Connected(ack)
+	lim := l.st.Limits()
+	l.wr.SetMaxPacketSize(int(lim.MaximumPacketSize))
+
+	ka := l.opts.KeepAlive
+	if ack.Properties != nil && ack.Properties.ServerKeepAlive != nil {
+		ka = time.Duration(*ack.Properties.ServerKeepAlive) * time.Second
+	}
+	l.ka = keepalive.New(ka, l.opts.PingTimeout, now)
+
+	l.emit(Connected{
+		Server:            l.server,
+		Transport:         l.conn.Transport(),
+		SessionPresent:    ack.SessionPresent,
+		AssignedClientID:  l.assignedID,
+		KeepAlive:         ka,
+		ReceiveMaximum:    lim.ReceiveMaximum,
+		MaximumPacketSize: lim.MaximumPacketSize,
+		MaximumQoS:        lim.MaximumQoS,
+		RetainAvailable:   lim.RetainAvailable,
+		Replayed:          len(resumed.Replay),
+		Requeued:          resumed.Requeued,
+	})
+	for _, done := range resumed.Completed {
+		l.emit(publishedFrom(done))
+	}
+	for _, p := range resumed.Replay {
+		if err := l.write(p); err != nil {
+			if errors.Is(err, netio.ErrPacketTooLarge) {
+				// The broker's limit shrank below a message in flight:
+				// it can never be delivered on this broker.
+				if pub, ok := p.(*packets.Publish); ok {
+					l.st.Abandon(pub)
+					l.emit(RequestFailed{Request: Publish{Topic: pub.Topic, Payload: pub.Payload, QoS: pub.QoS, Retain: pub.Retain}, Err: err})
+				}
+				continue
+			}
+			return
+		}
+	}
+}
+
+// connectPacket builds CONNECT from the options.
+func (l *EventLoop) connectPacket() *packets.Connect {
+	o := &l.opts
+	c := &packets.Connect{
+		ProtocolName:    "MQTT",
+		ProtocolVersion: 5,
+		ClientID:        o.ClientID,
+		KeepAlive:       uint16(o.KeepAlive / time.Second),
+		CleanStart:      o.CleanStart && l.connects == 0,
+		Properties:      &packets.Properties{},
+	}
+	if c.ClientID == "" && l.assignedID != "" {
+		c.ClientID = l.assignedID
+	}
+	if o.SessionExpiry > 0 {
+		secs := uint32(o.SessionExpiry / time.Second)
+		c.Properties.SessionExpiryInterval = &secs
+	}
+	mps := o.MaxPacketSize
+	c.Properties.MaximumPacketSize = &mps
+	if o.Username != "" {
+		c.UsernameFlag = true
+		c.Username = o.Username
+	}
+	if o.Password != nil {
+		c.PasswordFlag = true
+		c.Password = o.Password
+	}
+	if w := o.Will; w != nil {
+		c.WillFlag = true
+		c.WillTopic = w.Topic
+		c.WillMessage = w.Payload
+		c.WillQOS = w.QoS
+		c.WillRetain = w.Retain
+		c.WillProperties = toPacketProps(w.Properties)
+		if w.Delay > 0 {
+			secs := uint32(w.Delay / time.Second)
+			c.WillProperties.WillDelayInterval = &secs
+		}
+	}
+	return c
+}

@@ -1,0 +1,211 @@
+package eventloop
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/state"
+)
+
+// publishPacket validates a Publish and turns it into a PUBLISH packet.
+func publishPacket(r Publish) (*packets.Publish, error) {
+	if err := state.ValidateTopicName(r.Topic); err != nil {
+		return nil, err
+	}
+	if err := state.ValidateQoS(r.QoS); err != nil {
+		return nil, err
+	}
+	p := &packets.Publish{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain}
+	if r.Properties != nil {
+		p.Properties = toPacketProps(r.Properties)
+	}
+	return p, nil
+}
+
+func subscribePacket(r Subscribe) (*packets.Subscribe, error) {
+	if len(r.Filters) == 0 {
+		return nil, fmt.Errorf("%w: Subscribe without filters", ErrInvalidRequest)
+	}
+	p := &packets.Subscribe{Properties: &packets.Properties{}}
+	for _, f := range r.Filters {
+		if err := state.ValidateTopicFilter(f.Topic); err != nil {
+			return nil, err
+		}
+		if err := state.ValidateQoS(f.QoS); err != nil {
+			return nil, err
+		}
+		if f.RetainHandling > 2 {
+			return nil, fmt.Errorf("%w: retain handling %d (must be 0, 1 or 2)", ErrInvalidRequest, f.RetainHandling)
+		}
+		p.Subscriptions = append(p.Subscriptions, packets.SubOptions{
+			Topic: f.Topic, QoS: f.QoS, NoLocal: f.NoLocal,
+			RetainAsPublished: f.RetainAsPublished, RetainHandling: f.RetainHandling,
+		})
+	}
+	if r.SubscriptionID < 0 || r.SubscriptionID > 268435455 {
+		return nil, fmt.Errorf("%w: subscription identifier %d out of range 1-268435455", ErrInvalidRequest, r.SubscriptionID)
+	}
+	if r.SubscriptionID > 0 {
+		id := r.SubscriptionID
+		p.Properties.SubscriptionIdentifier = &id
+	}
+	p.Properties.User = userProps(r.UserProperties)
+	return p, nil
+}
+
+func unsubscribePacket(r Unsubscribe) (*packets.Unsubscribe, error) {
+	if len(r.Topics) == 0 {
+		return nil, fmt.Errorf("%w: Unsubscribe without topics", ErrInvalidRequest)
+	}
+	for _, t := range r.Topics {
+		if err := state.ValidateTopicFilter(t); err != nil {
+			return nil, err
+		}
+	}
+	return &packets.Unsubscribe{Topics: r.Topics, Properties: &packets.Properties{User: userProps(r.UserProperties)}}, nil
+}
+
+func userProps(u []UserProperty) []packets.User {
+	if len(u) == 0 {
+		return nil
+	}
+	out := make([]packets.User, len(u))
+	for i, p := range u {
+		out[i] = packets.User{Key: p.Key, Value: p.Value}
+	}
+	return out
+}
+
+// toPacketProps converts properties for the wire; never nil.
+func toPacketProps(p *Properties) *packets.Properties {
+	out := &packets.Properties{}
+	if p == nil {
+		return out
+	}
+	if p.PayloadIsUTF8 {
+		one := byte(1)
+		out.PayloadFormat = &one
+	}
+	if p.MessageExpiry > 0 {
+		secs := uint32(p.MessageExpiry / time.Second)
+		out.MessageExpiry = &secs
+	}
+	out.ContentType = p.ContentType
+	out.ResponseTopic = p.ResponseTopic
+	out.CorrelationData = p.CorrelationData
+	out.User = userProps(p.User)
+	return out
+}
+
+// fromPacketProps converts received publish properties; nil when empty.
+func fromPacketProps(pp *packets.Properties) *Properties {
+	if pp == nil {
+		return nil
+	}
+	if pp.PayloadFormat == nil && pp.MessageExpiry == nil && pp.ContentType == "" &&
+		pp.ResponseTopic == "" && pp.CorrelationData == nil && len(pp.User) == 0 &&
+		pp.SubscriptionIdentifier == nil {
+		return nil
+	}
+	p := &Properties{
+		PayloadIsUTF8:   pp.PayloadFormat != nil && *pp.PayloadFormat == 1,
+		ContentType:     pp.ContentType,
+		ResponseTopic:   pp.ResponseTopic,
+		CorrelationData: pp.CorrelationData,
+	}
+	if pp.MessageExpiry != nil {
+		p.MessageExpiry = time.Duration(*pp.MessageExpiry) * time.Second
+	}
+	if pp.SubscriptionIdentifier != nil {
+		p.SubscriptionIDs = []int{*pp.SubscriptionIdentifier}
+	}
+	for _, u := range pp.User {
+		p.User = append(p.User, UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return p
+}
+
+func messageFrom(p *packets.Publish) Message {
+	return Message{
+		Topic:      p.Topic,
+		Payload:    p.Payload,
+		QoS:        p.QoS,
+		Retain:     p.Retain,
+		Duplicate:  p.Duplicate,
+		PacketID:   p.PacketID,
+		Properties: fromPacketProps(p.Properties),
+	}
+}
+
+// redact removes user info (and so any password) from a server URL.
+func redact(server string) string {
+	u, err := url.Parse(server)
+	if err != nil || u.User == nil {
+		return server
+	}
+	u.User = nil
+	return u.String()
+}
+
+// maxLoggedPayload caps the payload bytes in a debug record.
+const maxLoggedPayload = 64
+
+// logPacket writes a debug record for a packet. Passwords are never
+// logged; payloads are truncated.
+func (l *EventLoop) logPacket(dir string, p packets.Packet) {
+	attrs := []slog.Attr{slog.String("dir", dir)}
+	switch p := p.(type) {
+	case *packets.Connect:
+		attrs = append(attrs, slog.String("type", "CONNECT"), slog.String("client_id", p.ClientID),
+			slog.Int("keepalive", int(p.KeepAlive)), slog.Bool("clean_start", p.CleanStart),
+			slog.Bool("username", p.UsernameFlag), slog.Bool("password", p.PasswordFlag), slog.Bool("will", p.WillFlag))
+	case *packets.Connack:
+		attrs = append(attrs, slog.String("type", "CONNACK"), slog.Bool("session_present", p.SessionPresent),
+			slog.Int("reason", int(p.ReasonCode)))
+	case *packets.Publish:
+		payload := p.Payload
+		if len(payload) > maxLoggedPayload {
+			payload = payload[:maxLoggedPayload]
+		}
+		attrs = append(attrs, slog.String("type", "PUBLISH"), slog.String("topic", p.Topic),
+			slog.Int("qos", int(p.QoS)), slog.Int("id", int(p.PacketID)), slog.Bool("retain", p.Retain),
+			slog.Bool("dup", p.Duplicate), slog.Int("size", len(p.Payload)), slog.String("payload", fmt.Sprintf("%q", payload)))
+	case *packets.Puback:
+		attrs = append(attrs, slog.String("type", "PUBACK"), slog.Int("id", int(p.PacketID)), slog.Int("reason", int(p.ReasonCode)))
+	case *packets.Pubrec:
+		attrs = append(attrs, slog.String("type", "PUBREC"), slog.Int("id", int(p.PacketID)), slog.Int("reason", int(p.ReasonCode)))
+	case *packets.Pubrel:
+		attrs = append(attrs, slog.String("type", "PUBREL"), slog.Int("id", int(p.PacketID)), slog.Int("reason", int(p.ReasonCode)))
+	case *packets.Pubcomp:
+		attrs = append(attrs, slog.String("type", "PUBCOMP"), slog.Int("id", int(p.PacketID)), slog.Int("reason", int(p.ReasonCode)))
+	case *packets.Subscribe:
+		topics := make([]string, len(p.Subscriptions))
+		for i, s := range p.Subscriptions {
+			topics[i] = s.Topic
+		}
+		attrs = append(attrs, slog.String("type", "SUBSCRIBE"), slog.Int("id", int(p.PacketID)), slog.Any("filters", topics))
+	case *packets.Suback:
+		attrs = append(attrs, slog.String("type", "SUBACK"), slog.Int("id", int(p.PacketID)), slog.Any("reasons", p.Reasons))
+	case *packets.Unsubscribe:
+		attrs = append(attrs, slog.String("type", "UNSUBSCRIBE"), slog.Int("id", int(p.PacketID)), slog.Any("filters", p.Topics))
+	case *packets.Unsuback:
+		attrs = append(attrs, slog.String("type", "UNSUBACK"), slog.Int("id", int(p.PacketID)), slog.Any("reasons", p.Reasons))
+	case *packets.Pingreq:
+		attrs = append(attrs, slog.String("type", "PINGREQ"))
+	case *packets.Pingresp:
+		attrs = append(attrs, slog.String("type", "PINGRESP"))
+	case *packets.Disconnect:
+		attrs = append(attrs, slog.String("type", "DISCONNECT"), slog.Int("reason", int(p.ReasonCode)))
+	case *packets.Auth:
+		attrs = append(attrs, slog.String("type", "AUTH"), slog.Int("reason", int(p.ReasonCode)))
+	default:
+		attrs = append(attrs, slog.String("type", fmt.Sprintf("%T", p)))
+	}
+	attrs = append(attrs, slog.String("server", l.server))
+	l.log.LogAttrs(context.Background(), slog.LevelDebug, "mqtt packet", attrs...)
+}

@@ -1,0 +1,155 @@
+package eventloop
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mqttloop/mqttloop/netio"
+	"github.com/mqttloop/mqttloop/state"
+)
+
+// Errors that end a run. Next returns one of them (wrapped with detail)
+// after the run's last notification; test with errors.Is.
+var (
+	// ErrRequestsDone: the requests channel was closed and every request
+	// taken from it completed (each QoS 1/2 publish was acknowledged).
+	ErrRequestsDone = errors.New("mqttloop: requests channel closed and every request completed")
+	// ErrDisconnected: a Disconnect request ended the run; DISCONNECT was
+	// sent and the connection closed.
+	ErrDisconnected = errors.New("mqttloop: disconnected on request")
+	// ErrConnectionLost: the connection failed or was lost and the
+	// reconnect policy does not retry. The cause is wrapped too.
+	ErrConnectionLost = errors.New("mqttloop: connection lost")
+	// ErrStopped: the run's context was cancelled (the context's error is
+	// wrapped too, so errors.Is(err, context.Canceled) also holds) or
+	// Close was called.
+	ErrStopped = errors.New("mqttloop: run stopped")
+)
+
+// Causes of a lost connection, wrapped by ErrConnectionLost and carried by
+// the Disconnected notification.
+var (
+	// ErrKeepAliveTimeout: nothing arrived within the ping timeout after a
+	// PINGREQ; the connection is presumed dead (half-open).
+	ErrKeepAliveTimeout = errors.New("mqttloop: no answer to PINGREQ within the ping timeout")
+	// ErrProtocol: the broker broke the protocol (an ack for an unknown
+	// packet id, an unexpected packet, ...).
+	ErrProtocol = state.ErrProtocol
+	// ErrMalformedPacket: the broker sent bytes that are not a valid MQTT
+	// packet.
+	ErrMalformedPacket = netio.ErrMalformedPacket
+	// ErrPacketTooLarge: a packet exceeds the maximum packet size — an
+	// incoming one ours (the connection ends), or an outgoing one the
+	// broker's (the request fails, the loop goes on).
+	ErrPacketTooLarge = netio.ErrPacketTooLarge
+	// ErrConnectRefused: the broker refused the connection in CONNACK; a
+	// *ReasonCodeError carries the reason code.
+	ErrConnectRefused = errors.New("mqttloop: connection refused by the broker")
+	// ErrBrokerDisconnect: the broker sent DISCONNECT; a *ReasonCodeError
+	// carries the reason code.
+	ErrBrokerDisconnect = errors.New("mqttloop: broker sent DISCONNECT")
+)
+
+// Errors of requests and options. A request that fails is reported by a
+// RequestFailed notification and the loop goes on.
+var (
+	// ErrInvalidTopic: a topic name or filter breaks the MQTT rules.
+	ErrInvalidTopic = state.ErrInvalidTopic
+	// ErrInvalidQoS: a QoS outside 0-2.
+	ErrInvalidQoS = state.ErrInvalidQoS
+	// ErrNotSupported: the broker said in CONNACK that it does not support
+	// what the request needs (retained messages, this QoS).
+	ErrNotSupported = state.ErrNotSupported
+	// ErrUnknownPacketID: an Ack for a message that awaits none.
+	ErrUnknownPacketID = state.ErrUnknownPacketID
+	// ErrInvalidRequest: a request the loop does not know, or an empty one.
+	ErrInvalidRequest = errors.New("mqttloop: invalid request")
+	// ErrInvalidOptions: New refused the options.
+	ErrInvalidOptions = errors.New("mqttloop: invalid options")
+	// ErrUnsupportedScheme: a server URL with a scheme no transport serves.
+	ErrUnsupportedScheme = netio.ErrUnsupportedScheme
+	// ErrRefusedByBroker: the broker answered a request with a failure
+	// reason code; a *ReasonCodeError carries it.
+	ErrRefusedByBroker = errors.New("mqttloop: refused by the broker")
+)
+
+// ReasonCodeError is an MQTT reason code of 0x80 or more sent by the broker,
+// with the packet that carried it. It unwraps to ErrConnectRefused (CONNACK),
+// ErrBrokerDisconnect (DISCONNECT) or ErrRefusedByBroker (acks).
+type ReasonCodeError struct {
+	Packet       string // "CONNACK", "DISCONNECT", "PUBACK", "PUBREC", "SUBACK", ...
+	Code         byte
+	ReasonString string // the broker's Reason String property, if any
+}
+
+// Error describes the code.
+func (e *ReasonCodeError) Error() string {
+	s := fmt.Sprintf("mqttloop: %s reason code 0x%02X (%s)", e.Packet, e.Code, ReasonCodeName(e.Code))
+	if e.ReasonString != "" {
+		s += ": " + e.ReasonString
+	}
+	return s
+}
+
+// Unwrap returns the sentinel for the packet kind.
+func (e *ReasonCodeError) Unwrap() error {
+	switch e.Packet {
+	case "CONNACK":
+		return ErrConnectRefused
+	case "DISCONNECT":
+		return ErrBrokerDisconnect
+	}
+	return ErrRefusedByBroker
+}
+
+// ReasonCodeName returns the MQTT 5 name of a reason code.
+func ReasonCodeName(code byte) string {
+	if n, ok := reasonNames[code]; ok {
+		return n
+	}
+	return "unknown reason code"
+}
+
+var reasonNames = map[byte]string{
+	0x00: "success",
+	0x01: "granted QoS 1",
+	0x02: "granted QoS 2",
+	0x04: "disconnect with will message",
+	0x10: "no matching subscribers",
+	0x11: "no subscription existed",
+	0x80: "unspecified error",
+	0x81: "malformed packet",
+	0x82: "protocol error",
+	0x83: "implementation specific error",
+	0x84: "unsupported protocol version",
+	0x85: "client identifier not valid",
+	0x86: "bad user name or password",
+	0x87: "not authorized",
+	0x88: "server unavailable",
+	0x89: "server busy",
+	0x8A: "banned",
+	0x8B: "server shutting down",
+	0x8C: "bad authentication method",
+	0x8D: "keep alive timeout",
+	0x8E: "session taken over",
+	0x8F: "topic filter invalid",
+	0x90: "topic name invalid",
+	0x91: "packet identifier in use",
+	0x92: "packet identifier not found",
+	0x93: "receive maximum exceeded",
+	0x94: "topic alias invalid",
+	0x95: "packet too large",
+	0x96: "message rate too high",
+	0x97: "quota exceeded",
+	0x98: "administrative action",
+	0x99: "payload format invalid",
+	0x9A: "retain not supported",
+	0x9B: "QoS not supported",
+	0x9C: "use another server",
+	0x9D: "server moved",
+	0x9E: "shared subscriptions not supported",
+	0x9F: "connection rate exceeded",
+	0xA0: "maximum connect time",
+	0xA1: "subscription identifiers not supported",
+	0xA2: "wildcard subscriptions not supported",
+}

@@ -1,0 +1,662 @@
+// Package eventloop is an MQTT 5 client whose whole connection lifecycle is
+// one event loop running on the caller's goroutine.
+//
+//	loop, err := eventloop.New(eventloop.Options{Servers: []string{"mqtt://127.0.0.1:1883"}})
+//	events := loop.Run(ctx, requests) // requests: any <-chan eventloop.Request
+//	for {
+//		ev, err := events.Next() // all protocol work happens in here
+//		if err != nil {
+//			break // the run ended; err says why
+//		}
+//		// handle ev: Connected, Message, Published, ...
+//	}
+//	saved := loop.State() // the session, for the next run or loop
+//
+// The loop starts no goroutines. It makes progress only inside Next: it
+// reads and handles what the broker sent, takes requests from the channel
+// while its window has room, writes, keeps the connection alive, and waits
+// (on the socket, the channel, the context and its timers) when there is
+// nothing to do. Not calling Next is backpressure: nothing is read.
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/keepalive"
+	"github.com/mqttloop/mqttloop/netio"
+	"github.com/mqttloop/mqttloop/state"
+)
+
+// Tuning of one loop iteration.
+const (
+	// requestBatch caps requests taken per iteration, so reading the
+	// socket is never starved by a fast producer.
+	requestBatch = 256
+	// flushThreshold flushes mid-iteration when this much is buffered.
+	flushThreshold = 64 << 10
+	// pollSlice bounds one park in the runtime's poller while a reply is
+	// expected: after it the loop waits with select, which also watches
+	// the context and the requests channel.
+	pollSlice = 2 * time.Millisecond
+	// farFuture stands for "no timer".
+	farFuture = 24 * time.Hour
+	// closeWriteTimeout bounds the farewell DISCONNECT.
+	closeWriteTimeout = time.Second
+)
+
+type phase int
+
+const (
+	phaseDisconnected phase = iota
+	phaseConnected
+	phaseEnded
+)
+
+// EventLoop is an MQTT client connection lifecycle driven by Next. Create
+// one with New, start a run with Run. An EventLoop is used from one
+// goroutine at a time (the one calling Next); only Close and Resume may be
+// called from others.
+type EventLoop struct {
+	opts Options
+	st   *state.MqttState
+	log  *slog.Logger
+	dbg  bool
+
+	// per run
+	ctx      context.Context
+	requests <-chan Request
+	reqOpen  bool // the channel may still deliver requests
+	reqDone  bool // the channel was closed: end the run once idle
+	phase    phase
+	endErr   error
+	events   []Notification
+	evHead   int
+	timer    *time.Timer
+	paused   bool
+	resume   atomic.Bool
+	wake     chan struct{}
+	closed   atomic.Bool
+
+	// per connection
+	conn        netio.Conn
+	server      string
+	rd          *netio.Reader
+	wr          *netio.Writer
+	ka          *keepalive.Timer
+	connects    int // successful CONNACKs in this loop
+	assignedID  string
+	pollMissed  bool  // the last park in the poller timed out
+	pendingRead error // a read error seen while waiting, handled next step
+}
+
+// New checks the options and returns a loop ready to Run. It does not
+// connect.
+func New(opts Options) (*EventLoop, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg := state.Config{MaxInflight: o.MaxInflight, ManualAcks: o.ManualAcks}
+	st := o.Session
+	if st == nil {
+		st = state.New(cfg)
+	} else {
+		st.SetConfig(cfg)
+	}
+	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1)}
+	if l.log != nil {
+		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
+	}
+	return l, nil
+}
+
+// State returns the session: publishes in flight, requests accepted and not
+// yet sent, incoming QoS 2 ids awaiting PUBREL, subscriptions. Pass it as
+// Options.Session to continue it in another loop, or call Run again. Do not
+// use it while a run is in progress.
+func (l *EventLoop) State() *state.MqttState { return l.st }
+
+// Events is one run of an EventLoop. Call Next until it returns an error.
+type Events struct{ l *EventLoop }
+
+// Run starts a run: the loop connects, takes requests from requests (any
+// channel; nil means none; closing it ends the run once every request taken
+// from it has completed) and reports what happens through Next. Run itself
+// does nothing else and starts no goroutine. A loop whose run ended may Run
+// again to continue the session.
+func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
+	l.ctx = ctx
+	l.requests = requests
+	l.reqOpen = requests != nil
+	l.reqDone = false
+	l.phase = phaseDisconnected
+	l.endErr = nil
+	l.events = l.events[:0]
+	l.evHead = 0
+	l.paused = false
+	l.closed.Store(false)
+	if l.timer == nil {
+		l.timer = time.NewTimer(farFuture)
+	}
+	return &Events{l: l}
+}
+
+// Next returns the next notification, doing the loop's work until there is
+// one. It returns a nil notification and an error when the run has ended:
+// ErrRequestsDone, ErrDisconnected, ErrStopped or ErrConnectionLost, each
+// wrapped with detail (test with errors.Is). Every call after that returns
+// the same error.
+func (e *Events) Next() (Notification, error) { return e.l.next() }
+
+// All iterates over the run's notifications. The last pair carries the
+// error that ended the run (and a nil notification); breaking out of the
+// loop early leaves the run open: call Next again, or Close.
+func (e *Events) All() iter.Seq2[Notification, error] {
+	return func(yield func(Notification, error) bool) {
+		for {
+			n, err := e.Next()
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(n, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Close ends the run at once: the connection is closed without DISCONNECT
+// (the broker publishes the will, if any), and the next call to Next returns
+// ErrStopped. Safe to call from any goroutine and more than once.
+func (l *EventLoop) Close() error {
+	l.closed.Store(true)
+	if c := l.conn; c != nil {
+		c.Close()
+	}
+	l.poke()
+	return nil
+}
+
+// Resume undoes a Pause from outside the requests channel (e.g. when the
+// channel is no longer read because MaxQueued requests wait). Safe to call
+// from any goroutine.
+func (l *EventLoop) Resume() {
+	l.resume.Store(true)
+	l.poke()
+}
+
+// Ack acknowledges an incoming message in manual-ack mode, like sending
+// m.Ack() as a request but without going through the channel. Call it only
+// from the goroutine that calls Next, between calls.
+func (l *EventLoop) Ack(m Message) error {
+	return l.ack(Ack{PacketID: m.PacketID, QoS: m.QoS})
+}
+
+func (l *EventLoop) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *EventLoop) next() (Notification, error) {
+	for {
+		if l.evHead < len(l.events) {
+			n := l.events[l.evHead]
+			l.events[l.evHead] = nil
+			l.evHead++
+			if l.evHead == len(l.events) {
+				l.events = l.events[:0]
+				l.evHead = 0
+			}
+			return n, nil
+		}
+		if l.phase == phaseEnded {
+			return nil, l.endErr
+		}
+		if l.ctx == nil {
+			return nil, fmt.Errorf("%w: Next before Run", ErrInvalidRequest)
+		}
+		if l.checkStop() {
+			continue
+		}
+		switch l.phase {
+		case phaseDisconnected:
+			l.connect()
+		case phaseConnected:
+			l.step()
+		}
+	}
+}
+
+func (l *EventLoop) emit(n Notification) { l.events = append(l.events, n) }
+
+// checkStop ends the run if its context was cancelled or Close was called.
+func (l *EventLoop) checkStop() bool {
+	if l.closed.Load() {
+		l.closeConn()
+		l.end(ErrStopped, ErrStopped)
+		return true
+	}
+	if err := l.ctx.Err(); err != nil {
+		cause := fmt.Errorf("%w: %w", ErrStopped, context.Cause(l.ctx))
+		if l.phase == phaseConnected {
+			l.farewell(packets.DisconnectNormalDisconnection, nil)
+		}
+		l.closeConn()
+		l.end(cause, cause)
+		return true
+	}
+	return false
+}
+
+// end finishes the run: a Disconnected notification (when a connection
+// was up or attempted), then err from Next.
+func (l *EventLoop) end(notify error, err error) {
+	if notify != nil && l.connects > 0 {
+		l.emit(Disconnected{Err: notify})
+	}
+	l.phase = phaseEnded
+	l.endErr = err
+	l.timer.Stop()
+}
+
+// lost handles a connection that failed or broke.
+func (l *EventLoop) lost(cause error) {
+	l.closeConn()
+	l.emit(Disconnected{Err: cause})
+	// Reconnect policies other than Never arrive with the sessions work;
+	// until then every policy ends the run here.
+	l.phase = phaseEnded
+	l.endErr = fmt.Errorf("%w: %w", ErrConnectionLost, cause)
+	l.timer.Stop()
+}
+
+func (l *EventLoop) closeConn() {
+	if l.conn != nil {
+		l.conn.Disarm()
+		l.conn.Close()
+		l.conn = nil
+	}
+	if l.phase == phaseConnected {
+		l.phase = phaseDisconnected
+	}
+}
+
+// farewell sends DISCONNECT, best effort, with a short deadline.
+func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
+	if l.conn == nil {
+		return
+	}
+	d := &packets.Disconnect{ReasonCode: reason, Properties: &packets.Properties{}}
+	if expiry != nil {
+		secs := uint32(*expiry / time.Second)
+		d.Properties.SessionExpiryInterval = &secs
+	}
+	if l.write(d) == nil {
+		_ = l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout))
+	}
+}
+
+// step is one iteration of a connected loop: read and handle, take and
+// send requests, keep alive, flush, and wait if nothing happened.
+func (l *EventLoop) step() {
+	progress := false
+	n, readErr := l.rd.FillNow(l.conn)
+	if l.pendingRead != nil {
+		readErr, l.pendingRead = l.pendingRead, nil
+	}
+	if n > 0 {
+		progress = true
+	}
+	now := time.Now()
+	if !l.handleBuffered(now) {
+		return
+	}
+	if readErr != nil {
+		l.lost(fmt.Errorf("reading from %s: %w", l.server, readErr))
+		return
+	}
+	if l.takeRequests() {
+		progress = true
+	}
+	if l.phase != phaseConnected {
+		return
+	}
+	if l.sendQueued() {
+		progress = true
+	}
+	if l.phase != phaseConnected {
+		return
+	}
+	switch act, _ := l.ka.Check(now); act {
+	case keepalive.SendPing:
+		if l.write(&packets.Pingreq{}) != nil {
+			return
+		}
+		l.ka.PingSent(now)
+	case keepalive.Dead:
+		l.lost(ErrKeepAliveTimeout)
+		return
+	}
+	if !l.flush(now) {
+		return
+	}
+	if l.reqDone && l.st.Idle() {
+		l.farewell(packets.DisconnectNormalDisconnection, nil)
+		l.closeConn()
+		l.end(ErrRequestsDone, ErrRequestsDone)
+		return
+	}
+	if progress || l.evHead < len(l.events) {
+		return
+	}
+	l.wait(now)
+}
+
+// handleBuffered handles every complete packet in the read buffer.
+// It returns false if the connection ended.
+func (l *EventLoop) handleBuffered(now time.Time) bool {
+	got := false
+	for {
+		cp, err := l.rd.Next()
+		if err != nil {
+			l.lost(fmt.Errorf("from %s: %w", l.server, err))
+			return false
+		}
+		if cp == nil {
+			break
+		}
+		got = true
+		if l.dbg {
+			l.logPacket("in", cp.Content)
+		}
+		if !l.handle(cp) {
+			return false
+		}
+	}
+	if got {
+		l.ka.Received(now)
+	}
+	return true
+}
+
+// handle applies one packet from the broker.
+func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
+	ev, reply, err := l.st.HandleIncoming(cp)
+	if err != nil {
+		l.lost(err)
+		return false
+	}
+	if reply != nil {
+		if l.write(reply) != nil {
+			return false
+		}
+	}
+	switch ev := ev.(type) {
+	case nil:
+	case state.Delivered:
+		l.emit(messageFrom(ev.Publish))
+	case state.PublishDone:
+		l.emit(publishedFrom(ev))
+	case state.SubscribeDone:
+		req, _ := ev.Tag.(Subscribe)
+		l.emit(Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons})
+	case state.UnsubscribeDone:
+		req, _ := ev.Tag.(Unsubscribe)
+		l.emit(Unsubscribed{Request: req, ReasonCodes: ev.Unsuback.Reasons})
+	case state.BrokerDisconnect:
+		d := ev.Disconnect
+		rerr := &ReasonCodeError{Packet: "DISCONNECT", Code: d.ReasonCode}
+		if d.Properties != nil {
+			rerr.ReasonString = d.Properties.ReasonString
+		}
+		l.lost(rerr)
+		return false
+	}
+	return true
+}
+
+func publishedFrom(ev state.PublishDone) Published {
+	req, _ := ev.Tag.(Publish)
+	p := Published{Request: req, ReasonCode: ev.ReasonCode}
+	if ev.ReasonCode >= 0x80 {
+		rerr := &ReasonCodeError{Packet: "PUBACK", Code: ev.ReasonCode}
+		if ev.Publish.QoS == 2 {
+			rerr.Packet = "PUBREC"
+		}
+		if ev.Properties != nil {
+			rerr.ReasonString = ev.Properties.ReasonString
+		}
+		p.Err = rerr
+	}
+	return p
+}
+
+// canTake reports whether the loop may take a request from the channel.
+func (l *EventLoop) canTake() bool {
+	return l.reqOpen && l.st.Queued() < l.opts.MaxQueued
+}
+
+// takeRequests takes requests from the channel without blocking.
+func (l *EventLoop) takeRequests() bool {
+	took := false
+	for i := 0; i < requestBatch && l.canTake() && l.phase == phaseConnected; i++ {
+		select {
+		case r, ok := <-l.requests:
+			took = true
+			if !ok {
+				l.reqOpen, l.reqDone = false, true
+				return took
+			}
+			l.accept(r)
+		default:
+			return took
+		}
+	}
+	return took
+}
+
+// accept validates a request and queues it, or acts on it at once.
+func (l *EventLoop) accept(r Request) {
+	switch r := r.(type) {
+	case Publish:
+		pkt, err := publishPacket(r)
+		if err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+			return
+		}
+		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+	case Subscribe:
+		pkt, err := subscribePacket(r)
+		if err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+			return
+		}
+		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+	case Unsubscribe:
+		pkt, err := unsubscribePacket(r)
+		if err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+			return
+		}
+		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+	case Ack:
+		if err := l.ack(r); err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+		}
+	case Disconnect:
+		l.farewell(r.ReasonCode, r.SessionExpiry)
+		l.closeConn()
+		l.end(ErrDisconnected, ErrDisconnected)
+	case Pause:
+		l.paused = true
+	case Resume:
+		l.paused = false
+	default:
+		l.emit(RequestFailed{Request: r, Err: fmt.Errorf("%w: %T", ErrInvalidRequest, r)})
+	}
+}
+
+func (l *EventLoop) ack(a Ack) error {
+	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode)
+	if err != nil {
+		return err
+	}
+	if l.conn == nil {
+		return nil
+	}
+	return l.write(pkt)
+}
+
+// sendQueued writes queued requests while the window allows.
+func (l *EventLoop) sendQueued() bool {
+	if l.resume.Swap(false) {
+		l.paused = false
+	}
+	if l.paused {
+		return false
+	}
+	sent := false
+	for i := 0; i < requestBatch; i++ {
+		p, pkt, ok, err := l.st.NextToSend()
+		if !ok {
+			if err != nil {
+				// Out of packet ids: wait for acks to free some.
+				return sent
+			}
+			return sent
+		}
+		sent = true
+		if err != nil {
+			l.emit(RequestFailed{Request: requestOf(p), Err: err})
+			continue
+		}
+		if err := l.write(pkt); err != nil {
+			if errors.Is(err, netio.ErrPacketTooLarge) {
+				l.st.Abandon(pkt)
+				l.emit(RequestFailed{Request: requestOf(p), Err: err})
+				continue
+			}
+			return sent
+		}
+	}
+	return sent
+}
+
+func requestOf(p state.Pending) Request {
+	if r, ok := p.Tag.(Request); ok {
+		return r
+	}
+	return nil
+}
+
+// write encodes a packet into the write buffer, flushing when it is large.
+// An error other than ErrPacketTooLarge has already ended the connection.
+func (l *EventLoop) write(p packets.Packet) error {
+	if err := l.wr.Append(p); err != nil {
+		if errors.Is(err, netio.ErrPacketTooLarge) {
+			return err
+		}
+		l.lost(fmt.Errorf("encoding %T: %w", p, err))
+		return err
+	}
+	if l.dbg {
+		l.logPacket("out", p)
+	}
+	if l.wr.Buffered() >= flushThreshold {
+		if !l.flush(time.Now()) {
+			return ErrConnectionLost
+		}
+	}
+	return nil
+}
+
+// flush writes the buffered packets. It returns false if the connection
+// ended.
+func (l *EventLoop) flush(now time.Time) bool {
+	if l.wr.Buffered() == 0 || l.conn == nil {
+		return l.conn != nil
+	}
+	if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
+		l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
+		return false
+	}
+	l.ka.Sent(now)
+	return true
+}
+
+// wait blocks until something may have happened: bytes from the broker, a
+// request, a timer, the context, or a wake-up from Close/Resume.
+//
+// When a reply is expected soon and no request can be taken right now, the
+// loop parks in the runtime's poller for a short slice: that is the fast
+// path for request/acknowledge round trips. Otherwise it arms the
+// connection's readiness channel and selects over everything.
+func (l *EventLoop) wait(now time.Time) {
+	deadline := now.Add(farFuture)
+	if _, due := l.ka.Check(now); !due.IsZero() {
+		deadline = due
+	}
+	canTake := l.canTake()
+	expectReply := l.st.Outstanding() > 0 || l.ka.PingOutstanding()
+	if expectReply && !l.pollMissed && (!canTake || len(l.requests) == 0) {
+		until := deadline
+		if s := now.Add(pollSlice); s.Before(until) {
+			until = s
+		}
+		_, err := l.rd.FillWait(l.conn, until)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			l.pollMissed = true
+		default:
+			l.pendingRead = err
+		}
+		return
+	}
+	l.pollMissed = false
+
+	ready, err := l.conn.Arm()
+	if err != nil {
+		l.lost(fmt.Errorf("arming readiness on %s: %w", l.server, err))
+		return
+	}
+	// A byte that arrived before arming may not signal: look once more.
+	if n, err := l.rd.FillNow(l.conn); n > 0 || err != nil {
+		l.conn.Disarm()
+		l.pendingRead = err
+		return
+	}
+	var reqs <-chan Request
+	if canTake {
+		reqs = l.requests
+	}
+	l.timer.Reset(deadline.Sub(now))
+	select {
+	case r, ok := <-reqs:
+		if !ok {
+			l.reqOpen, l.reqDone = false, true
+		} else {
+			l.accept(r)
+		}
+	case <-ready.Signal:
+	case <-ready.Tick:
+	case <-l.ctx.Done():
+	case <-l.timer.C:
+	case <-l.wake:
+	}
+	if l.conn != nil {
+		l.conn.Disarm()
+	}
+}

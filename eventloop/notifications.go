@@ -1,0 +1,108 @@
+package eventloop
+
+import (
+	"time"
+)
+
+// Notification is what Next returns: Connected, Message, Published,
+// Subscribed, Unsubscribed, RequestFailed or Disconnected.
+type Notification interface{ isNotification() }
+
+// Connected: the broker accepted the connection (CONNACK with success).
+type Connected struct {
+	Server         string // the server URL connected to (without user info)
+	Transport      string // "tcp", "unix", ...
+	SessionPresent bool   // the broker kept a session for this client id
+	// AssignedClientID is the client id the broker assigned when
+	// Options.ClientID was empty.
+	AssignedClientID string
+	KeepAlive        time.Duration // the keepalive in force (the broker may override)
+	ReceiveMaximum   uint16        // QoS 1/2 publishes the broker accepts in flight
+	// MaximumPacketSize is the largest packet the broker accepts (0: no
+	// limit announced).
+	MaximumPacketSize uint32
+	MaximumQoS        byte
+	RetainAvailable   bool
+	// Replayed counts packets resent because the broker kept the session;
+	// Requeued counts requests sent again as new because it did not.
+	Replayed, Requeued int
+}
+
+// Message is an application message from the broker. With
+// Options.ManualAcks, QoS 1 and 2 messages must be acknowledged with
+// m.Ack() (sent as a request) or EventLoop.Ack.
+type Message struct {
+	Topic      string
+	Payload    []byte // owned by the receiver: safe to keep
+	QoS        byte
+	Retain     bool
+	Duplicate  bool
+	PacketID   uint16
+	Properties *Properties // nil when the message had none
+}
+
+// Ack returns the request acknowledging m (for Options.ManualAcks).
+func (m Message) Ack() Ack { return Ack{PacketID: m.PacketID, QoS: m.QoS} }
+
+// Published: a QoS 1 or 2 publish completed (PUBACK, PUBCOMP, or PUBREC
+// with a failure code). Request is the Publish as the user sent it.
+type Published struct {
+	Request    Publish
+	ReasonCode byte
+	// Err is non-nil when the broker refused the message (a
+	// *ReasonCodeError, reason code ≥ 0x80).
+	Err error
+}
+
+// Subscribed: the broker answered a Subscribe. ReasonCodes has one entry
+// per filter: the granted QoS (0-2), or a failure code ≥ 0x80.
+type Subscribed struct {
+	Request     Subscribe
+	ReasonCodes []byte
+}
+
+// Err returns a *ReasonCodeError for the first refused filter, or nil when
+// every filter was granted.
+func (s Subscribed) Err() error { return firstFailure("SUBACK", s.ReasonCodes) }
+
+// Unsubscribed: the broker answered an Unsubscribe. ReasonCodes has one
+// entry per topic (MQTT 5).
+type Unsubscribed struct {
+	Request     Unsubscribe
+	ReasonCodes []byte
+}
+
+// Err returns a *ReasonCodeError for the first failed topic, or nil.
+func (u Unsubscribed) Err() error { return firstFailure("UNSUBACK", u.ReasonCodes) }
+
+// RequestFailed: a request was refused before anything was sent (invalid
+// topic or QoS, too large for the broker, unknown packet id in an Ack, ...).
+// The loop goes on.
+type RequestFailed struct {
+	Request Request
+	Err     error
+}
+
+// Disconnected: the connection ended. Err says why (ErrDisconnected,
+// ErrStopped, ErrKeepAliveTimeout, a *ReasonCodeError for a broker
+// DISCONNECT, a network error, ...).
+type Disconnected struct {
+	Err error
+}
+
+func (Connected) isNotification()     {}
+func (Message) isNotification()       {}
+func (Published) isNotification()     {}
+func (Subscribed) isNotification()    {}
+func (Unsubscribed) isNotification()  {}
+func (RequestFailed) isNotification() {}
+func (Disconnected) isNotification()  {}
+
+func firstFailure(packet string, codes []byte) error {
+	for _, c := range codes {
+		if c >= 0x80 {
+			return &ReasonCodeError{Packet: packet, Code: c}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package eventloop
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/mqttloop/mqttloop/netio"
+	"github.com/mqttloop/mqttloop/reconnect"
+	"github.com/mqttloop/mqttloop/state"
+)
+
+// Options configure an EventLoop. Only Servers is required.
+type Options struct {
+	// Servers are broker URLs: mqtt://host[:1883] (tcp:// is an alias) or
+	// unix:///path/to.sock.
+	Servers []string
+	// ClientID identifies the session to the broker. Empty lets the broker
+	// assign one (reported in Connected), which is only allowed for a
+	// session that does not outlive the connection (SessionExpiry 0).
+	ClientID string
+	// Username and Password authenticate; Password never appears in logs
+	// or errors.
+	Username string
+	Password []byte
+
+	// KeepAlive is the MQTT keepalive (default 60 s; a negative value
+	// disables it). The broker may override it in CONNACK.
+	KeepAlive time.Duration
+	// PingTimeout is how long the loop waits for any packet after a
+	// PINGREQ before it declares the connection dead (default: 10 s, or
+	// KeepAlive if that is shorter).
+	PingTimeout time.Duration
+	// ConnectTimeout covers dialing and waiting for CONNACK (default 30 s).
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds a blocked write to the broker (default 30 s).
+	WriteTimeout time.Duration
+
+	// CleanStart asks the broker to discard any session it holds for
+	// ClientID at the first connection of this loop.
+	CleanStart bool
+	// SessionExpiry is how long the broker keeps the session after the
+	// connection ends (whole seconds; 0: it ends with the connection;
+	// SessionNeverExpires: never).
+	SessionExpiry time.Duration
+
+	// Will is the message the broker publishes if the client vanishes.
+	Will *Will
+
+	// MaxInflight caps QoS 1/2 publishes awaiting acknowledgement (default
+	// 100); the broker's Receive Maximum lowers it further.
+	MaxInflight int
+	// MaxQueued caps requests taken from the channel but not yet sent
+	// (default 256). At the cap the loop stops reading the channel:
+	// backpressure, never a drop.
+	MaxQueued int
+	// MaxPacketSize is the largest packet the loop accepts from the broker
+	// (default 16 MiB), announced in CONNECT. A larger one ends the
+	// connection before any memory is allocated for it.
+	MaxPacketSize uint32
+	// ManualAcks: incoming QoS 1/2 messages are acknowledged only when the
+	// user sends Message.Ack() (or calls EventLoop.Ack).
+	ManualAcks bool
+
+	// Reconnect says which connection failures are retried (default
+	// reconnect.Never).
+	Reconnect reconnect.Policy
+
+	// Session continues a session from an earlier run or loop
+	// (EventLoop.State). Nil starts a new one.
+	Session *state.MqttState
+
+	// Logger receives debug records of every packet in and out (never
+	// passwords; payloads truncated). Nil logs nothing.
+	Logger *slog.Logger
+}
+
+// Will is the will message of a connection.
+type Will struct {
+	Topic      string
+	Payload    []byte
+	QoS        byte
+	Retain     bool
+	Delay      time.Duration // MQTT 5 Will Delay Interval, whole seconds
+	Properties *Properties
+}
+
+// SessionNeverExpires as Options.SessionExpiry keeps the session forever.
+const SessionNeverExpires = time.Duration(math.MaxUint32) * time.Second
+
+// Defaults applied by New.
+const (
+	DefaultKeepAlive      = 60 * time.Second
+	DefaultPingTimeout    = 10 * time.Second
+	DefaultConnectTimeout = 30 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultMaxInflight    = 100
+	DefaultMaxQueued      = 256
+	DefaultMaxPacketSize  = 16 << 20
+)
+
+// withDefaults validates o and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(format string, args ...any) (Options, error) {
+		return o, fmt.Errorf("%w: %s", ErrInvalidOptions, fmt.Sprintf(format, args...))
+	}
+	if len(o.Servers) == 0 {
+		return bad("no server given")
+	}
+	for _, s := range o.Servers {
+		if _, err := netio.ParseServer(s); err != nil {
+			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	switch {
+	case o.KeepAlive == 0:
+		o.KeepAlive = DefaultKeepAlive
+	case o.KeepAlive < 0:
+		o.KeepAlive = 0
+	case o.KeepAlive > 65535*time.Second:
+		return bad("keepalive %v is over 65535 s", o.KeepAlive)
+	case o.KeepAlive < time.Second:
+		return bad("keepalive %v is under one second", o.KeepAlive)
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = DefaultPingTimeout
+		if o.KeepAlive > 0 && o.KeepAlive < o.PingTimeout {
+			o.PingTimeout = o.KeepAlive
+		}
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.SessionExpiry < 0 || o.SessionExpiry > SessionNeverExpires {
+		return bad("session expiry %v out of range", o.SessionExpiry)
+	}
+	if o.SessionExpiry > 0 && o.ClientID == "" {
+		return bad("a session that outlives the connection (SessionExpiry %v) needs a ClientID", o.SessionExpiry)
+	}
+	if len(o.ClientID) > 65535 {
+		return bad("client id longer than 65535 bytes")
+	}
+	if w := o.Will; w != nil {
+		if err := state.ValidateTopicName(w.Topic); err != nil {
+			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
+		}
+		if err := state.ValidateQoS(w.QoS); err != nil {
+			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
+		}
+	}
+	switch {
+	case o.MaxInflight == 0:
+		o.MaxInflight = DefaultMaxInflight
+	case o.MaxInflight < 0 || o.MaxInflight > 65535:
+		return bad("MaxInflight %d out of range 1-65535", o.MaxInflight)
+	}
+	switch {
+	case o.MaxQueued == 0:
+		o.MaxQueued = DefaultMaxQueued
+	case o.MaxQueued < 0:
+		return bad("MaxQueued %d is negative", o.MaxQueued)
+	}
+	if o.MaxPacketSize == 0 {
+		o.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if !o.Reconnect.Valid() {
+		return bad("unknown reconnect policy %v", o.Reconnect)
+	}
+	return o, nil
+}

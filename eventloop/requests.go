@@ -1,0 +1,108 @@
+package eventloop
+
+import (
+	"time"
+)
+
+// Request is something the user asks the loop to do: Publish, Subscribe,
+// Unsubscribe, Ack, Disconnect, Pause or Resume. Send requests on the
+// channel given to Run.
+type Request interface{ isRequest() }
+
+// Publish sends an application message. With QoS 1 or 2 the loop reports
+// the broker's final acknowledgement as a Published notification carrying
+// this value, Tag included, so it can be correlated.
+type Publish struct {
+	Topic      string
+	Payload    []byte
+	QoS        byte
+	Retain     bool
+	Properties *Properties // MQTT 5 publish properties, optional
+	// Tag is yours: the loop hands it back unchanged in Published and
+	// RequestFailed.
+	Tag any
+}
+
+// Subscribe subscribes to one or more topic filters in one SUBSCRIBE. The
+// SUBACK is reported as a Subscribed notification.
+type Subscribe struct {
+	Filters []Filter
+	// SubscriptionID, if non-zero, is the MQTT 5 Subscription Identifier:
+	// messages matching these filters carry it.
+	SubscriptionID int
+	UserProperties []UserProperty
+	Tag            any
+}
+
+// Filter is one topic filter of a Subscribe with its options.
+type Filter struct {
+	Topic             string
+	QoS               byte // maximum QoS to receive messages at
+	NoLocal           bool // do not receive own publishes
+	RetainAsPublished bool // keep the retain flag as published
+	RetainHandling    byte // 0 send retained on subscribe, 1 only if new, 2 never
+}
+
+// Unsubscribe removes topic filters. The UNSUBACK is reported as an
+// Unsubscribed notification.
+type Unsubscribe struct {
+	Topics         []string
+	UserProperties []UserProperty
+	Tag            any
+}
+
+// Ack acknowledges an incoming QoS 1 or 2 message when Options.ManualAcks
+// is set. Make one with Message.Ack. Acks may be sent in any order. The
+// loop reads acks even while its outgoing window is full; for acking
+// without the channel, see EventLoop.Ack.
+type Ack struct {
+	PacketID   uint16
+	QoS        byte
+	ReasonCode byte // 0 (success) unless the message is refused (≥ 0x80)
+}
+
+// Disconnect sends DISCONNECT with ReasonCode (0: normal; 0x04: ask the
+// broker to publish the will message), closes the connection and ends the
+// run with ErrDisconnected. Requests still queued or in flight stay in the
+// session (EventLoop.State).
+type Disconnect struct {
+	ReasonCode byte
+	// SessionExpiry, if not nil, changes the session expiry interval on
+	// DISCONNECT (MQTT 5 allows this only when it was non-zero at CONNECT).
+	SessionExpiry *time.Duration
+}
+
+// Pause stops sending queued publishes, subscribes and unsubscribes until
+// Resume; keepalive, incoming messages and acks go on. While paused the
+// loop still reads the requests channel (so a Resume can arrive) until
+// Options.MaxQueued requests are waiting; EventLoop.Resume resumes from
+// outside the channel.
+type Pause struct{}
+
+// Resume undoes Pause.
+type Resume struct{}
+
+func (Publish) isRequest()     {}
+func (Subscribe) isRequest()   {}
+func (Unsubscribe) isRequest() {}
+func (Ack) isRequest()         {}
+func (Disconnect) isRequest()  {}
+func (Pause) isRequest()       {}
+func (Resume) isRequest()      {}
+
+// Properties are the MQTT 5 properties of an application message, outgoing
+// (Publish) and incoming (Message). Zero fields are not sent.
+type Properties struct {
+	PayloadIsUTF8   bool          // Payload Format Indicator
+	MessageExpiry   time.Duration // whole seconds; 0: none
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	User            []UserProperty
+	// SubscriptionIDs are the identifiers of the subscriptions a received
+	// message matched (incoming only).
+	SubscriptionIDs []int
+}
+
+// UserProperty is an MQTT 5 user property.
+type UserProperty struct{ Key, Value string }

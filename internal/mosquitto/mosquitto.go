@@ -1,0 +1,307 @@
+// Package mosquitto runs the real Eclipse Mosquitto broker for tests.
+//
+// Start finds the mosquitto binary, writes a configuration into the test's
+// temporary directory, starts the broker on a free loopback port, waits until
+// the port accepts connections and stops the broker when the test ends. The
+// broker's log is kept in a file and shown when the test fails.
+//
+// When mosquitto is not installed the test is skipped, unless the CI
+// environment variable is set: then the test fails, since CI is expected to
+// install it (apt-get install -y mosquitto).
+package mosquitto
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timeouts used as failure guards only.
+const (
+	// readyTimeout bounds the wait for a started broker to accept TCP.
+	readyTimeout = 20 * time.Second
+	// termTimeout is how long Stop waits after SIGTERM before SIGKILL.
+	termTimeout = 10 * time.Second
+)
+
+// InstallHint tells how to install mosquitto on Debian and Ubuntu.
+const InstallHint = "apt-get install -y mosquitto"
+
+// Options configures the broker. Zero fields leave mosquitto's defaults.
+type Options struct {
+	// MaxPacketSize sets max_packet_size: the broker refuses larger packets
+	// and advertises Maximum Packet Size to MQTT 5 clients.
+	MaxPacketSize uint32
+	// MaxKeepalive sets max_keepalive: MQTT 5 clients asking for a longer
+	// keepalive get a Server Keep Alive of this value (mosquitto advises
+	// against values below 10).
+	MaxKeepalive uint16
+	// MaxInflightMessages sets max_inflight_messages, the number of
+	// outgoing QoS 1/2 messages in flight per client (default 20). To set it
+	// to 0, meaning no maximum, use Extra.
+	MaxInflightMessages int
+	// MaxQueuedMessages sets max_queued_messages (default 1000).
+	MaxQueuedMessages int
+	// NoDelay sets set_tcp_nodelay true.
+	NoDelay bool
+	// Verbose sets log_type all, which logs every packet.
+	Verbose bool
+	// Extra lines are appended to the configuration as they are.
+	Extra []string
+}
+
+// Broker is a running (or stopped) mosquitto process owned by a test.
+type Broker struct {
+	t       testing.TB
+	binary  string
+	conf    string
+	logPath string
+	port    int
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has been waited for
+	logf   *os.File
+}
+
+// Binary returns the path of the mosquitto executable: $PATH first, then
+// the usual sbin directories (Debian installs it in /usr/sbin, which is not
+// on every user's PATH).
+func Binary() (string, error) {
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"} {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("mosquitto not found in $PATH, /usr/sbin, /usr/local/sbin or /opt/homebrew/sbin")
+}
+
+// Start starts a mosquitto broker for the test and stops it at the end of
+// the test. It skips the test when mosquitto is not installed, or fails it
+// when the CI environment variable is non-empty.
+func Start(t testing.TB, opts Options) *Broker {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mosquitto: %v; CI must install it (%s)", err, InstallHint)
+		}
+		t.Skipf("mosquitto: %v; install it to run this test (%s)", err, InstallHint)
+	}
+	dir := t.TempDir()
+	b := &Broker{
+		t:       t,
+		binary:  bin,
+		conf:    filepath.Join(dir, "mosquitto.conf"),
+		logPath: filepath.Join(dir, "mosquitto.log"),
+	}
+	t.Cleanup(func() {
+		b.stop()
+		if t.Failed() {
+			t.Logf("mosquitto log (%s):\n%s", b.logPath, b.Log())
+		}
+	})
+
+	// The port is found by binding port 0 and releasing it, so another
+	// process may take it before mosquitto binds it: try a few ports.
+	var lastErr error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("mosquitto: %v", err)
+		}
+		b.port = port
+		if err := os.WriteFile(b.conf, []byte(config(port, opts)), 0o644); err != nil {
+			t.Fatalf("mosquitto: %v", err)
+		}
+		if lastErr = b.start(); lastErr == nil {
+			return b
+		}
+	}
+	t.Fatalf("mosquitto: %v", lastErr)
+	return nil
+}
+
+// config returns the configuration file for a broker on port.
+func config(port int, o Options) string {
+	lines := []string{
+		fmt.Sprintf("listener %d 127.0.0.1", port),
+		"allow_anonymous true",
+		"persistence false",
+		"log_dest stderr",
+		"log_timestamp_format %H:%M:%S",
+	}
+	if o.Verbose {
+		lines = append(lines, "log_type all")
+	}
+	if o.MaxPacketSize > 0 {
+		lines = append(lines, fmt.Sprintf("max_packet_size %d", o.MaxPacketSize))
+	}
+	if o.MaxKeepalive > 0 {
+		lines = append(lines, fmt.Sprintf("max_keepalive %d", o.MaxKeepalive))
+	}
+	if o.MaxInflightMessages > 0 {
+		lines = append(lines, fmt.Sprintf("max_inflight_messages %d", o.MaxInflightMessages))
+	}
+	if o.MaxQueuedMessages > 0 {
+		lines = append(lines, fmt.Sprintf("max_queued_messages %d", o.MaxQueuedMessages))
+	}
+	if o.NoDelay {
+		lines = append(lines, "set_tcp_nodelay true")
+	}
+	lines = append(lines, o.Extra...)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs mosquitto with the configuration file and waits until its port
+// accepts connections.
+func (b *Broker) start() error {
+	logf, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(b.binary, "-c", b.conf)
+	// An *os.File is handed to the child as is: no copying goroutine.
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("start %s: %w", b.binary, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	b.mu.Lock()
+	b.cmd, b.exited, b.logf = cmd, exited, logf
+	b.mu.Unlock()
+
+	if err := b.waitReady(exited); err != nil {
+		b.stop()
+		return err
+	}
+	return nil
+}
+
+// waitReady polls the port until it accepts a TCP connection, the process
+// exits, or readyTimeout passes.
+func (b *Broker) waitReady(exited <-chan struct{}) error {
+	deadline := time.Now().Add(readyTimeout)
+	retry := time.Millisecond
+	for {
+		conn, err := net.DialTimeout("tcp", b.Addr(), time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("port %d not accepting after %v: %w", b.port, readyTimeout, err)
+		}
+		timer := time.NewTimer(retry)
+		select {
+		case <-exited:
+			timer.Stop()
+			return fmt.Errorf("mosquitto exited before accepting connections (%s); log:\n%s", b.cmd.ProcessState, b.Log())
+		case <-timer.C:
+		}
+		retry = min(2*retry, 50*time.Millisecond)
+	}
+}
+
+// Addr returns the broker's address, "127.0.0.1:PORT".
+func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
+
+// URL returns the broker's address as "mqtt://127.0.0.1:PORT".
+func (b *Broker) URL() string { return "mqtt://" + b.Addr() }
+
+// Port returns the broker's TCP port; it stays the same across Restart.
+func (b *Broker) Port() int { return b.port }
+
+// ConfigPath returns the path of the generated configuration file.
+func (b *Broker) ConfigPath() string { return b.conf }
+
+// Log returns what mosquitto has logged so far.
+func (b *Broker) Log() string {
+	data, err := os.ReadFile(b.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)", err)
+	}
+	return string(data)
+}
+
+// Stop stops the broker (SIGTERM; SIGKILL if it has not exited after a few
+// seconds) and waits for the process to exit. Clients see their connections
+// close. Stopping a stopped broker does nothing.
+func (b *Broker) Stop() {
+	b.t.Helper()
+	b.stop()
+}
+
+// Restart stops the broker if it runs and starts it again on the same port
+// with the same configuration. Sessions are lost (persistence is off).
+func (b *Broker) Restart() {
+	b.t.Helper()
+	b.stop()
+	if err := b.start(); err != nil {
+		b.t.Fatalf("mosquitto: restart: %v", err)
+	}
+}
+
+// Running reports whether the broker process is running.
+func (b *Broker) Running() bool {
+	b.mu.Lock()
+	exited := b.exited
+	b.mu.Unlock()
+	if exited == nil {
+		return false
+	}
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (b *Broker) stop() {
+	b.mu.Lock()
+	cmd, exited, logf := b.cmd, b.exited, b.logf
+	b.cmd, b.exited, b.logf = nil, nil, nil
+	b.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.NewTimer(termTimeout)
+	defer timer.Stop()
+	select {
+	case <-exited:
+	case <-timer.C:
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	_ = logf.Close()
+}

@@ -1,0 +1,169 @@
+package testbroker
+
+import (
+	"net"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook is the broker's mochi hook: it records packets, follows each
+// connection's CONNACK, and adjusts CONNECT handling and CONNACK properties
+// according to Options.
+type hook struct {
+	mqtt.HookBase
+	srv     *mqtt.Server
+	opts    Options
+	capture *capture // nil when capture is disabled
+
+	mu    sync.Mutex
+	conns map[net.Conn]*connState
+}
+
+// connState follows one accepted connection.
+type connState struct {
+	connackEncoded bool          // a successful CONNACK is being written; guarded by hook.mu
+	connackSent    chan struct{} // closed once it was written
+	ended          chan struct{} // closed when the connection's goroutine returned
+}
+
+// track registers a connection the listener accepted.
+func (h *hook) track(c net.Conn) {
+	h.mu.Lock()
+	h.conns[c] = &connState{connackSent: make(chan struct{}), ended: make(chan struct{})}
+	h.mu.Unlock()
+}
+
+// untrack is called by the listener when a connection's goroutine returned.
+func (h *hook) untrack(c net.Conn) {
+	h.mu.Lock()
+	if st := h.conns[c]; st != nil {
+		close(st.ended)
+		delete(h.conns, c)
+	}
+	h.mu.Unlock()
+}
+
+// state returns the connection's state, or nil.
+func (h *hook) state(c net.Conn) *connState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns[c]
+}
+
+// awaitConnack reports whether a successful CONNACK was written on c,
+// waiting for its write to finish if it has started.
+func (h *hook) awaitConnack(c net.Conn) bool {
+	h.mu.Lock()
+	st := h.conns[c]
+	started := st != nil && st.connackEncoded
+	h.mu.Unlock()
+	if !started {
+		return false
+	}
+	select {
+	case <-st.connackSent:
+		return true
+	case <-st.ended:
+		return false
+	}
+}
+
+// ID returns the hook's id.
+func (h *hook) ID() string { return "testbroker" }
+
+// Provides reports which hook methods the hook implements.
+func (h *hook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent:
+		return true
+	}
+	return false
+}
+
+// OnConnect refuses MQTT 5 clients when asked to, and applies the server
+// keepalive.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.ProtocolVersion != 5 {
+		return nil
+	}
+	if h.opts.RefuseMQTT5 {
+		// Answer like a 3.1.1 broker: a 3.1.1 CONNACK, return code 1.
+		cl.Properties.ProtocolVersion = 4
+		_ = h.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
+		return packets.ErrUnsupportedProtocolVersion
+	}
+	if h.opts.ServerKeepAlive > 0 {
+		cl.State.Keepalive = h.opts.ServerKeepAlive
+		cl.State.ServerKeepalive = true
+	}
+	return nil
+}
+
+// OnPacketRead records a packet read from a client.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.capture != nil {
+		id := cl.ID
+		if pk.FixedHeader.Type == packets.Connect {
+			id = pk.Connect.ClientIdentifier // cl.ID is not set yet
+		}
+		h.capture.add(Captured{ClientID: id, Direction: FromClient, Type: pk.FixedHeader.Type, Packet: pk})
+	}
+	return pk, nil
+}
+
+// OnPacketEncode adds the CONNACK properties mochi does not send itself, and
+// notes that a successful CONNACK is about to be written.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != packets.CodeSuccess.Code {
+		return pk
+	}
+	h.mu.Lock()
+	if st := h.conns[cl.Net.Conn]; st != nil {
+		st.connackEncoded = true
+	}
+	h.mu.Unlock()
+	if pk.ProtocolVersion == 5 {
+		if h.opts.MaximumPacketSize > 0 {
+			pk.Properties.MaximumPacketSize = h.opts.MaximumPacketSize
+		}
+		if h.opts.TopicAliasMaximum > 0 {
+			pk.Properties.TopicAliasMaximum = h.opts.TopicAliasMaximum
+		}
+	}
+	return pk
+}
+
+// OnPacketSent records a packet written to a client.
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if h.capture != nil {
+		h.capture.add(Captured{ClientID: cl.ID, Direction: ToClient, Type: pk.FixedHeader.Type, Packet: pk})
+	}
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code {
+		if st := h.state(cl.Net.Conn); st != nil {
+			close(st.connackSent)
+		}
+	}
+}
+
+// allowAll lets every client connect and publish or subscribe to any topic.
+// (mochi's hooks/auth.AllowHook does the same, but its package pulls in a
+// YAML dependency this module does not otherwise need.)
+type allowAll struct {
+	mqtt.HookBase
+}
+
+// ID returns the hook's id.
+func (*allowAll) ID() string { return "testbroker-allow-all" }
+
+// Provides reports which hook methods the hook implements.
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+// OnConnectAuthenticate accepts every client.
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+// OnACLCheck allows every topic.
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

@@ -1,0 +1,315 @@
+// Package testbroker runs an embedded MQTT broker (mochi-mqtt/server v2) on
+// a free loopback TCP port, for tests and for the demo program.
+//
+// Beyond a plain mochi server it
+//   - serves through a listener of its own, so Close can stop every goroutine
+//     the broker started (mochi's Close does not wait for all of them, and
+//     hangs on connections that never sent CONNECT) and returns only when they
+//     are gone;
+//   - records every packet the broker reads from and writes to its clients
+//     (see Captured, WaitPacket), so a test can wait for "PINGREQ from x"
+//     without sleeping;
+//   - lets a test disconnect a client with a chosen MQTT 5 reason code;
+//   - advertises Maximum Packet Size and Topic Alias Maximum in CONNACK,
+//     which mochi enforces but does not send.
+package testbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
+)
+
+// listenerID is the id of the broker's only listener.
+const listenerID = "testbroker-tcp"
+
+// closeTimeout bounds how long Close waits for the broker's goroutines to
+// exit after everything was told to stop; reaching it is a bug.
+const closeTimeout = 10 * time.Second
+
+// Options configures a Broker. The zero value is a broker with mochi's
+// defaults, allow-all authentication, packet capture on and no logging.
+type Options struct {
+	// MaximumPacketSize is the largest packet, in bytes, the broker accepts
+	// from clients; it is advertised as Maximum Packet Size in MQTT 5
+	// CONNACKs. Zero means no limit (mochi's default) and no property.
+	// mochi closes the connection, without a DISCONNECT, when a client
+	// exceeds it.
+	MaximumPacketSize uint32
+	// ReceiveMaximum is the number of unacknowledged QoS 1/2 PUBLISH packets
+	// the broker accepts from each client; mochi always advertises it in
+	// MQTT 5 CONNACKs and disconnects a client that exceeds it with reason
+	// 0x93. Zero means mochi's default, 1024.
+	ReceiveMaximum uint16
+	// TopicAliasMaximum, when non-zero, is the highest topic alias the
+	// broker accepts from clients and is advertised in MQTT 5 CONNACKs.
+	// When zero, mochi accepts aliases up to 65535 but advertises none.
+	TopicAliasMaximum uint16
+	// ServerKeepAlive, when non-zero, replaces every client's keepalive with
+	// this many seconds and announces it with the Server Keep Alive
+	// property in MQTT 5 CONNACKs.
+	ServerKeepAlive uint16
+	// RefuseMQTT5 makes the broker behave like an MQTT 3.1.1-only broker
+	// towards MQTT 5 clients: it answers their CONNECT with a 3.1.1 CONNACK
+	// with return code 0x01 (unacceptable protocol version) and closes the
+	// connection.
+	RefuseMQTT5 bool
+	// InlineClient enables mochi's inline client, so that tests can call
+	// Server().Publish and Server().Subscribe.
+	InlineClient bool
+	// DisableCapture turns packet capture off (WaitPacket and friends then
+	// return ErrCaptureDisabled). Long-running users such as the demo or
+	// benchmarks should set it: the capture keeps every packet in memory.
+	DisableCapture bool
+	// Logger receives mochi's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Broker is a running embedded broker. Its methods are safe for concurrent
+// use.
+type Broker struct {
+	srv      *mqtt.Server
+	ln       *listener
+	addr     string
+	owners   *owners
+	capture  *capture
+	hook     *hook
+	closeOne sync.Once
+	closeErr error
+}
+
+// Start starts a broker on a free port of 127.0.0.1.
+func Start(opts Options) (*Broker, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	if opts.MaximumPacketSize > 0 {
+		caps.MaximumPacketSize = opts.MaximumPacketSize
+	}
+	if opts.ReceiveMaximum > 0 {
+		caps.ReceiveMaximum = opts.ReceiveMaximum
+	}
+	if opts.TopicAliasMaximum > 0 {
+		caps.TopicAliasMaximum = opts.TopicAliasMaximum
+	}
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       logger,
+		InlineClient: opts.InlineClient,
+	})
+
+	b := &Broker{srv: srv, owners: newOwners()}
+	if !opts.DisableCapture {
+		b.capture = newCapture()
+	}
+	b.hook = &hook{srv: srv, opts: opts, capture: b.capture, conns: map[net.Conn]*connState{}}
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		return nil, fmt.Errorf("testbroker: add auth hook: %w", err)
+	}
+	if err := srv.AddHook(b.hook, nil); err != nil {
+		return nil, fmt.Errorf("testbroker: add hook: %w", err)
+	}
+
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("testbroker: listen: %w", err)
+	}
+	b.addr = tcp.Addr().String()
+	b.ln = newListener(listenerID, tcp, b.owners, b.hook)
+	if err := srv.AddListener(b.ln); err != nil {
+		_ = tcp.Close()
+		return nil, fmt.Errorf("testbroker: add listener: %w", err)
+	}
+
+	// Serve starts mochi's housekeeping loop and the listener goroutine.
+	// It runs on a goroutine of its own so that the goroutines it starts can
+	// be told apart (by their parent id) from those of other brokers.
+	served := make(chan error, 1)
+	go func() {
+		b.owners.add(leakcheck.CurrentID())
+		served <- srv.Serve()
+	}()
+	if err := <-served; err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("testbroker: serve: %w", err)
+	}
+	return b, nil
+}
+
+// URL returns the broker's address as "mqtt://127.0.0.1:PORT".
+func (b *Broker) URL() string { return "mqtt://" + b.addr }
+
+// Addr returns the broker's TCP address as "127.0.0.1:PORT".
+func (b *Broker) Addr() string { return b.addr }
+
+// Server returns the underlying mochi server, for tests that need more than
+// this package offers.
+func (b *Broker) Server() *mqtt.Server { return b.srv }
+
+// Close stops the broker: it sends a DISCONNECT with reason 0x8B (server
+// shutting down) to the MQTT 5 clients that completed CONNECT, closes every
+// connection and the listening socket, and returns once every goroutine the
+// broker started has exited. Calling it again returns the first result.
+func (b *Broker) Close() error {
+	b.closeOne.Do(func() {
+		b.closeErr = b.close()
+	})
+	return b.closeErr
+}
+
+func (b *Broker) close() error {
+	// mochi's Close starts a goroutine to stop hooks; run it on a goroutine
+	// of ours so that one is recognized as the broker's too.
+	closed := make(chan error, 1)
+	go func() {
+		b.owners.add(leakcheck.CurrentID())
+		closed <- b.srv.Close()
+	}()
+	err := <-closed
+	// Every goroutine of the broker descends from a goroutine recorded in
+	// owners: the Serve and Close goroutines (mochi's event loop, the
+	// listener goroutine, the hook stopper), the accept loop (one goroutine
+	// per connection) and those (each client's write loop). All were told
+	// to stop; wait until the last of them has returned.
+	var left []leakcheck.Goroutine
+	if !leakcheck.Poll(closeTimeout, func() bool {
+		left = b.owners.alive(leakcheck.Snapshot())
+		return len(left) == 0
+	}) {
+		return fmt.Errorf("testbroker: goroutines still running after Close: %s", leakcheck.Report(left))
+	}
+	return err
+}
+
+// ErrNotConnected is returned by DisconnectClient when no client with that
+// id has a connection on which a successful CONNACK was written.
+var ErrNotConnected = errors.New("testbroker: client not connected")
+
+// DisconnectClient makes the broker end a client's connection as a broker
+// would: to an MQTT 5 client it sends DISCONNECT with reasonCode (with a
+// Reason String when reasonCode >= 0x80) and then closes the connection; an
+// MQTT 3.1.1 client has no broker DISCONNECT, so its connection is just
+// closed. It may be called as soon as the client has received its CONNACK
+// (the DISCONNECT never overtakes the CONNACK); before that, or after the
+// connection ended, the result is ErrNotConnected. It returns once the
+// connection is closed.
+func (b *Broker) DisconnectClient(clientID string, reasonCode byte) error {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok || cl.Net.Conn == nil || !b.hook.awaitConnack(cl.Net.Conn) || cl.Closed() {
+		return fmt.Errorf("%w: %q", ErrNotConnected, clientID)
+	}
+	code := packets.Code{Code: reasonCode}
+	if reasonCode >= packets.ErrUnspecifiedError.Code {
+		code.Reason = fmt.Sprintf("disconnected by test broker (reason 0x%02X)", reasonCode)
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(code)
+		return nil
+	}
+	err := b.srv.DisconnectClient(cl, code)
+	var c packets.Code
+	if errors.As(err, &c) && c == code {
+		// mochi returns the code itself as an error for codes >= 0x80.
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("testbroker: disconnect %q: %w", clientID, err)
+	}
+	return nil
+}
+
+// owners is the set of goroutine ids whose descendants belong to a broker.
+type owners struct {
+	mu  sync.Mutex
+	ids map[uint64]bool
+}
+
+func newOwners() *owners { return &owners{ids: map[uint64]bool{}} }
+
+func (o *owners) add(id uint64) {
+	o.mu.Lock()
+	o.ids[id] = true
+	o.mu.Unlock()
+}
+
+// alive returns the goroutines of s that are owners or were started by one.
+func (o *owners) alive(s leakcheck.Set) []leakcheck.Goroutine {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []leakcheck.Goroutine
+	for _, g := range s.Sorted() {
+		if o.ids[g.ID] || o.ids[g.ParentID] {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// WaitPacket waits until the broker has recorded a packet of packetType
+// (packets.Connect, packets.Pingreq, ... — the MQTT packet type numbers,
+// shared by mochi's and paho's packets packages) read from (FromClient) or
+// written to (ToClient) the client clientID; "" matches any client. It looks
+// at everything recorded since the broker started, so it may be called after
+// the action that causes the packet. It returns the first match.
+func (b *Broker) WaitPacket(ctx context.Context, clientID string, dir Direction, packetType byte) (Captured, error) {
+	return b.WaitPacketAfter(ctx, 0, clientID, dir, packetType)
+}
+
+// WaitPacketAfter is WaitPacket for packets recorded after the packet with
+// sequence number after (see Captured.Seq and LastSeq): use it to wait for
+// the second PINGREQ, or for the answer to a packet already seen.
+func (b *Broker) WaitPacketAfter(ctx context.Context, after uint64, clientID string, dir Direction, packetType byte) (Captured, error) {
+	return b.WaitMatch(ctx, after, func(c Captured) bool {
+		return c.Direction == dir && c.Type == packetType && (clientID == "" || c.ClientID == clientID)
+	})
+}
+
+// WaitMatch waits until a packet recorded after sequence number after
+// satisfies match, and returns the first one that does. It returns ctx's
+// error if ctx ends first.
+func (b *Broker) WaitMatch(ctx context.Context, after uint64, match func(Captured) bool) (Captured, error) {
+	if b.capture == nil {
+		return Captured{}, ErrCaptureDisabled
+	}
+	return b.capture.wait(ctx, after, match)
+}
+
+// Packets returns a copy of everything recorded so far, in order.
+func (b *Broker) Packets() []Captured {
+	if b.capture == nil {
+		return nil
+	}
+	return b.capture.all()
+}
+
+// LastSeq returns the sequence number of the last packet recorded so far (0
+// when none).
+func (b *Broker) LastSeq() uint64 {
+	if b.capture == nil {
+		return 0
+	}
+	return b.capture.last()
+}
+
+// Count returns how many packets of packetType were recorded for clientID
+// ("" for any client) in direction dir.
+func (b *Broker) Count(clientID string, dir Direction, packetType byte) int {
+	n := 0
+	for _, c := range b.Packets() {
+		if c.Direction == dir && c.Type == packetType && (clientID == "" || c.ClientID == clientID) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,89 @@
+// Package netio moves MQTT packets between the event loop and a broker without
+// starting goroutines: it dials transports, frames and encodes packets, buffers
+// writes, and tells the loop when bytes may have arrived.
+//
+// The event loop runs on its caller's goroutine. It cannot park a reader
+// goroutine on the socket, so every transport implements Conn: a
+// non-blocking read, a read that parks in the Go runtime's network poller
+// until a deadline, and a readiness notification that can be selected on
+// together with the user's request channel (see docs/journal.md for the
+// measurements behind this split).
+//
+// Packets are the structs of github.com/eclipse/paho.golang/packets (MQTT 5).
+// Reader frames and decodes them out of a Conn, Writer encodes and batches
+// them, AppendPacket and Decode are the codec underneath both.
+package netio
+
+import (
+	"os"
+	"time"
+)
+
+// Conn is a byte transport driven by a single goroutine, the event loop's.
+// None of its methods may start a goroutine. Methods are not safe for
+// concurrent use, except Close.
+type Conn interface {
+	// ReadNow reads bytes the transport already has, without blocking. It
+	// returns 0, nil when nothing is available, and io.EOF (possibly
+	// wrapped) once the peer closed the connection.
+	ReadNow(p []byte) (int, error)
+
+	// ReadWait parks the calling goroutine in the runtime's poller until
+	// bytes arrive or the deadline passes, then reads them into p. A zero
+	// deadline means no deadline. On timeout it returns 0 and an error
+	// that satisfies errors.Is(err, os.ErrDeadlineExceeded).
+	ReadWait(p []byte, deadline time.Time) (int, error)
+
+	// Arm asks the transport to signal through the returned Readiness when
+	// bytes may have arrived. The readiness may signal spuriously and may
+	// hold one stale signal, so after Arm the caller must call ReadNow once
+	// more before it waits (a byte that arrived before Arm does not always
+	// signal). Disarm stops the signalling; it is cheap to call when not
+	// armed. Calling Arm while armed is allowed.
+	Arm() (Readiness, error)
+	Disarm()
+
+	// Write writes all of p, blocking until done or until the deadline
+	// set by SetWriteDeadline.
+	Write(p []byte) (int, error)
+
+	// SetWriteDeadline sets the deadline for Write; the zero time means
+	// no deadline.
+	SetWriteDeadline(t time.Time) error
+
+	// Close closes the connection. It is safe to call more than once and
+	// from another goroutine.
+	Close() error
+
+	// Transport names the transport ("tcp", "unix", ...), for logs and
+	// notifications.
+	Transport() string
+}
+
+// Readiness is what Conn.Arm returns: the channels that fire when the
+// connection may have bytes to read. A transport sets at most one of them
+// and leaves the other nil; a nil channel never fires in a select, so the
+// caller waits on both without knowing which transport it has:
+//
+//	rd, err := conn.Arm()
+//	// ... call conn.ReadNow once more, then:
+//	select {
+//	case <-rd.Signal:
+//	case <-rd.Tick:
+//	case req := <-requests:
+//	case <-ctx.Done():
+//	}
+//
+// Two channel types are needed because Go cannot convert between channel
+// element types without a goroutine in between: os/signal only delivers
+// into a chan os.Signal, and a time.Timer only into a chan time.Time.
+type Readiness struct {
+	// Signal receives a value when bytes may have arrived. Sockets armed
+	// for SIGIO deliver the signal here; other notifying transports send
+	// any os.Signal value. Values carry no information beyond the wakeup.
+	Signal <-chan os.Signal
+
+	// Tick fires when a transport that cannot notify must be polled again
+	// (the polling fallback of NewPollConn).
+	Tick <-chan time.Time
+}

@@ -1,0 +1,98 @@
+package netio
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+)
+
+const (
+	// writerStartSize is the capacity a Writer's buffer starts with.
+	writerStartSize = 16 << 10
+	// writerKeepSize is the largest buffer a Writer keeps after a Flush;
+	// a larger one (grown for a big PUBLISH or a big batch) is released.
+	writerKeepSize = 256 << 10
+)
+
+// Writer encodes packets into an internal buffer so that everything the
+// event loop produces in one iteration goes out in a single Write.
+//
+// The zero Writer is ready to use and accepts packets up to the protocol
+// maximum. A Writer is not safe for concurrent use.
+type Writer struct {
+	buf   []byte
+	limit int
+}
+
+// NewWriter returns a Writer that refuses packets larger than
+// maxPacketSize bytes, fixed header included; pass the Maximum Packet
+// Size the broker announced in CONNACK. maxPacketSize <= 0 means the
+// protocol maximum.
+func NewWriter(maxPacketSize int) *Writer {
+	w := &Writer{}
+	w.SetMaxPacketSize(maxPacketSize)
+	return w
+}
+
+// SetMaxPacketSize changes the largest packet Append accepts, in bytes,
+// fixed header included. n <= 0 means the protocol maximum.
+func (w *Writer) SetMaxPacketSize(n int) {
+	w.limit = max(n, 0)
+}
+
+// Append encodes p (see AppendPacket) at the end of the buffer. If p
+// cannot be encoded or is larger than the maximum packet size, nothing is
+// buffered and the error wraps ErrPacketTooLarge or ErrInvalidPacket.
+func (w *Writer) Append(p packets.Packet) error {
+	if w.buf == nil {
+		w.buf = make([]byte, 0, writerStartSize)
+	}
+	buf, err := AppendPacket(w.buf, p, w.limit)
+	if err != nil {
+		return err
+	}
+	w.buf = buf
+	return nil
+}
+
+// Buffered returns the number of encoded bytes waiting for Flush.
+func (w *Writer) Buffered() int { return len(w.buf) }
+
+// Reset discards the buffered bytes, for example when the connection they
+// were meant for is gone.
+func (w *Writer) Reset() {
+	w.buf = w.buf[:0]
+	w.shrink()
+}
+
+// Flush writes everything buffered to c in one Write, under a write
+// deadline (c.SetWriteDeadline(deadline); the zero time means none), and
+// empties the buffer. It does nothing when nothing is buffered.
+//
+// The buffer is emptied even when Flush fails: part of a packet may have
+// been written, so the connection is unusable and must be closed.
+func (w *Writer) Flush(c Conn, deadline time.Time) error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	defer w.Reset()
+	if err := c.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("netio: flush: set write deadline: %w", err)
+	}
+	n, err := c.Write(w.buf)
+	if err != nil {
+		return fmt.Errorf("netio: flush %d bytes (%d written): %w", len(w.buf), n, err)
+	}
+	if n != len(w.buf) {
+		return fmt.Errorf("netio: flush %d bytes (%d written): %w", len(w.buf), n, io.ErrShortWrite)
+	}
+	return nil
+}
+
+func (w *Writer) shrink() {
+	if cap(w.buf) > writerKeepSize {
+		w.buf = nil
+	}
+}
