@@ -131,7 +131,7 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 		l.timer.Reset(deadline.Sub(now))
 		select {
 		case <-ready.Signal:
-	case <-ready.Tick:
+		case <-ready.Tick:
 		case <-l.timer.C:
 		case <-l.ctx.Done():
 			return l.ctx.Err()

@@ -176,7 +176,10 @@ func expect[T eventloop.Notification](c *client) T {
 	}
 }
 
-func (c *client) expectConnected() eventloop.Connected { c.t.Helper(); return expect[eventloop.Connected](c) }
+func (c *client) expectConnected() eventloop.Connected {
+	c.t.Helper()
+	return expect[eventloop.Connected](c)
+}
 
 func (c *client) send(r eventloop.Request) {
 	c.t.Helper()

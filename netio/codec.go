@@ -331,8 +331,11 @@ func parseVBI(b []byte) (val, n int, err error) {
 			return val, i + 1, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("%w: variable byte integer longer than 4 bytes", ErrMalformedPacket)
+	return 0, 0, errLongVBI
 }
+
+// errLongVBI is parseVBI's error; callers say which integer it was.
+var errLongVBI = fmt.Errorf("%w: variable byte integer longer than 4 bytes", ErrMalformedPacket)
 
 // checkHeader validates the first byte of a packet: the packet type and
 // the fixed-header flags (MQTT 5 §2.1.3).
@@ -460,7 +463,7 @@ func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
 func propsEnd(typ byte, body []byte, i int) (int, error) {
 	n, w, err := parseVBI(body[i:])
 	if err != nil {
-		return 0, fmt.Errorf("%w: %s property length", err, packetNames[typ])
+		return 0, malformed(typ, "property length longer than 4 bytes")
 	}
 	if w == 0 {
 		return 0, malformed(typ, "too short for its property length")

@@ -125,7 +125,8 @@ func TestWrapConnPicksImplementation(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		client, _ := pair(t, network)
 		c := WrapConn(client)
-		_, native := c.(*sockConn)
+		_, poll := c.(*pollConn)
+		native := !poll
 		if native != (runtime.GOOS == "linux" || runtime.GOOS == "darwin" || runtime.GOOS == "freebsd" ||
 			runtime.GOOS == "netbsd" || runtime.GOOS == "dragonfly") {
 			t.Errorf("%s on %s: WrapConn returned %T", network, runtime.GOOS, c)

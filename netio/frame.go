@@ -169,7 +169,7 @@ func (rd *Reader) peek() (size, hlen int, err error) {
 	}
 	rem, n, err := parseVBI(rd.buf[rd.r+1 : rd.w])
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: remaining length of %s", err, packetNames[header>>4])
+		return 0, 0, malformed(header>>4, "remaining length longer than 4 bytes")
 	}
 	if n == 0 {
 		return 0, 0, nil

@@ -221,3 +221,37 @@ func TestPacketIDExhaustion(t *testing.T) {
 	}
 	checkInvariants(t, s)
 }
+
+// Outgoing ids avoid those the broker is using towards us (incoming QoS 2
+// awaiting PUBREL, QoS 1 awaiting a manual ack): some brokers keep one
+// in-flight table per client. Once released, they are usable again.
+func TestPacketIDAvoidsBrokerIDs(t *testing.T) {
+	s := New(Config{ManualAcks: true})
+	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 1})
+	handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: 2})
+	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 4})
+	if _, err := s.Ack(4, 2, 0); err != nil {
+		t.Fatalf("Ack(4) = %v", err)
+	}
+	for _, want := range []uint16{3, 5} {
+		s.Enqueue(Pending{Packet: pub("out", 1)})
+		if id := sendID(t, s); id != want {
+			t.Fatalf("outgoing id %d, want %d (skipping the broker's 1, 2 and 4)", id, want)
+		}
+	}
+	if _, err := s.Ack(1, 2, 0); err != nil {
+		t.Fatalf("Ack(1) = %v", err)
+	}
+	handle(t, s, &packets.Pubrel{PacketID: 1})
+	if _, err := s.Ack(2, 1, 0); err != nil {
+		t.Fatalf("Ack(2) = %v", err)
+	}
+	s.nextID = 0 // next lap
+	for _, want := range []uint16{1, 2, 6} {
+		s.Enqueue(Pending{Packet: sub("s")})
+		if id := sendID(t, s); id != want {
+			t.Fatalf("outgoing id %d, want %d", id, want)
+		}
+	}
+	checkInvariants(t, s)
+}

@@ -536,3 +536,21 @@ func TestPushFrontKeepsQueuedOrder(t *testing.T) {
 		}
 	}
 }
+
+// SetConfig takes effect for what follows: the window and the ack mode.
+func TestSetConfig(t *testing.T) {
+	s := New(Config{})
+	s.SetConfig(Config{MaxInflight: 1, ManualAcks: true})
+	if s.Window() != 1 {
+		t.Fatalf("Window() = %d after SetConfig, want 1", s.Window())
+	}
+	s.Enqueue(Pending{Packet: pub("a", 1)})
+	s.Enqueue(Pending{Packet: pub("b", 1)})
+	sendID(t, s)
+	noSend(t, s)
+	_, reply := handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: 1})
+	wantReply(t, reply, nil)
+	if _, err := s.Ack(1, 1, 0); err != nil {
+		t.Fatalf("Ack after SetConfig(ManualAcks) = %v", err)
+	}
+}

@@ -421,9 +421,12 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: SUBACK for unknown packet id %d", ErrProtocol, p.PacketID)
 		}
+		sub := pend.Packet.(*packets.Subscribe)
+		if len(p.Reasons) != len(sub.Subscriptions) {
+			return nil, nil, fmt.Errorf("%w: SUBACK for packet id %d has %d reason codes for %d filters", ErrProtocol, p.PacketID, len(p.Reasons), len(sub.Subscriptions))
+		}
 		delete(s.subscribing, p.PacketID)
 		s.freeID(p.PacketID)
-		sub := pend.Packet.(*packets.Subscribe)
 		for i, opt := range sub.Subscriptions {
 			if i < len(p.Reasons) && p.Reasons[i] < 0x80 {
 				s.subscriptions[opt.Topic] = opt
@@ -435,10 +438,18 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: UNSUBACK for unknown packet id %d", ErrProtocol, p.PacketID)
 		}
+		unsub := pend.Packet.(*packets.Unsubscribe)
+		if len(p.Reasons) != 0 && len(p.Reasons) != len(unsub.Topics) {
+			return nil, nil, fmt.Errorf("%w: UNSUBACK for packet id %d has %d reason codes for %d topics", ErrProtocol, p.PacketID, len(p.Reasons), len(unsub.Topics))
+		}
 		delete(s.unsubscribing, p.PacketID)
 		s.freeID(p.PacketID)
-		unsub := pend.Packet.(*packets.Unsubscribe)
-		for _, t := range unsub.Topics {
+		for i, t := range unsub.Topics {
+			// A refused unsubscribe (reason ≥ 0x80) leaves the
+			// subscription in place.
+			if i < len(p.Reasons) && p.Reasons[i] >= 0x80 {
+				continue
+			}
 			delete(s.subscriptions, t)
 		}
 		return UnsubscribeDone{Unsubscribe: unsub, Tag: pend.Tag, Unsuback: p}, nil, nil

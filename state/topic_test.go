@@ -63,6 +63,8 @@ func TestValidateTopicNameInvalid(t *testing.T) {
 		"\x00",
 		strings.Repeat("a", 65536),
 		strings.Repeat("é", 32768),
+		strings.Repeat("a", 1000) + "/+", // long: the error quotes it truncated
+		strings.Repeat("a", 1000) + "\x00",
 	} {
 		err := ValidateTopicName(topic)
 		if err == nil {
