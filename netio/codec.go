@@ -432,7 +432,7 @@ func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
 		i += 2
 	}
 	propStart := i
-	propEnd, err := propsEnd(packets.PUBLISH, body, i)
+	propEnd, propLen, err := propsEnd(packets.PUBLISH, body, i)
 	if err != nil {
 		return nil, err
 	}
@@ -448,7 +448,7 @@ func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
 		Duplicate:  flags&0x8 != 0,
 		Retain:     flags&0x1 != 0,
 	}
-	if propEnd-propStart > 1 {
+	if propLen > 0 {
 		if err := unpackProps(&b.props, body[propStart:propEnd], packets.PUBLISH); err != nil {
 			return nil, err
 		}
@@ -459,20 +459,20 @@ func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
 }
 
 // propsEnd parses the property length that starts at body[i] and returns
-// the offset just past the properties.
-func propsEnd(typ byte, body []byte, i int) (int, error) {
+// the offset just past the properties and their length.
+func propsEnd(typ byte, body []byte, i int) (end, n int, err error) {
 	n, w, err := parseVBI(body[i:])
 	if err != nil {
-		return 0, malformed(typ, "property length longer than 4 bytes")
+		return 0, 0, malformed(typ, "property length longer than 4 bytes")
 	}
 	if w == 0 {
-		return 0, malformed(typ, "too short for its property length")
+		return 0, 0, malformed(typ, "too short for its property length")
 	}
-	end := i + w + n
+	end = i + w + n
 	if end > len(body) {
-		return 0, malformed(typ, "properties longer than the packet")
+		return 0, 0, malformed(typ, "properties longer than the packet")
 	}
-	return end, nil
+	return end, n, nil
 }
 
 func validUTF8String(b []byte) bool {
@@ -547,12 +547,15 @@ func decodeReasonOnly(typ byte, body []byte) (*packets.ControlPacket, error) {
 // unpackExactProps decodes the properties starting at body[i], which must
 // end exactly where body ends.
 func unpackExactProps(typ byte, props *packets.Properties, body []byte, i int) error {
-	end, err := propsEnd(typ, body, i)
+	end, n, err := propsEnd(typ, body, i)
 	if err != nil {
 		return err
 	}
 	if end != len(body) {
 		return malformed(typ, fmt.Sprintf("with %d bytes after its properties", len(body)-end))
+	}
+	if n == 0 {
+		return nil
 	}
 	return unpackProps(props, body[i:], typ)
 }

@@ -540,14 +540,16 @@ func TestDecodePublishAllocations(t *testing.T) {
 	if allocs > 3 {
 		t.Fatalf("Decode(PUBLISH) allocates %v times, want at most 3", allocs)
 	}
-	ack := []byte{0, 3}
-	allocs = testing.AllocsPerRun(100, func() {
-		if _, err := Decode(0x40, ack); err != nil {
-			t.Fatal(err)
+	// Short form, reason only, and paho's form with an empty property list.
+	for _, ack := range [][]byte{{0, 3}, {0, 3, 0x10}, {0, 3, 0, 0}} {
+		allocs = testing.AllocsPerRun(100, func() {
+			if _, err := Decode(0x40, ack); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 1 {
+			t.Fatalf("Decode(PUBACK % x) allocates %v times, want 1", ack, allocs)
 		}
-	})
-	if allocs > 1 {
-		t.Fatalf("Decode(PUBACK) allocates %v times, want 1", allocs)
 	}
 }
 
