@@ -82,8 +82,10 @@ func (rd *Reader) Reset() {
 // space of the buffer and returns the number of bytes read. Errors from c
 // are returned unchanged (io.EOF once the peer closed the connection).
 // If the buffer holds only complete packets and has no free space,
-// FillNow reads nothing and returns 0, nil: call Next first. After Next
-// failed, FillNow returns that error and reads nothing.
+// FillNow reads nothing and returns 0, nil: call Next first. FillNow can
+// also report the framing errors of Next when it checks the header of a
+// packet it must make room for; once either has failed, FillNow returns
+// that error and reads nothing.
 func (rd *Reader) FillNow(c Conn) (int, error) {
 	free, err := rd.space()
 	if err != nil || len(free) == 0 {

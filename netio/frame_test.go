@@ -523,3 +523,29 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReaderPublish measures framing and decoding one 100-byte QoS 1
+// PUBLISH out of a stream delivered in 64 KiB reads.
+func BenchmarkReaderPublish(b *testing.B) {
+	p, err := AppendPacket(nil, &packets.Publish{Topic: "sensors/room-1/temperature", QoS: 1, PacketID: 42, Payload: make([]byte, 100)}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	all := bytes.Repeat(p, defaultReadBuffer/len(p))
+	rd := NewReader(0)
+	c := &memConn{}
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		cp, err := rd.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if cp == nil {
+			c.push(all)
+			if _, err := rd.FillNow(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

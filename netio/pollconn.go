@@ -24,6 +24,15 @@ const pollReadSlack = 20 * time.Microsecond
 // arrive. Any other net.Conn, and every connection on other systems, gets
 // the polling fallback of NewPollConn with DefaultPollInterval. The Conn
 // owns c: closing it closes c.
+//
+// SIGIO is one signal for the whole process, so with the SIGIO transport:
+// every armed connection is woken when any armed socket receives bytes
+// (wakeups can be spurious; the loop just reads and finds nothing); a
+// program that itself calls signal.Notify for SIGIO receives those
+// signals too; and the first Arm registers with os/signal, which starts
+// its single process-wide goroutine if the program has not done so
+// already. Go ignores SIGIO that nobody asked for, so a late signal after
+// Close is harmless.
 func WrapConn(c net.Conn) Conn {
 	if sc, ok := wrapSocket(c); ok {
 		return sc
@@ -32,7 +41,8 @@ func WrapConn(c net.Conn) Conn {
 }
 
 // NewPollConn returns the polling fallback Conn over any net.Conn. It
-// works everywhere but costs latency and idle CPU (see docs/journal.md):
+// works everywhere but costs latency and idle CPU: a loop waiting on
+// Readiness.Tick wakes up every interval even when nothing happens.
 //
 //   - ReadNow reads with a read deadline a few microseconds ahead and
 //     treats the timeout as "nothing available", so it may wait up to that

@@ -160,3 +160,24 @@ func TestWriterSteadyStateDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per Append+Append+Flush", allocs)
 	}
 }
+
+// BenchmarkWriterPublish measures buffering one 100-byte QoS 1 PUBLISH,
+// with a Flush every 100 packets.
+func BenchmarkWriterPublish(b *testing.B) {
+	p := &packets.Publish{Topic: "sensors/room-1/temperature", QoS: 1, PacketID: 42, Payload: make([]byte, 100)}
+	w := NewWriter(0)
+	c := &memConn{}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := w.Append(p); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i%100 == 0 {
+			c.out.Reset()
+			if err := w.Flush(c, time.Time{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
