@@ -21,6 +21,9 @@ type listener struct {
 	owners *owners
 	hook   *hook
 	log    *slog.Logger
+	// disconnectAll ends the sessions of the clients that completed
+	// CONNECT; it replaces mochi's CloseFn (see Close).
+	disconnectAll func()
 
 	mu        sync.Mutex
 	closed    bool
@@ -32,12 +35,13 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id string, ln net.Listener, o *owners, h *hook) *listener {
+func newListener(id string, ln net.Listener, o *owners, h *hook, disconnectAll func()) *listener {
 	return &listener{
-		id:        id,
-		ln:        ln,
-		owners:    o,
-		hook:      h,
+		id:            id,
+		ln:            ln,
+		owners:        o,
+		hook:          h,
+		disconnectAll: disconnectAll,
 		log:       slog.New(slog.DiscardHandler),
 		conns:     map[net.Conn]struct{}{},
 		serveDone: make(chan struct{}),
@@ -105,10 +109,13 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// Close implements listeners.Listener. closeClients is mochi's: it sends
-// DISCONNECT (server shutting down) to the clients of this listener that
-// completed CONNECT and closes them.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close implements listeners.Listener. It does not call mochi's CloseFn
+// (Server.closeListenerClients): that calls Clients.GetByListener, which
+// takes the clients' read lock twice and so deadlocks when a client
+// disconnects at that moment (a writer waiting between the two read locks
+// blocks the second). disconnectAll does the same work from a copy of the
+// client list.
+func (l *listener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -118,7 +125,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	serving := l.serving
 	l.mu.Unlock()
 
-	closeClients(l.id)
+	l.disconnectAll()
 	_ = l.ln.Close()
 	if serving {
 		<-l.serveDone

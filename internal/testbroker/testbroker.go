@@ -126,7 +126,7 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("testbroker: listen: %w", err)
 	}
 	b.addr = tcp.Addr().String()
-	b.ln = newListener(listenerID, tcp, b.owners, b.hook)
+	b.ln = newListener(listenerID, tcp, b.owners, b.hook, b.disconnectAll)
 	if err := srv.AddListener(b.ln); err != nil {
 		_ = tcp.Close()
 		return nil, fmt.Errorf("testbroker: add listener: %w", err)
@@ -158,7 +158,8 @@ func (b *Broker) Addr() string { return b.addr }
 func (b *Broker) Server() *mqtt.Server { return b.srv }
 
 // Close stops the broker: it sends a DISCONNECT with reason 0x8B (server
-// shutting down) to the MQTT 5 clients that completed CONNECT, closes every
+// shutting down) to the MQTT 5 clients that completed CONNECT (MQTT 3.1.1
+// has no broker DISCONNECT; mochi would send one anyway), closes every
 // connection and the listening socket, and returns once every goroutine the
 // broker started has exited. Calling it again returns the first result.
 func (b *Broker) Close() error {
@@ -190,6 +191,21 @@ func (b *Broker) close() error {
 		return fmt.Errorf("testbroker: goroutines still running after Close: %s", leakcheck.Report(left))
 	}
 	return err
+}
+
+// disconnectAll ends the connection of every client that completed CONNECT,
+// as a broker shutting down: MQTT 5 clients get DISCONNECT 0x8B first.
+func (b *Broker) disconnectAll() {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener != listenerID || cl.Closed() {
+			continue
+		}
+		if cl.Properties.ProtocolVersion < 5 {
+			cl.Stop(packets.ErrServerShuttingDown)
+			continue
+		}
+		_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+	}
 }
 
 // ErrNotConnected is returned by DisconnectClient when no client with that
