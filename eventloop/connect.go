@@ -32,6 +32,10 @@ func (l *EventLoop) connect() {
 		return
 	}
 	l.conn = conn
+	l.live.Store(&conn)
+	if l.closed.Load() { // Close raced with the dial
+		return
+	}
 	if l.rd == nil {
 		l.rd = netio.NewReader(int(l.opts.MaxPacketSize))
 		l.wr = netio.NewWriter(0)
@@ -76,6 +80,7 @@ func (l *EventLoop) connectFailed(err error) {
 	if l.conn != nil {
 		l.conn.Close()
 		l.conn = nil
+		l.live.Store(nil)
 	}
 	l.phase = phaseEnded
 	l.endErr = fmt.Errorf("%w: %w", ErrConnectionLost, err)

@@ -85,6 +85,7 @@ type EventLoop struct {
 	resume   atomic.Bool
 	wake     chan struct{}
 	closed   atomic.Bool
+	live     atomic.Pointer[netio.Conn] // the connection, for Close from other goroutines
 
 	// per connection
 	conn        netio.Conn
@@ -180,8 +181,8 @@ func (e *Events) All() iter.Seq2[Notification, error] {
 // ErrStopped. Safe to call from any goroutine and more than once.
 func (l *EventLoop) Close() error {
 	l.closed.Store(true)
-	if c := l.conn; c != nil {
-		c.Close()
+	if c := l.live.Load(); c != nil {
+		(*c).Close()
 	}
 	l.poke()
 	return nil
@@ -287,6 +288,7 @@ func (l *EventLoop) closeConn() {
 		l.conn.Disarm()
 		l.conn.Close()
 		l.conn = nil
+		l.live.Store(nil)
 	}
 	if l.phase == phaseConnected {
 		l.phase = phaseDisconnected

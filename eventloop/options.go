@@ -64,7 +64,8 @@ type Options struct {
 	ManualAcks bool
 
 	// Reconnect says which connection failures are retried (default
-	// reconnect.Never).
+	// reconnect.Never, currently the only policy New accepts: a lost
+	// connection ends the run and Run continues the session).
 	Reconnect reconnect.Policy
 
 	// Session continues a session from an earlier run or loop
@@ -169,6 +170,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if !o.Reconnect.Valid() {
 		return bad("unknown reconnect policy %v", o.Reconnect)
+	}
+	if o.Reconnect != reconnect.Never {
+		// Reconnecting with replay arrives with the sessions milestone;
+		// until then a policy that would silently act as Never is refused.
+		return bad("reconnect policy %v is not available yet: use reconnect.Never and continue with Run or Options.Session", o.Reconnect)
 	}
 	return o, nil
 }

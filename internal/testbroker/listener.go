@@ -42,9 +42,9 @@ func newListener(id string, ln net.Listener, o *owners, h *hook, disconnectAll f
 		owners:        o,
 		hook:          h,
 		disconnectAll: disconnectAll,
-		log:       slog.New(slog.DiscardHandler),
-		conns:     map[net.Conn]struct{}{},
-		serveDone: make(chan struct{}),
+		log:           slog.New(slog.DiscardHandler),
+		conns:         map[net.Conn]struct{}{},
+		serveDone:     make(chan struct{}),
 	}
 }
 

@@ -3,9 +3,10 @@
 //
 // Beyond a plain mochi server it
 //   - serves through a listener of its own, so Close can stop every goroutine
-//     the broker started (mochi's Close does not wait for all of them, and
-//     hangs on connections that never sent CONNECT) and returns only when they
-//     are gone;
+//     the broker started and returns only when they are gone (mochi's Close
+//     does not wait for all of them, waits forever for connections that never
+//     sent CONNECT, can deadlock when a client disconnects during Close, and
+//     with its own listeners races a WaitGroup Add against Wait);
 //   - records every packet the broker reads from and writes to its clients
 //     (see Captured, WaitPacket), so a test can wait for "PINGREQ from x"
 //     without sleeping;

@@ -128,6 +128,14 @@ func TestStartCloseWaitsForEveryGoroutine(t *testing.T) {
 	// connection is accepted once it can complete a CONNECT.
 	c3 := dial(t, b)
 	connect5(t, c3, "c3")
+	old := dial(t, b)
+	if _, err := old.Write(connect311("old")); err != nil {
+		t.Fatal(err)
+	}
+	var ack311 [4]byte
+	if _, err := io.ReadFull(old, ack311[:]); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -148,6 +156,7 @@ func TestStartCloseWaitsForEveryGoroutine(t *testing.T) {
 		}
 		expectClosed(t, c)
 	}
+	expectClosed(t, old) // MQTT 3.1.1: no DISCONNECT from brokers
 	expectClosed(t, silent)
 	expectClosed(t, half)
 	if _, err := net.Dial("tcp", b.Addr()); err == nil {
