@@ -26,8 +26,11 @@ package eventloop_test
 //
 // Metrics: ns/op is per message (per round trip for ping-pong), msgs/s (or
 // rt/s) the rate, cpu-µs/msg the process's user+system CPU per message
-// (getrusage RUSAGE_SELF: includes the broker when it runs in process),
-// allocs/op and B/op the client's allocations (and an in-process broker's).
+// (getrusage RUSAGE_SELF: includes the broker when it runs in process, as
+// mochi does), broker-cpu-µs/msg the broker's when it is another process,
+// other-cpu-% the CPU every other process of the machine used during the
+// run (a disturbed run: do not compare it), allocs/op and B/op the
+// client's allocations (and an in-process broker's).
 //
 //	go test ./eventloop/ -run '^$' -bench . -benchtime=2s -count=1
 //	go test ./eventloop/ -run '^$' -bench 'PingPong' -benchtime=2s -count=3
@@ -43,6 +46,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,8 +72,8 @@ const (
 	benchQueue = 1024
 	// idleDuration is how long BenchmarkIdleCPU leaves a client idle.
 	idleDuration = 3 * time.Second
-	// sinkProcessEnv makes TestBenchSinkProcess serve a sink.
-	sinkProcessEnv = "MQTTLOOP_SINK_PROCESS"
+	// helperEnv selects what TestBenchHelperProcess does.
+	helperEnv = "MQTTLOOP_BENCH_HELPER"
 )
 
 var benchPayload = func() []byte {
@@ -87,6 +91,7 @@ type benchBroker struct {
 	name string
 	url  string
 	addr string
+	pid  int // the broker's process when it is not this one, else 0
 }
 
 // forEachBenchBroker runs f as a sub-benchmark per broker, each started
@@ -101,21 +106,22 @@ func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 			br := benchBroker{name: name}
 			switch name {
 			case "sink":
-				br.addr = startSinkProcess(b)
+				br.addr, br.pid = startSinkProcess(b)
 			case "sinkinproc":
 				br.addr = sink.StartT(b, sink.Options{ReceiveMaximum: 65535}).Addr()
 			case "mosquitto":
 				if !mosquittoInstalled() {
 					b.Skip("mosquitto not installed")
 				}
-				br.addr = mosquitto.Start(b, mosquitto.Options{
+				m := mosquitto.Start(b, mosquitto.Options{
 					NoDelay: true,
 					// No limit on messages in flight (also lifts the Receive
 					// Maximum of 20 mosquitto announces by default) or
 					// queued (QoS 0 messages to a slow client are otherwise
 					// dropped).
 					Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"},
-				}).Addr()
+				})
+				br.addr, br.pid = m.Addr(), m.PID()
 			case "mochi":
 				br.addr = testbroker.StartT(b, testbroker.Options{DisableCapture: true}).Addr()
 			default:
@@ -127,36 +133,43 @@ func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 	}
 }
 
-// startSinkProcess runs the sink in a child process (this test binary,
-// running only TestBenchSinkProcess) and returns its address. The child
-// exits when its stdin is closed, at the end of b.
-func startSinkProcess(b *testing.B) string {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchSinkProcess$", "-test.bench=^$", "-test.count=1")
-	cmd.Env = append(os.Environ(), sinkProcessEnv+"=1")
+// helperProc is a child process running this test binary's
+// TestBenchHelperProcess: the sink, or a publisher. Its CPU time is not
+// the benchmarked process's. Closing its stdin makes it exit.
+type helperProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	first string // what it printed first after its prefix
+	done  chan struct{}
+}
+
+// startHelper starts a helper process in mode (MQTTLOOP_BENCH_HELPER) with
+// extra environment variables, waits for its first line starting with
+// prefix, and stops it at the end of tb.
+func startHelper(tb testing.TB, mode, prefix string, env ...string) *helperProc {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchHelperProcess$", "-test.bench=^$", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+mode), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	h := &helperProc{cmd: cmd, stdin: stdin, done: make(chan struct{})}
 	drained := make(chan struct{})
-	b.Cleanup(func() {
-		_ = stdin.Close()
-		<-drained
-		_ = cmd.Wait()
-	})
+	tb.Cleanup(h.stop)
 	sc := bufio.NewScanner(stdout)
-	addr := ""
+	found := false
 	for sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "SINKADDR "); ok {
-			addr = a
+		if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			h.first, found = rest, true
 			break
 		}
 	}
@@ -164,25 +177,65 @@ func startSinkProcess(b *testing.B) string {
 		defer close(drained)
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	if addr == "" {
-		b.Fatalf("sink process gave no address (%v)", sc.Err())
+	go func() {
+		<-drained
+		_ = cmd.Wait()
+		close(h.done)
+	}()
+	if !found {
+		tb.Fatalf("helper %s: no %q line (%v)", mode, prefix, sc.Err())
 	}
-	return addr
+	return h
 }
 
-// TestBenchSinkProcess is not a test: it is the child process of
-// startSinkProcess, and skips unless MQTTLOOP_SINK_PROCESS=1.
-func TestBenchSinkProcess(t *testing.T) {
-	if os.Getenv(sinkProcessEnv) != "1" {
-		t.Skip("the out-of-process sink of the benchmarks; runs only as their child")
+func (h *helperProc) pid() int { return h.cmd.Process.Pid }
+
+// stop closes the helper's stdin and waits for it to exit.
+func (h *helperProc) stop() {
+	_ = h.stdin.Close()
+	<-h.done
+}
+
+// startSinkProcess runs the sink in a helper process and returns its
+// address and process id.
+func startSinkProcess(b *testing.B) (string, int) {
+	b.Helper()
+	h := startHelper(b, "sink", "SINKADDR ")
+	return h.first, h.pid()
+}
+
+// TestBenchHelperProcess is not a test: it is the child process of the
+// benchmarks (startHelper), and skips unless MQTTLOOP_BENCH_HELPER is set.
+//
+//	sink     serve an acking sink; print "SINKADDR host:port"; exit on
+//	         stdin EOF
+//	publish  connect to MQTTLOOP_PUB_ADDR, print "READY", then publish
+//	         MQTTLOOP_PUB_N QoS 0 messages of 100 bytes on
+//	         MQTTLOOP_PUB_TOPIC, paceChunk at a time, one chunk per byte
+//	         read from stdin; exit on stdin EOF
+func TestBenchHelperProcess(t *testing.T) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		t.Skip("a helper process of the benchmarks; runs only as their child")
+	case "sink":
+		s, err := sink.Start(sink.Options{ReceiveMaximum: 65535})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("SINKADDR %s\n", s.Addr())
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = s.Close()
+	case "publish":
+		n, err := strconv.Atoi(os.Getenv("MQTTLOOP_PUB_N"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pacedPublish(os.Getenv("MQTTLOOP_PUB_ADDR"), os.Getenv("MQTTLOOP_PUB_TOPIC"), n, os.Stdin, os.Stdout); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("unknown helper mode %q", os.Getenv(helperEnv))
 	}
-	s, err := sink.Start(sink.Options{ReceiveMaximum: 65535})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("SINKADDR %s\n", s.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = s.Close()
 }
 
 // ---------------------------------------------------------------------
@@ -401,7 +454,7 @@ func dialBaseline(cfg clientConfig) (*baselineClient, error) {
 		ack = a
 	}
 	now := time.Now()
-	c.st.Connected(ack)
+	c.st.Connected(ack, false)
 	c.wr.SetMaxPacketSize(int(c.st.Limits().MaximumPacketSize))
 	c.ka = keepalive.New(benchKeepAlive, eventloop.DefaultPingTimeout, now)
 	go c.readLoop(rd)
@@ -713,29 +766,128 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// meter measures a benchmark's messages from the moment it is started.
+// machineBusy returns the CPU time all processes of the machine spent
+// outside idle (/proc/stat; 0 where there is none), and the number of
+// CPUs.
+func machineBusy() (time.Duration, int) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	var busy time.Duration
+	cpus := 0
+	for i, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") {
+			continue
+		}
+		if i > 0 {
+			cpus++
+			continue
+		}
+		// user nice system idle iowait irq softirq steal ...
+		for j, v := range f[1:] {
+			if j == 3 || j == 4 || j > 6 {
+				continue // idle, iowait, steal, guest
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			busy += time.Duration(n) * time.Second / clockTicks
+		}
+	}
+	return busy, cpus
+}
+
+// clockTicks is USER_HZ, the unit of /proc CPU times (100 on Linux).
+const clockTicks = 100
+
+// pidCPU returns the user+system CPU time of process pid (/proc; 0 where
+// there is none).
+func pidCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name in parentheses may contain spaces: fields are
+	// counted from the closing parenthesis (utime and stime are fields 14
+	// and 15, so the 12th and 13th after it).
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / clockTicks
+}
+
+// meter measures a benchmark's messages from the moment it is started:
+// the rate, the process's CPU per message, the broker's CPU per message
+// when it is another process (broker-cpu-µs/msg), and, as a check that
+// the run was not disturbed, the CPU every other process of the machine
+// used, in percent of the machine (other-cpu-%). Figures from a run with
+// a high other-cpu-% are not comparable.
 type meter struct {
-	b    *testing.B
-	cpu0 time.Duration
-	rate string
+	b         *testing.B
+	rate      string
+	brokerPID int
+	helpers   []int // processes whose CPU is not "other"
+	cpu0      time.Duration
+	broker0   time.Duration
+	helpers0  time.Duration
+	busy0     time.Duration
+	wall0     time.Time
 }
 
 // startMeter resets the benchmark timer and starts measuring CPU.
-func startMeter(b *testing.B, rateUnit string) *meter {
+// The CPU time of the broker and of the processes helpers is not counted
+// in other-cpu-%.
+func startMeter(b *testing.B, br benchBroker, rateUnit string, helpers ...int) *meter {
 	b.ReportAllocs()
+	m := &meter{b: b, rate: rateUnit, brokerPID: br.pid, helpers: helpers}
+	m.busy0, _ = machineBusy()
+	m.broker0 = pidCPU(br.pid)
+	m.helpers0 = m.helpersCPU()
 	b.ResetTimer()
-	return &meter{b: b, cpu0: processCPU(), rate: rateUnit}
+	m.wall0 = time.Now()
+	m.cpu0 = processCPU()
+	return m
+}
+
+func (m *meter) helpersCPU() time.Duration {
+	var t time.Duration
+	for _, pid := range m.helpers {
+		if pid != m.brokerPID {
+			t += pidCPU(pid)
+		}
+	}
+	return t
 }
 
 // stop stops the timer and reports msgs messages.
 func (m *meter) stop(msgs int) {
 	cpu := processCPU() - m.cpu0
 	m.b.StopTimer()
+	wall := time.Since(m.wall0)
+	broker := pidCPU(m.brokerPID) - m.broker0
+	helpers := m.helpersCPU() - m.helpers0
+	busy, cpus := machineBusy()
+	busy -= m.busy0
 	if msgs <= 0 {
 		return
 	}
 	m.b.ReportMetric(float64(msgs)/m.b.Elapsed().Seconds(), m.rate)
 	m.b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(msgs), "cpu-µs/msg")
+	if m.brokerPID != 0 {
+		m.b.ReportMetric(float64(broker)/float64(time.Microsecond)/float64(msgs), "broker-cpu-µs/msg")
+	}
+	if cpus > 0 && wall > 100*time.Millisecond {
+		// Tick granularity makes this approximate (±10 ms per process).
+		other := max(0, busy-cpu-broker-helpers)
+		m.b.ReportMetric(100*float64(other)/float64(wall)/float64(cpus), "other-cpu-%")
+	}
 }
 
 func benchPublish(qos byte) eventloop.Request {
@@ -754,7 +906,7 @@ func BenchmarkPingPongQoS1(b *testing.B) {
 			c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight})
 			defer c.Close()
 			req := benchPublish(1)
-			m := startMeter(b, "rt/s")
+			m := startMeter(b, br, "rt/s")
 			for range b.N {
 				reqs <- req
 				for {
@@ -798,7 +950,7 @@ func benchPipelined(b *testing.B, qos byte) {
 			reqs := make(chan eventloop.Request, benchQueue)
 			c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight})
 			defer c.Close()
-			m := startMeter(b, "msgs/s")
+			m := startMeter(b, br, "msgs/s")
 			req := benchPublish(qos)
 			go func() {
 				defer close(reqs)
@@ -831,9 +983,10 @@ func benchPipelined(b *testing.B, qos byte) {
 }
 
 // BenchmarkReceiveQoS0 receives b.N QoS 0 messages of 100 bytes. The sink
-// streams them after the SUBACK; mosquitto and mochi get them from a raw
-// publisher connection, paced so that at most a few thousand messages are
-// on their way (mochi drops QoS 0 messages beyond 8192 pending per client).
+// streams them after the SUBACK; mosquitto and mochi get them from a
+// publisher in a helper process (so that its CPU is not counted), paced
+// by the subscriber so that at most paceWindow×paceChunk messages are on
+// their way (mochi drops QoS 0 messages beyond 8192 pending per client).
 func BenchmarkReceiveQoS0(b *testing.B) {
 	forEachBenchBroker(b, func(b *testing.B, br benchBroker) {
 		forEachClient(b, func(b *testing.B, kind clientKind) {
@@ -857,10 +1010,19 @@ func BenchmarkReceiveQoS0(b *testing.B) {
 					break
 				}
 			}
-			var pub *pacedPublisher
-			m := startMeter(b, "msgs/s")
+			var pub *helperProc
+			pids := []int{br.pid}
 			if !strings.HasPrefix(br.name, "sink") {
-				pub = startPacedPublisher(b, br.addr, topic, b.N)
+				pub = startHelper(b, "publish", "READY", "MQTTLOOP_PUB_ADDR="+br.addr,
+					"MQTTLOOP_PUB_TOPIC="+topic, "MQTTLOOP_PUB_N="+strconv.Itoa(b.N))
+				pids = append(pids, pub.pid())
+			}
+			m := startMeter(b, br, "msgs/s", pids...)
+			credit := []byte{0}
+			if pub != nil {
+				if _, err := pub.stdin.Write(make([]byte, paceWindow)); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for got := 0; got < b.N; {
 				n, err := c.Next()
@@ -873,7 +1035,9 @@ func BenchmarkReceiveQoS0(b *testing.B) {
 					}
 					got++
 					if pub != nil && got%paceChunk == 0 {
-						pub.credits <- struct{}{}
+						if _, err := pub.stdin.Write(credit); err != nil {
+							b.Fatal(err)
+						}
 					}
 				}
 			}
@@ -885,56 +1049,44 @@ func BenchmarkReceiveQoS0(b *testing.B) {
 	})
 }
 
-// Pacing of the raw publisher: it writes paceChunk messages at a time and
-// lets at most paceWindow chunks be unaccounted for by the subscriber.
+// Pacing of the publisher: it writes paceChunk messages at a time and
+// lets at most paceWindow chunks be unaccounted for by the subscriber
+// (mochi drops QoS 0 messages beyond 8192 pending for a client).
 const (
 	paceChunk  = 512
 	paceWindow = 12
 )
 
-type pacedPublisher struct {
-	credits chan struct{}
-	quit    chan struct{}
-	done    chan error
-	nc      net.Conn
-	b       *testing.B
-}
-
-// startPacedPublisher connects to the broker at addr and publishes n QoS
-// 0 messages of benchPayloadSize bytes on topic from a goroutine.
-func startPacedPublisher(b *testing.B, addr, topic string, n int) *pacedPublisher {
-	b.Helper()
+// pacedPublish connects to the broker at addr, says READY on out, and
+// publishes n QoS 0 messages of benchPayloadSize bytes on topic, a chunk
+// of paceChunk messages for each byte read from credits. It returns when
+// credits ends.
+func pacedPublish(addr, topic string, n int, credits io.Reader, out io.Writer) error {
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	p := &pacedPublisher{
-		credits: make(chan struct{}, n/paceChunk+1),
-		quit:    make(chan struct{}),
-		done:    make(chan error, 1),
-		nc:      nc,
-		b:       b,
-	}
+	defer nc.Close()
 	conn := blockingConn{nc}
 	wr := netio.NewWriter(0)
 	_ = wr.Append(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: uniqueID("pub"), CleanStart: true, Properties: &packets.Properties{}})
 	if err := wr.Flush(conn, time.Now().Add(10*time.Second)); err != nil {
-		b.Fatal(err)
+		return err
 	}
 	rd := netio.NewReader(0)
 	for {
 		cp, err := rd.Next()
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		if cp != nil {
 			if a, ok := cp.Content.(*packets.Connack); !ok || a.ReasonCode != 0 {
-				b.Fatalf("publisher: %#v", cp.Content)
+				return fmt.Errorf("publisher: %#v", cp.Content)
 			}
 			break
 		}
 		if _, err := rd.FillWait(conn, time.Now().Add(10*time.Second)); err != nil {
-			b.Fatal(err)
+			return err
 		}
 	}
 	var chunk []byte
@@ -942,39 +1094,30 @@ func startPacedPublisher(b *testing.B, addr, topic string, n int) *pacedPublishe
 		chunk, _ = netio.AppendPacket(chunk, &packets.Publish{Topic: topic, Payload: benchPayload}, 0)
 	}
 	one := len(chunk) / paceChunk
-	go func() {
-		window := paceWindow
-		for sent := 0; sent < n; {
-			if window == 0 {
-				select {
-				case <-p.credits:
-					window++
-				case <-p.quit:
-					p.done <- nil
-					return
-				}
+	if _, err := fmt.Fprintln(out, "READY"); err != nil {
+		return err
+	}
+	buf := make([]byte, 64)
+	sent := 0
+	for {
+		k, err := credits.Read(buf)
+		for range k {
+			if sent == n {
+				break
 			}
-			k := min(n-sent, paceChunk)
-			if _, err := nc.Write(chunk[:k*one]); err != nil {
-				p.done <- err
-				return
+			c := min(n-sent, paceChunk)
+			if _, err := nc.Write(chunk[:c*one]); err != nil {
+				return err
 			}
-			sent += k
-			window--
+			sent += c
 		}
-		p.done <- nil
-	}()
-	return p
-}
-
-func (p *pacedPublisher) stop() {
-	close(p.quit)
-	if err := <-p.done; err != nil {
-		p.b.Errorf("publisher: %v", err)
+		if err != nil {
+			break // EOF: the benchmark is done
+		}
 	}
 	d, _ := netio.AppendPacket(nil, &packets.Disconnect{Properties: &packets.Properties{}}, 0)
-	_, _ = p.nc.Write(d)
-	_ = p.nc.Close()
+	_, _ = nc.Write(d)
+	return nil
 }
 
 // BenchmarkIdleCPU connects with a 60 s keepalive and leaves the client

@@ -16,7 +16,8 @@ import (
 // within Options.ConnectTimeout. On success the loop is connected and the
 // session's replay is written; on failure the connection is lost.
 func (l *EventLoop) connect() {
-	server := l.opts.Servers[l.connects%len(l.opts.Servers)]
+	server := l.opts.Servers[l.tries%len(l.opts.Servers)]
+	l.tries++
 	l.server = redact(server)
 	start := time.Now()
 	deadline := start.Add(l.opts.ConnectTimeout)
@@ -76,16 +77,7 @@ func (l *EventLoop) connect() {
 	l.connected(ack, time.Now())
 }
 
-func (l *EventLoop) connectFailed(err error) {
-	if l.conn != nil {
-		l.conn.Close()
-		l.conn = nil
-		l.live.Store(nil)
-	}
-	l.phase = phaseEnded
-	l.endErr = fmt.Errorf("%w: %w", ErrConnectionLost, err)
-	l.timer.Stop()
-}
+func (l *EventLoop) connectFailed(err error) { l.connectionDown(err, false) }
 
 // awaitConnack reads until the first packet, which must be CONNACK.
 func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
@@ -151,13 +143,15 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 // connected applies a successful CONNACK.
 func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	l.connects++
+	l.attempt = 0
+	l.upSince = now
 	l.phase = phaseConnected
 	l.pollMissed = false
 	l.pendingRead = nil
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}
-	resumed := l.st.Connected(ack)
+	resumed := l.st.Connected(ack, !l.opts.NoResubscribe)
 	lim := l.st.Limits()
 	l.wr.SetMaxPacketSize(int(lim.MaximumPacketSize))
 
@@ -179,22 +173,25 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 		RetainAvailable:   lim.RetainAvailable,
 		Replayed:          len(resumed.Replay),
 		Requeued:          resumed.Requeued,
+		Resubscribed:      resumed.Resubscribed,
 	})
 	for _, done := range resumed.Completed {
 		l.emit(publishedFrom(done))
 	}
 	for _, p := range resumed.Replay {
-		if err := l.write(p); err != nil {
-			if errors.Is(err, netio.ErrPacketTooLarge) {
-				// The broker's limit shrank below a message in flight:
-				// it can never be delivered on this broker.
-				if pub, ok := p.(*packets.Publish); ok {
-					l.st.Abandon(pub)
-					l.emit(RequestFailed{Request: Publish{Topic: pub.Topic, Payload: pub.Payload, QoS: pub.QoS, Retain: pub.Retain}, Err: err})
-				}
-				continue
-			}
-			return
+		err := l.write(p)
+		if err == nil {
+			l.st.MarkSent(p, now)
+			continue
+		}
+		if !errors.Is(err, netio.ErrPacketTooLarge) {
+			return // the connection is already down
+		}
+		// The broker's limit shrank below a message in flight: it can
+		// never be delivered on this broker.
+		if pub, ok := p.(*packets.Publish); ok {
+			l.st.Abandon(pub)
+			l.emit(RequestFailed{Request: publishRequestFrom(pub), Err: err})
 		}
 	}
 }

@@ -130,6 +130,27 @@ func fromPacketProps(pp *packets.Properties) *Properties {
 	return p
 }
 
+// publishRequestFrom rebuilds a Publish request from its packet (for
+// sessions restored without their tags).
+func publishRequestFrom(p *packets.Publish) Publish {
+	r := Publish{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	r.Properties = fromPacketProps(p.Properties)
+	return r
+}
+
+// subscribeRequestFrom rebuilds a Subscribe request from its packet.
+func subscribeRequestFrom(p *packets.Subscribe) Subscribe {
+	r := Subscribe{}
+	for _, o := range p.Subscriptions {
+		r.Filters = append(r.Filters, Filter{Topic: o.Topic, QoS: o.QoS, NoLocal: o.NoLocal,
+			RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling})
+	}
+	if p.Properties != nil && p.Properties.SubscriptionIdentifier != nil {
+		r.SubscriptionID = *p.Properties.SubscriptionIdentifier
+	}
+	return r
+}
+
 func messageFrom(p *packets.Publish) Message {
 	return Message{
 		Topic:      p.Topic,

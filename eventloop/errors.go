@@ -20,6 +20,12 @@ var (
 	// ErrConnectionLost: the connection failed or was lost and the
 	// reconnect policy does not retry. The cause is wrapped too.
 	ErrConnectionLost = errors.New("mqttloop: connection lost")
+	// ErrStore: the session store (Options.Store) failed; the run ends
+	// because durability can no longer be promised.
+	ErrStore = errors.New("mqttloop: session store failed")
+	// ErrStoreMismatch: Options.Store holds the session of another broker
+	// or client id.
+	ErrStoreMismatch = state.ErrStoreMismatch
 	// ErrStopped: the run's context was cancelled (the context's error is
 	// wrapped too, so errors.Is(err, context.Canceled) also holds) or
 	// Close was called.
@@ -68,6 +74,13 @@ var (
 	ErrInvalidOptions = errors.New("mqttloop: invalid options")
 	// ErrUnsupportedScheme: a server URL with a scheme no transport serves.
 	ErrUnsupportedScheme = netio.ErrUnsupportedScheme
+	// ErrOffline: the request was dropped because the loop had no
+	// connection (QoS 0 with Options.DropQoS0WhileOffline).
+	ErrOffline = errors.New("mqttloop: offline")
+	// ErrAckTimeout: a QoS 1/2 publish went unacknowledged for
+	// Options.AckTimeout; the connection is presumed broken and replaced
+	// (MQTT 5 forbids resending on the same connection).
+	ErrAckTimeout = errors.New("mqttloop: publish not acknowledged within the ack timeout")
 	// ErrRefusedByBroker: the broker answered a request with a failure
 	// reason code; a *ReasonCodeError carries it.
 	ErrRefusedByBroker = errors.New("mqttloop: refused by the broker")

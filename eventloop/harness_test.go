@@ -14,6 +14,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/reconnect"
 )
 
 // testTimeout guards tests against hangs; it is never a synchronization
@@ -83,6 +84,9 @@ type client struct {
 	done   chan struct{}
 	err    error
 	cancel context.CancelFunc
+	// reconnects: the client's policy retries, so Disconnected and
+	// Reconnecting are expected along the way.
+	reconnects bool
 }
 
 var clientSeq struct {
@@ -122,7 +126,7 @@ func newClient(t *testing.T, url string, opts eventloop.Options) *client {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	c := &client{t: t, loop: loop, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
+	c := &client{t: t, loop: loop, reconnects: opts.Reconnect != reconnect.Never, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
 	events := loop.Run(ctx, c.reqs)
 	go func() {
 		defer close(c.done)
@@ -170,7 +174,7 @@ func expect[T eventloop.Notification](c *client) T {
 		if rf, ok := n.(eventloop.RequestFailed); ok {
 			c.t.Fatalf("request failed: %#v: %v", rf.Request, rf.Err)
 		}
-		if d, ok := n.(eventloop.Disconnected); ok {
+		if d, ok := n.(eventloop.Disconnected); ok && !c.reconnects {
 			c.t.Fatalf("disconnected while waiting for %T: %v", *new(T), d.Err)
 		}
 	}

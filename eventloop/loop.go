@@ -33,6 +33,7 @@ import (
 
 	"github.com/mqttloop/mqttloop/keepalive"
 	"github.com/mqttloop/mqttloop/netio"
+	"github.com/mqttloop/mqttloop/reconnect"
 	"github.com/mqttloop/mqttloop/state"
 )
 
@@ -56,7 +57,8 @@ const (
 type phase int
 
 const (
-	phaseDisconnected phase = iota
+	phaseDisconnected phase = iota // connect next
+	phaseBackoff                   // waiting to reconnect; requests go to the offline queue
 	phaseConnected
 	phaseEnded
 )
@@ -94,6 +96,13 @@ type EventLoop struct {
 	wr          *netio.Writer
 	ka          *keepalive.Timer
 	connects    int // successful CONNACKs in this loop
+	tries       int // connection attempts in this loop, for rotating Servers
+	attempt     int // failed attempts since the last success
+	sched       *reconnect.Schedule
+	retryAt     time.Time
+	upSince     time.Time
+	throttle    throttle
+	throttleAt  time.Time // when the throttle lets the next publish go (zero: not holding)
 	assignedID  string
 	pollMissed  bool  // the last park in the poller timed out
 	pendingRead error // a read error seen while waiting, handled next step
@@ -108,12 +117,27 @@ func New(opts Options) (*EventLoop, error) {
 	}
 	cfg := state.Config{MaxInflight: o.MaxInflight, ManualAcks: o.ManualAcks}
 	st := o.Session
+	if o.Store != nil {
+		if st, err = o.Store.Load(); err != nil {
+			return nil, fmt.Errorf("%w: loading the session: %w", ErrStore, err)
+		}
+	}
 	if st == nil {
 		st = state.New(cfg)
-	} else {
-		st.SetConfig(cfg)
 	}
-	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1)}
+	st.SetConfig(cfg)
+	if o.Store != nil {
+		id := state.Identity{Server: redact(o.Servers[0]), ClientID: o.ClientID}
+		if have := st.Identity(); have != (state.Identity{}) && have != id {
+			return nil, fmt.Errorf("%w: %w: it holds the session of client %q at %s, not %q at %s",
+				ErrStore, ErrStoreMismatch, have.ClientID, have.Server, id.ClientID, id.Server)
+		}
+		st.SetIdentity(id)
+		if err := st.AttachStore(o.Store); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStore, err)
+		}
+	}
+	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
 	}
@@ -234,6 +258,8 @@ func (l *EventLoop) next() (Notification, error) {
 		switch l.phase {
 		case phaseDisconnected:
 			l.connect()
+		case phaseBackoff:
+			l.backoffStep()
 		case phaseConnected:
 			l.step()
 		}
@@ -264,6 +290,11 @@ func (l *EventLoop) checkStop() bool {
 // end finishes the run: a Disconnected notification (when a connection
 // was up or attempted), then err from Next.
 func (l *EventLoop) end(notify error, err error) {
+	if !errors.Is(err, ErrStore) {
+		if cerr := l.st.Commit(); cerr != nil {
+			err = fmt.Errorf("%w (and saving the session failed: %w)", err, cerr)
+		}
+	}
 	if notify != nil && l.connects > 0 {
 		l.emit(Disconnected{Err: notify})
 	}
@@ -272,16 +303,8 @@ func (l *EventLoop) end(notify error, err error) {
 	l.timer.Stop()
 }
 
-// lost handles a connection that failed or broke.
-func (l *EventLoop) lost(cause error) {
-	l.closeConn()
-	l.emit(Disconnected{Err: cause})
-	// Reconnect policies other than Never arrive with the sessions work;
-	// until then every policy ends the run here.
-	l.phase = phaseEnded
-	l.endErr = fmt.Errorf("%w: %w", ErrConnectionLost, cause)
-	l.timer.Stop()
-}
+// lost handles an established connection that broke.
+func (l *EventLoop) lost(cause error) { l.connectionDown(cause, true) }
 
 func (l *EventLoop) closeConn() {
 	if l.conn != nil {
@@ -351,6 +374,12 @@ func (l *EventLoop) step() {
 		l.lost(ErrKeepAliveTimeout)
 		return
 	}
+	if l.opts.AckTimeout > 0 {
+		if sent, ok := l.st.OldestUnacked(); ok && now.Sub(sent) >= l.opts.AckTimeout {
+			l.lost(ErrAckTimeout)
+			return
+		}
+	}
 	if !l.flush(now) {
 		return
 	}
@@ -404,6 +433,9 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 		if l.write(reply) != nil {
 			return false
 		}
+		if _, isRel := reply.(*packets.Pubrel); isRel && l.opts.AckTimeout > 0 {
+			l.st.MarkSent(reply, time.Now())
+		}
 	}
 	switch ev := ev.(type) {
 	case nil:
@@ -412,10 +444,17 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 	case state.PublishDone:
 		l.emit(publishedFrom(ev))
 	case state.SubscribeDone:
-		req, _ := ev.Tag.(Subscribe)
-		l.emit(Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons})
+		req, ok := ev.Tag.(Subscribe)
+		if !ok {
+			req = subscribeRequestFrom(ev.Subscribe)
+		}
+		_, resub := ev.Tag.(state.Resubscribe)
+		l.emit(Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons, Resubscribe: resub})
 	case state.UnsubscribeDone:
-		req, _ := ev.Tag.(Unsubscribe)
+		req, ok := ev.Tag.(Unsubscribe)
+		if !ok {
+			req = Unsubscribe{Topics: ev.Unsubscribe.Topics}
+		}
 		l.emit(Unsubscribed{Request: req, ReasonCodes: ev.Unsuback.Reasons})
 	case state.BrokerDisconnect:
 		d := ev.Disconnect
@@ -430,7 +469,11 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 }
 
 func publishedFrom(ev state.PublishDone) Published {
-	req, _ := ev.Tag.(Publish)
+	req, ok := ev.Tag.(Publish)
+	if !ok {
+		// Restored from a saved session: tags are not saved.
+		req = publishRequestFrom(ev.Publish)
+	}
 	p := Published{Request: req, ReasonCode: ev.ReasonCode}
 	if ev.ReasonCode >= 0x80 {
 		rerr := &ReasonCodeError{Packet: "PUBACK", Code: ev.ReasonCode}
@@ -453,7 +496,7 @@ func (l *EventLoop) canTake() bool {
 // takeRequests takes requests from the channel without blocking.
 func (l *EventLoop) takeRequests() bool {
 	took := false
-	for i := 0; i < requestBatch && l.canTake() && l.phase == phaseConnected; i++ {
+	for i := 0; i < requestBatch && l.canTake() && (l.phase == phaseConnected || l.phase == phaseBackoff); i++ {
 		select {
 		case r, ok := <-l.requests:
 			took = true
@@ -476,6 +519,10 @@ func (l *EventLoop) accept(r Request) {
 		pkt, err := publishPacket(r)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
+			return
+		}
+		if r.QoS == 0 && l.phase != phaseConnected && l.opts.DropQoS0WhileOffline {
+			l.emit(Dropped{Request: r, Reason: ErrOffline})
 			return
 		}
 		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
@@ -501,6 +548,17 @@ func (l *EventLoop) accept(r Request) {
 		l.farewell(r.ReasonCode, r.SessionExpiry)
 		l.closeConn()
 		l.end(ErrDisconnected, ErrDisconnected)
+	case Shutdown:
+		l.reqOpen = false
+		if l.phase == phaseConnected {
+			l.farewell(packets.DisconnectNormalDisconnection, nil)
+		}
+		l.closeConn()
+		l.end(ErrStopped, fmt.Errorf("%w: Shutdown request", ErrStopped))
+	case Throttle:
+		if err := l.throttle.set(r, time.Now()); err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+		}
 	case Pause:
 		l.paused = true
 	case Resume:
@@ -526,17 +584,26 @@ func (l *EventLoop) sendQueued() bool {
 	if l.resume.Swap(false) {
 		l.paused = false
 	}
+	l.throttleAt = time.Time{}
 	if l.paused {
 		return false
 	}
 	sent := false
+	var now time.Time
 	for i := 0; i < requestBatch; i++ {
-		p, pkt, ok, err := l.st.NextToSend()
-		if !ok {
-			if err != nil {
-				// Out of packet ids: wait for acks to free some.
+		if l.throttle.rate != 0 && l.st.Queued() > 0 {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if ok, at := l.throttle.ready(now); !ok {
+				l.throttleAt = at
 				return sent
 			}
+		}
+		p, pkt, ok, err := l.st.NextToSend()
+		if !ok {
+			// Nothing sendable now: queue empty, window full, or (with
+			// err set) out of packet ids until acks free some.
 			return sent
 		}
 		sent = true
@@ -552,15 +619,46 @@ func (l *EventLoop) sendQueued() bool {
 			}
 			return sent
 		}
+		if pub, isPub := pkt.(*packets.Publish); isPub {
+			l.throttle.spend()
+			if pub.QoS > 0 {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				l.st.MarkSent(pkt, now)
+			}
+		}
 	}
 	return sent
 }
 
+// requestOf returns the user's request behind a queued packet, rebuilt
+// from the packet when the tag was lost (restored session) or internal
+// (re-subscribe).
 func requestOf(p state.Pending) Request {
 	if r, ok := p.Tag.(Request); ok {
 		return r
 	}
+	switch pk := p.Packet.(type) {
+	case *packets.Publish:
+		return publishRequestFrom(pk)
+	case *packets.Subscribe:
+		return subscribeRequestFrom(pk)
+	case *packets.Unsubscribe:
+		return Unsubscribe{Topics: pk.Topics}
+	}
 	return nil
+}
+
+// commit makes the iteration's session changes durable (Options.Store).
+// A store that fails ends the run: durability can no longer be promised.
+func (l *EventLoop) commit() bool {
+	if err := l.st.Commit(); err != nil {
+		l.closeConn()
+		l.end(nil, fmt.Errorf("%w: %w", ErrStore, err))
+		return false
+	}
+	return true
 }
 
 // write encodes a packet into the write buffer, flushing when it is large.
@@ -587,6 +685,11 @@ func (l *EventLoop) write(p packets.Packet) error {
 // flush writes the buffered packets. It returns false if the connection
 // ended.
 func (l *EventLoop) flush(now time.Time) bool {
+	// What the writes announce (a PUBREC, a new publish) must be durable
+	// before it reaches the wire.
+	if !l.commit() {
+		return false
+	}
 	if l.wr.Buffered() == 0 || l.conn == nil {
 		return l.conn != nil
 	}
@@ -609,6 +712,14 @@ func (l *EventLoop) wait(now time.Time) {
 	deadline := now.Add(farFuture)
 	if _, due := l.ka.Check(now); !due.IsZero() {
 		deadline = due
+	}
+	if !l.throttleAt.IsZero() && l.throttleAt.Before(deadline) {
+		deadline = l.throttleAt
+	}
+	if l.opts.AckTimeout > 0 {
+		if sent, ok := l.st.OldestUnacked(); ok && sent.Add(l.opts.AckTimeout).Before(deadline) {
+			deadline = sent.Add(l.opts.AckTimeout)
+		}
 	}
 	canTake := l.canTake()
 	expectReply := l.st.Outstanding() > 0 || l.ka.PingOutstanding()

@@ -26,6 +26,10 @@ type Connected struct {
 	// Replayed counts packets resent because the broker kept the session;
 	// Requeued counts requests sent again as new because it did not.
 	Replayed, Requeued int
+	// Resubscribed lists the filters being subscribed again because the
+	// broker lost the session (Options.NoResubscribe turns this off); their
+	// SUBACKs arrive as Subscribed with Resubscribe set.
+	Resubscribed []string
 }
 
 // Message is an application message from the broker. With
@@ -59,6 +63,9 @@ type Published struct {
 type Subscribed struct {
 	Request     Subscribe
 	ReasonCodes []byte
+	// Resubscribe: the loop re-established this subscription after the
+	// broker lost the session; Request is rebuilt from the packet.
+	Resubscribe bool
 }
 
 // Err returns a *ReasonCodeError for the first refused filter, or nil when
@@ -106,3 +113,23 @@ func firstFailure(packet string, codes []byte) error {
 	}
 	return nil
 }
+
+// Reconnecting: the connection failed or was lost and the loop will try
+// again after Delay (Options.Reconnect). Attempt counts the failures since
+// the last successful connection; Err is the last one.
+type Reconnecting struct {
+	Attempt int
+	Delay   time.Duration
+	Err     error
+}
+
+// Dropped: a QoS 0 publish was discarded because the loop was offline and
+// Options.DropQoS0WhileOffline is set. QoS 1 and 2 publishes are never
+// dropped.
+type Dropped struct {
+	Request Request
+	Reason  error
+}
+
+func (Reconnecting) isNotification() {}
+func (Dropped) isNotification()      {}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/reconnect"
 	"github.com/mqttloop/mqttloop/state"
@@ -64,13 +66,43 @@ type Options struct {
 	ManualAcks bool
 
 	// Reconnect says which connection failures are retried (default
-	// reconnect.Never, currently the only policy New accepts: a lost
-	// connection ends the run and Run continues the session).
+	// reconnect.Never: a lost connection ends the run, and Run continues
+	// the session later). Refusals that retrying cannot fix (bad
+	// credentials, not authorized, unsupported protocol version, banned)
+	// end the run under every policy. Each attempt moves to the next of
+	// Servers.
 	Reconnect reconnect.Policy
+	// BackOff gives the delays between attempts (default: exponential
+	// from 250 ms to 30 s with jitter, see reconnect.DefaultBackOff). It is
+	// reset once a connection stayed up for HealthyAfter.
+	BackOff backoff.BackOff
+	// HealthyAfter is how long a connection must stay up for the back-off
+	// to start over (default 10 s).
+	HealthyAfter time.Duration
+	// NoResubscribe turns off re-subscribing after reconnecting to a broker
+	// that lost the session. By default the loop re-establishes every
+	// subscription it holds.
+	NoResubscribe bool
+	// AckTimeout, if set, is how long a QoS 1/2 publish may wait for its
+	// acknowledgement before the connection is presumed broken and
+	// replaced (the session then replays it). 0 waits forever.
+	AckTimeout time.Duration
+	// DropQoS0WhileOffline discards QoS 0 publishes while there is no
+	// connection (reported as Dropped) instead of queueing them.
+	DropQoS0WhileOffline bool
 
 	// Session continues a session from an earlier run or loop
-	// (EventLoop.State). Nil starts a new one.
+	// (EventLoop.State, or state.Load of a saved file). Nil starts a new
+	// one.
 	Session *state.MqttState
+	// Store makes the session durable for a process that may be killed:
+	// the loop writes every change through it once per loop iteration,
+	// before the packets that announce the change reach the wire (see
+	// state/filestore for a file on disk). A store that holds a session
+	// continues it. A store belongs to one broker (the first of Servers)
+	// and ClientID; opening it with others fails with ErrStoreMismatch.
+	// The loop does not close the store.
+	Store state.Store
 
 	// Logger receives debug records of every packet in and out (never
 	// passwords; payloads truncated). Nil logs nothing.
@@ -99,6 +131,7 @@ const (
 	DefaultMaxInflight    = 100
 	DefaultMaxQueued      = 256
 	DefaultMaxPacketSize  = 16 << 20
+	DefaultHealthyAfter   = 10 * time.Second
 )
 
 // withDefaults validates o and fills in defaults.
@@ -168,13 +201,22 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = DefaultMaxPacketSize
 	}
+	if o.Store != nil {
+		if o.Session != nil {
+			return bad("Session and Store are both set: a store holds its own session")
+		}
+		if o.ClientID == "" {
+			return bad("a Store needs a ClientID: a broker-assigned id cannot be resumed")
+		}
+	}
 	if !o.Reconnect.Valid() {
 		return bad("unknown reconnect policy %v", o.Reconnect)
 	}
-	if o.Reconnect != reconnect.Never {
-		// Reconnecting with replay arrives with the sessions milestone;
-		// until then a policy that would silently act as Never is refused.
-		return bad("reconnect policy %v is not available yet: use reconnect.Never and continue with Run or Options.Session", o.Reconnect)
+	if o.HealthyAfter <= 0 {
+		o.HealthyAfter = DefaultHealthyAfter
+	}
+	if o.AckTimeout < 0 {
+		return bad("AckTimeout %v is negative", o.AckTimeout)
 	}
 	return o, nil
 }

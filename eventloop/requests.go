@@ -106,3 +106,21 @@ type Properties struct {
 
 // UserProperty is an MQTT 5 user property.
 type UserProperty struct{ Key, Value string }
+
+// Shutdown ends the run gracefully: the loop stops taking requests, sends
+// DISCONNECT (the broker keeps the session when Options.SessionExpiry > 0),
+// closes the connection and ends the run with ErrStopped. Everything still
+// queued or in flight stays in the session (EventLoop.State) for the next
+// run or loop.
+type Shutdown struct{}
+
+// Throttle caps outgoing publishes at PerSecond from now on (0 removes the
+// cap), with bursts of up to Burst publishes (default 1), to leave bandwidth
+// to other work on a thin link. Queued publishes wait; none is dropped.
+type Throttle struct {
+	PerSecond float64
+	Burst     int
+}
+
+func (Shutdown) isRequest() {}
+func (Throttle) isRequest() {}

@@ -95,7 +95,7 @@ func FuzzHandleIncoming(f *testing.F) {
 					t.Fatalf("HandleIncoming with an error returned event %v, reply %v", ev, reply)
 				}
 				// The connection closes; the session goes on in the next.
-				s.Connected(connack(mode&0x10 != 0, nil))
+				s.Connected(connack(mode&0x10 != 0, nil), false)
 			}
 			if d, ok := ev.(Delivered); ok && s.cfg.ManualAcks && d.Publish.QoS > 0 {
 				if _, err := s.Ack(d.Publish.PacketID, d.Publish.QoS, mode&0x80); err != nil {

@@ -172,7 +172,7 @@ func TestPacketIDWraparound(t *testing.T) {
 // request queued; the first id freed is taken by it.
 func TestPacketIDExhaustion(t *testing.T) {
 	s := New(Config{MaxInflight: 0})
-	s.Connected(connack(false, &packets.Properties{ReceiveMaximum: ptr[uint16](65535)}))
+	s.Connected(connack(false, &packets.Properties{ReceiveMaximum: ptr[uint16](65535)}), false)
 	if s.Window() != 65535 {
 		t.Fatalf("Window() = %d, want 65535", s.Window())
 	}

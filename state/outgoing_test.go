@@ -266,7 +266,7 @@ func TestWindow(t *testing.T) {
 		{0, &packets.Properties{}, 65535},
 	} {
 		s := New(Config{MaxInflight: tc.maxInflight})
-		s.Connected(connack(false, tc.props))
+		s.Connected(connack(false, tc.props), false)
 		if got := s.Window(); got != tc.want {
 			t.Errorf("MaxInflight %d, CONNACK %+v: Window() = %d, want %d", tc.maxInflight, tc.props, got, tc.want)
 		}
@@ -275,7 +275,7 @@ func TestWindow(t *testing.T) {
 
 func TestWindowReceiveMaximum(t *testing.T) {
 	s := New(Config{})
-	s.Connected(connack(false, &packets.Properties{ReceiveMaximum: ptr[uint16](2)}))
+	s.Connected(connack(false, &packets.Properties{ReceiveMaximum: ptr[uint16](2)}), false)
 	if s.Window() != 2 || s.Limits().ReceiveMaximum != 2 {
 		t.Fatalf("Window() = %d, Limits().ReceiveMaximum = %d; want 2", s.Window(), s.Limits().ReceiveMaximum)
 	}
@@ -291,7 +291,7 @@ func TestWindowReceiveMaximum(t *testing.T) {
 	}
 
 	// A later CONNACK without the property restores the default.
-	s.Connected(connack(true, nil))
+	s.Connected(connack(true, nil), false)
 	if s.Window() != 65535 {
 		t.Fatalf("after a CONNACK without Receive Maximum, Window() = %d, want 65535", s.Window())
 	}
@@ -308,13 +308,13 @@ func TestConnectedLimits(t *testing.T) {
 		TopicAliasMaximum: ptr[uint16](5),
 		MaximumQOS:        ptr[byte](1),
 		RetainAvailable:   ptr[byte](0),
-	}))
+	}), false)
 	want := Limits{ReceiveMaximum: 10, MaximumPacketSize: 1024, TopicAliasMaximum: 5, MaximumQoS: 1, RetainAvailable: false}
 	if s.Limits() != want {
 		t.Fatalf("Limits() = %+v, want %+v", s.Limits(), want)
 	}
 	// Receive Maximum 0 is not allowed: the default stays.
-	s.Connected(connack(true, &packets.Properties{RetainAvailable: ptr[byte](1), ReceiveMaximum: ptr[uint16](0)}))
+	s.Connected(connack(true, &packets.Properties{RetainAvailable: ptr[byte](1), ReceiveMaximum: ptr[uint16](0)}), false)
 	if s.Limits() != DefaultLimits {
 		t.Fatalf("limits not reset by a new CONNACK: %+v, want %+v", s.Limits(), DefaultLimits)
 	}
@@ -336,7 +336,7 @@ func TestNotSupported(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New(Config{MaxInflight: 1})
-			s.Connected(connack(false, tc.props))
+			s.Connected(connack(false, tc.props), false)
 			ok0 := pub("fine", 0)
 			s.Enqueue(Pending{Packet: tc.bad, Tag: "bad"})
 			s.Enqueue(Pending{Packet: ok0, Tag: "fine"})
@@ -356,7 +356,7 @@ func TestNotSupported(t *testing.T) {
 
 	// At the limit is fine.
 	s := New(Config{})
-	s.Connected(connack(false, &packets.Properties{MaximumQOS: ptr[byte](1), RetainAvailable: ptr[byte](1)}))
+	s.Connected(connack(false, &packets.Properties{MaximumQOS: ptr[byte](1), RetainAvailable: ptr[byte](1)}), false)
 	s.Enqueue(Pending{Packet: &packets.Publish{Topic: "r", QoS: 1, Retain: true}})
 	sendID(t, s)
 }
@@ -365,7 +365,7 @@ func TestNotSupported(t *testing.T) {
 // is full: it never waits for a slot it could not use.
 func TestNotSupportedWithFullWindow(t *testing.T) {
 	s := New(Config{MaxInflight: 1})
-	s.Connected(connack(false, &packets.Properties{MaximumQOS: ptr[byte](1)}))
+	s.Connected(connack(false, &packets.Properties{MaximumQOS: ptr[byte](1)}), false)
 	s.Enqueue(Pending{Packet: pub("a", 1)})
 	sendID(t, s)
 	s.Enqueue(Pending{Packet: pub("b", 2), Tag: "b"})
@@ -528,7 +528,7 @@ func TestPushFrontKeepsQueuedOrder(t *testing.T) {
 		s.Enqueue(Pending{Packet: pub("t", 1), Tag: i})
 	}
 	sendID(t, s)
-	s.Connected(connack(false, nil)) // request 0 back at the head
+	s.Connected(connack(false, nil), false) // request 0 back at the head
 	s.Enqueue(Pending{Packet: pub("t", 1), Tag: 3})
 	for i := range 4 {
 		if p, _ := send(t, s); p.Tag != i {

@@ -348,7 +348,7 @@ func (m *randomModel) connect(present bool, props *packets.Properties) {
 	}
 	total := s.Queued() + s.Outstanding()
 
-	r := s.Connected(connack(present, props))
+	r := s.Connected(connack(present, props), false)
 
 	if got := s.Queued() + s.Outstanding() + len(r.Completed); got != total {
 		t.Fatalf("reconnect (session %v): %d requests before, %d after", present, total, got)

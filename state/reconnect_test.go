@@ -97,7 +97,7 @@ func TestReconnectSessionPresent(t *testing.T) {
 	f := newReconnectFixture(t)
 	s := f.s
 	before := s.Queued() + s.Outstanding()
-	r := s.Connected(connack(true, nil))
+	r := s.Connected(connack(true, nil), false)
 	f.checkReplay(t, r)
 	if r.Requeued != 1 || len(r.Completed) != 0 {
 		t.Fatalf("Requeued %d, Completed %v; want 1 and none", r.Requeued, r.Completed)
@@ -130,7 +130,7 @@ func TestReconnectSessionPresent(t *testing.T) {
 	checkInvariants(t, s)
 
 	// Reconnecting again replays the same.
-	f.checkReplay(t, s.Connected(connack(true, nil)))
+	f.checkReplay(t, s.Connected(connack(true, nil), false))
 
 	// The requeued SUBSCRIBE gets a fresh id; the old one is unknown.
 	oldSubID := f.inFlightSb.PacketID
@@ -163,13 +163,13 @@ func TestReconnectSessionAbsent(t *testing.T) {
 	s := f.s
 	// A first reconnect with the session sets DUP on the unacknowledged
 	// publishes and requeues the SUBSCRIBE, which goes out again.
-	s.Connected(connack(true, nil))
+	s.Connected(connack(true, nil), false)
 	if p, _ := send(t, s); p.Packet != f.inFlightSb {
 		t.Fatalf("sent %v, want the requeued subscribe", p.Tag)
 	}
 
 	before := s.Queued() + s.Outstanding()
-	r := s.Connected(connack(false, nil))
+	r := s.Connected(connack(false, nil), false)
 	if len(r.Replay) != 0 {
 		t.Fatalf("Replay = %v, want nothing without a session", r.Replay)
 	}
@@ -258,7 +258,7 @@ func TestReconnectRequeueKeepsSendOrder(t *testing.T) {
 			for range 6 {
 				sendID(t, s)
 			}
-			r := s.Connected(connack(present, nil))
+			r := s.Connected(connack(present, nil), false)
 			want := []any{"sub x", "pub x", "unsub x", "sub y", "pub y", "unsub y", "not sent"}
 			if present {
 				// The publishes are replayed; the others are requeued.
@@ -297,7 +297,7 @@ func TestReconnectIncomingState(t *testing.T) {
 	}
 
 	s := setup()
-	s.Connected(connack(true, nil))
+	s.Connected(connack(true, nil), false)
 	if s.AwaitingRelease() != 2 {
 		t.Fatalf("session present: AwaitingRelease() = %d, want 2", s.AwaitingRelease())
 	}
@@ -312,7 +312,7 @@ func TestReconnectIncomingState(t *testing.T) {
 	}
 
 	s = setup()
-	s.Connected(connack(false, nil))
+	s.Connected(connack(false, nil), false)
 	if s.AwaitingRelease() != 0 {
 		t.Fatalf("session absent: AwaitingRelease() = %d, want 0", s.AwaitingRelease())
 	}
@@ -337,7 +337,7 @@ func TestReconnectKeepsSubscriptions(t *testing.T) {
 	id := sendID(t, s)
 	handle(t, s, &packets.Suback{PacketID: id, Reasons: []byte{1}})
 	for _, present := range []bool{true, false} {
-		s.Connected(connack(present, nil))
+		s.Connected(connack(present, nil), false)
 		if _, ok := s.Subscriptions()["a"]; !ok {
 			t.Fatalf("subscription lost on reconnect (session present %v)", present)
 		}

@@ -9,12 +9,20 @@
 //
 // An MqttState belongs to one event loop at a time and is not safe for
 // concurrent use.
+//
+// A session outlives connections (Connected says what to replay) and
+// processes: Save and Load write and read it in a versioned format
+// (FORMAT.md), and a Store keeps it durable while it changes (AttachStore,
+// then Commit once per event-loop iteration), in memory (MemoryStore) or
+// in a file (package state/filestore).
 package state
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -52,17 +60,40 @@ const (
 // is a *packets.Publish, *packets.Subscribe or *packets.Unsubscribe; Tag is
 // whatever the caller wants back when the request completes (the event
 // loop keeps the user's request there).
+//
+// Tag lives in memory only: Save and the stores do not keep it, and a
+// session rebuilt by Load or a Store has nil tags, except that SUBSCRIBE
+// requests queued by Connected to re-establish subscriptions keep their
+// Resubscribe tag.
 type Pending struct {
 	Packet packets.Packet
 	Tag    any
+	key    int64 // position in the queue, also the durable record's key
 }
 
-// Outgoing is a QoS 1 or 2 publish in flight.
+// Resubscribe is the Tag of the SUBSCRIBE requests that Connected queues
+// to re-establish the session's subscriptions when the broker has lost
+// them. It tells them apart from the user's requests:
+//
+//	if _, ok := p.Tag.(state.Resubscribe); ok { ... }
+type Resubscribe struct{}
+
+// Outgoing is a QoS 1 or 2 publish in flight. Tag is not saved (see
+// Pending).
 type Outgoing struct {
 	Publish *packets.Publish
 	Stage   Stage
 	Tag     any
 	seq     uint64 // send order, for replay
+	// topic is the publish's topic when it was first sent, to restore it
+	// if the packet was rewritten to use a topic alias.
+	topic string
+
+	// The list of publishes passed to MarkSent on this connection,
+	// ordered by sentAt.
+	sentAt     time.Time
+	prev, next *Outgoing
+	listed     bool
 }
 
 // Config is what the session needs from the user's options.
@@ -93,8 +124,9 @@ var DefaultLimits = Limits{ReceiveMaximum: 65535, MaximumQoS: 2, RetainAvailable
 // requests accepted but not sent, and the active subscriptions. Hand it to
 // the next connection to continue the session.
 type MqttState struct {
-	cfg    Config
-	limits Limits
+	cfg      Config
+	limits   Limits
+	identity Identity
 
 	nextID uint16
 	seq    uint64
@@ -112,10 +144,24 @@ type MqttState struct {
 	// manual-ack mode and not yet acknowledged.
 	unackedQoS1 map[uint16]struct{}
 
-	subscriptions map[string]packets.SubOptions
+	// undelivered holds the incoming QoS 2 ids awaiting a manual ack
+	// that a rebuilt session inherited: the process they were delivered
+	// to is gone, so the broker's resend is delivered again.
+	undelivered map[uint16]struct{}
+
+	subscriptions map[string]subscription
 
 	queue []Pending
 	head  int
+	// Queue positions: keys of queued requests are in [qFront, qBack),
+	// increasing from head to tail.
+	qFront, qBack int64
+
+	// Publishes in flight passed to MarkSent, oldest first.
+	sentHead, sentTail *Outgoing
+
+	// trk records changes for the attached store; nil without one.
+	trk *tracker
 
 	// scratch acks, reused: a reply is valid until the next transition.
 	puback  packets.Puback
@@ -135,7 +181,38 @@ func New(cfg Config) *MqttState {
 		unsubscribing: make(map[uint16]sentRequest),
 		incomingQoS2:  make(map[uint16]bool),
 		unackedQoS1:   make(map[uint16]struct{}),
-		subscriptions: make(map[string]packets.SubOptions),
+		subscriptions: make(map[string]subscription),
+	}
+}
+
+// subscription is an active subscription: its options and the
+// subscription identifier it was made with (0: none).
+type subscription struct {
+	opts packets.SubOptions
+	id   int
+}
+
+// Identity names the session: the broker (or cluster) it lives on and the
+// client id. A session, its saved files and its store belong to one
+// identity; AttachStore refuses a store that holds another one.
+type Identity struct {
+	// Server names the broker, e.g. its URL. Keep it stable across the
+	// addresses of one broker or cluster.
+	Server string
+	// ClientID is the MQTT client identifier.
+	ClientID string
+}
+
+// Identity returns the session's identity (the zero Identity until
+// SetIdentity).
+func (s *MqttState) Identity() Identity { return s.identity }
+
+// SetIdentity sets the session's identity. With a store attached, the
+// store follows at the next Commit.
+func (s *MqttState) SetIdentity(id Identity) {
+	if id != s.identity {
+		s.identity = id
+		s.touchMeta()
 	}
 }
 
@@ -197,9 +274,16 @@ func (s *MqttState) QueuedRequests() []Pending { return slices.Clone(s.queue[s.h
 func (s *MqttState) Subscriptions() map[string]packets.SubOptions {
 	m := make(map[string]packets.SubOptions, len(s.subscriptions))
 	for k, v := range s.subscriptions {
-		m[k] = v
+		m[k] = v.opts
 	}
 	return m
+}
+
+// SubscriptionIdentifier returns the subscription identifier an active
+// subscription was made with (0: none, or no such subscription).
+// Re-subscribing after a lost session uses it again.
+func (s *MqttState) SubscriptionIdentifier(filter string) int {
+	return s.subscriptions[filter].id
 }
 
 // Enqueue accepts a request into the session. It is sent when NextToSend
@@ -214,6 +298,9 @@ func (s *MqttState) Enqueue(p Pending) {
 		s.queue = s.queue[:n]
 		s.head = 0
 	}
+	p.key = s.qBack
+	s.qBack++
+	s.touchQueue(p, false, true)
 	s.queue = append(s.queue, p)
 }
 
@@ -221,6 +308,11 @@ func (s *MqttState) Enqueue(p Pending) {
 func (s *MqttState) pushFront(ps []Pending) {
 	if len(ps) == 0 {
 		return
+	}
+	s.qFront -= int64(len(ps))
+	for i := range ps {
+		ps[i].key = s.qFront + int64(i)
+		s.touchQueue(ps[i], false, true)
 	}
 	rest := s.queue[s.head:]
 	q := make([]Pending, 0, len(ps)+len(rest))
@@ -272,15 +364,18 @@ func (s *MqttState) NextToSend() (p Pending, pkt packets.Packet, ok bool, err er
 		if pk.QoS > 0 {
 			pk.PacketID = id
 			s.seq++
-			s.outgoing[id] = &Outgoing{Publish: pk, Stage: AwaitingAck, Tag: p.Tag, seq: s.seq}
+			s.touchOut(id)
+			s.outgoing[id] = &Outgoing{Publish: pk, Stage: AwaitingAck, Tag: p.Tag, seq: s.seq, topic: pk.Topic}
 		}
 	case *packets.Subscribe:
 		pk.PacketID = id
 		s.seq++
+		s.touchSubscribing(id)
 		s.subscribing[id] = sentRequest{p, s.seq}
 	case *packets.Unsubscribe:
 		pk.PacketID = id
 		s.seq++
+		s.touchUnsubscribing(id)
 		s.unsubscribing[id] = sentRequest{p, s.seq}
 	default:
 		s.freeID(id)
@@ -290,8 +385,38 @@ func (s *MqttState) NextToSend() (p Pending, pkt packets.Packet, ok bool, err er
 }
 
 func (s *MqttState) pop() {
+	s.touchQueue(s.queue[s.head], true, false)
 	s.queue[s.head] = Pending{}
 	s.head++
+}
+
+// DropQueued removes the queued requests for which drop returns true and
+// returns them, oldest first; the others keep their order.
+func (s *MqttState) DropQueued(drop func(Pending) bool) []Pending {
+	var dropped []Pending
+	q := s.queue[s.head:]
+	kept := q[:0]
+	for _, p := range q {
+		if drop(p) {
+			s.touchQueue(p, true, false)
+			dropped = append(dropped, p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(q[len(kept):])
+	s.queue = s.queue[:s.head+len(kept)]
+	return dropped
+}
+
+// DropQueuedQoS0 removes the queued QoS 0 publishes and returns them,
+// oldest first (for an event loop that drops QoS 0 messages while
+// offline).
+func (s *MqttState) DropQueuedQoS0() []Pending {
+	return s.DropQueued(func(p Pending) bool {
+		pub, ok := p.Packet.(*packets.Publish)
+		return ok && pub.QoS == 0
+	})
 }
 
 // Abandon forgets a request that NextToSend returned but that could not be
@@ -300,16 +425,24 @@ func (s *MqttState) pop() {
 func (s *MqttState) Abandon(pkt packets.Packet) {
 	switch pk := pkt.(type) {
 	case *packets.Publish:
-		if pk.QoS > 0 {
+		if o, ok := s.outgoing[pk.PacketID]; ok && pk.QoS > 0 {
+			s.touchOut(pk.PacketID)
+			s.unlinkSent(o)
 			delete(s.outgoing, pk.PacketID)
 			s.freeID(pk.PacketID)
 		}
 	case *packets.Subscribe:
-		delete(s.subscribing, pk.PacketID)
-		s.freeID(pk.PacketID)
+		if _, ok := s.subscribing[pk.PacketID]; ok {
+			s.touchSubscribing(pk.PacketID)
+			delete(s.subscribing, pk.PacketID)
+			s.freeID(pk.PacketID)
+		}
 	case *packets.Unsubscribe:
-		delete(s.unsubscribing, pk.PacketID)
-		s.freeID(pk.PacketID)
+		if _, ok := s.unsubscribing[pk.PacketID]; ok {
+			s.touchUnsubscribing(pk.PacketID)
+			delete(s.unsubscribing, pk.PacketID)
+			s.freeID(pk.PacketID)
+		}
 	}
 }
 
@@ -334,6 +467,7 @@ func (s *MqttState) allocID() (uint16, error) {
 		if _, theirs := s.unackedQoS1[s.nextID]; theirs {
 			continue
 		}
+		s.touchMeta()
 		s.inUse[s.nextID] = struct{}{}
 		return s.nextID, nil
 	}
@@ -393,7 +527,10 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if p.ReasonCode >= 0x80 {
 			return s.complete(o, p.ReasonCode, p.Properties), nil, nil
 		}
-		o.Stage = AwaitingComplete
+		if o.Stage != AwaitingComplete {
+			s.touchOut(p.PacketID)
+			o.Stage = AwaitingComplete
+		}
 		s.pubrel = packets.Pubrel{PacketID: p.PacketID}
 		return nil, &s.pubrel, nil
 	case *packets.Pubcomp:
@@ -414,6 +551,7 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if !sentRec {
 			return nil, nil, fmt.Errorf("%w: PUBREL for packet id %d before its PUBREC was sent", ErrProtocol, p.PacketID)
 		}
+		s.touchIncomingQoS2(p.PacketID)
 		delete(s.incomingQoS2, p.PacketID)
 		return nil, &s.pubcomp, nil
 	case *packets.Suback:
@@ -425,11 +563,26 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if len(p.Reasons) != len(sub.Subscriptions) {
 			return nil, nil, fmt.Errorf("%w: SUBACK for packet id %d has %d reason codes for %d filters", ErrProtocol, p.PacketID, len(p.Reasons), len(sub.Subscriptions))
 		}
+		s.touchSubscribing(p.PacketID)
 		delete(s.subscribing, p.PacketID)
 		s.freeID(p.PacketID)
+		subID := 0
+		if sub.Properties != nil && sub.Properties.SubscriptionIdentifier != nil {
+			subID = *sub.Properties.SubscriptionIdentifier
+		}
+		_, resub := pend.Tag.(Resubscribe)
 		for i, opt := range sub.Subscriptions {
-			if i < len(p.Reasons) && p.Reasons[i] < 0x80 {
-				s.subscriptions[opt.Topic] = opt
+			switch {
+			case p.Reasons[i] < 0x80:
+				s.touchSubscription(opt.Topic)
+				s.subscriptions[opt.Topic] = subscription{opts: opt, id: subID}
+			case resub:
+				// The broker lost the session and refuses the
+				// subscription now: it is no longer active.
+				if _, ok := s.subscriptions[opt.Topic]; ok {
+					s.touchSubscription(opt.Topic)
+					delete(s.subscriptions, opt.Topic)
+				}
 			}
 		}
 		return SubscribeDone{Subscribe: sub, Tag: pend.Tag, Suback: p}, nil, nil
@@ -442,6 +595,7 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if len(p.Reasons) != 0 && len(p.Reasons) != len(unsub.Topics) {
 			return nil, nil, fmt.Errorf("%w: UNSUBACK for packet id %d has %d reason codes for %d topics", ErrProtocol, p.PacketID, len(p.Reasons), len(unsub.Topics))
 		}
+		s.touchUnsubscribing(p.PacketID)
 		delete(s.unsubscribing, p.PacketID)
 		s.freeID(p.PacketID)
 		for i, t := range unsub.Topics {
@@ -450,7 +604,10 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 			if i < len(p.Reasons) && p.Reasons[i] >= 0x80 {
 				continue
 			}
-			delete(s.subscriptions, t)
+			if _, ok := s.subscriptions[t]; ok {
+				s.touchSubscription(t)
+				delete(s.subscriptions, t)
+			}
 		}
 		return UnsubscribeDone{Unsubscribe: unsub, Tag: pend.Tag, Unsuback: p}, nil, nil
 	case *packets.Pingresp:
@@ -468,6 +625,8 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 
 func (s *MqttState) complete(o *Outgoing, reason byte, props *packets.Properties) PublishDone {
 	id := o.Publish.PacketID
+	s.touchOut(id)
+	s.unlinkSent(o)
 	delete(s.outgoing, id)
 	s.freeID(id)
 	return PublishDone{Publish: o.Publish, Tag: o.Tag, ReasonCode: reason, Properties: props}
@@ -488,8 +647,16 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 			return nil, nil, fmt.Errorf("%w: QoS 1 PUBLISH with packet id 0", ErrProtocol)
 		}
 		if s.cfg.ManualAcks {
-			s.unackedQoS1[p.PacketID] = struct{}{}
+			if _, ok := s.unackedQoS1[p.PacketID]; !ok {
+				s.touchUnackedQoS1(p.PacketID)
+				s.unackedQoS1[p.PacketID] = struct{}{}
+			}
 			return Delivered{Publish: p}, nil, nil
+		}
+		if _, ok := s.unackedQoS1[p.PacketID]; ok {
+			// Awaited a manual ack under an earlier configuration.
+			s.touchUnackedQoS1(p.PacketID)
+			delete(s.unackedQoS1, p.PacketID)
 		}
 		s.puback = packets.Puback{PacketID: p.PacketID}
 		return Delivered{Publish: p}, &s.puback, nil
@@ -502,11 +669,23 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 			// A duplicate of a message already delivered: never deliver
 			// twice. Repeat PUBREC if it was sent.
 			if !sentRec {
+				if _, again := s.undelivered[p.PacketID]; again {
+					// Delivered to a process that is gone.
+					delete(s.undelivered, p.PacketID)
+					if !s.cfg.ManualAcks {
+						s.touchIncomingQoS2(p.PacketID)
+						s.incomingQoS2[p.PacketID] = true
+						s.pubrec = packets.Pubrec{PacketID: p.PacketID}
+						return Delivered{Publish: p}, &s.pubrec, nil
+					}
+					return Delivered{Publish: p}, nil, nil
+				}
 				return nil, nil, nil
 			}
 			s.pubrec = packets.Pubrec{PacketID: p.PacketID}
 			return nil, &s.pubrec, nil
 		}
+		s.touchIncomingQoS2(p.PacketID)
 		if s.cfg.ManualAcks {
 			s.incomingQoS2[p.PacketID] = false
 			return Delivered{Publish: p}, nil, nil
@@ -529,6 +708,7 @@ func (s *MqttState) Ack(packetID uint16, qos byte, reason byte) (packets.Packet,
 		if _, ok := s.unackedQoS1[packetID]; !ok {
 			return nil, fmt.Errorf("%w: QoS 1 packet id %d", ErrUnknownPacketID, packetID)
 		}
+		s.touchUnackedQoS1(packetID)
 		delete(s.unackedQoS1, packetID)
 		s.puback = packets.Puback{PacketID: packetID, ReasonCode: reason}
 		return &s.puback, nil
@@ -537,6 +717,8 @@ func (s *MqttState) Ack(packetID uint16, qos byte, reason byte) (packets.Packet,
 		if !ok || sent {
 			return nil, fmt.Errorf("%w: QoS 2 packet id %d", ErrUnknownPacketID, packetID)
 		}
+		s.touchIncomingQoS2(packetID)
+		delete(s.undelivered, packetID)
 		if reason >= 0x80 {
 			// A refused QoS 2 message ends its flow at PUBREC.
 			delete(s.incomingQoS2, packetID)
@@ -562,6 +744,10 @@ type Resumed struct {
 	// Completed are QoS 2 publishes the broker had already received
 	// (PUBREC) when it lost the session: they are done, with no PUBCOMP.
 	Completed []PublishDone
+	// Resubscribed are the topic filters of the SUBSCRIBE requests queued
+	// (tagged Resubscribe) to re-establish the subscriptions the broker
+	// lost, in the order they will be sent.
+	Resubscribed []string
 }
 
 // Connected applies a successful CONNACK: it takes the broker's limits and
@@ -569,8 +755,18 @@ type Resumed struct {
 // resent with DUP set and their original ids, and PUBRELs again, in their
 // original order. Without, the broker has forgotten them: publishes go back
 // to the head of the queue as new ones (nothing is dropped), incoming QoS 2
-// ids and pending manual acks are forgotten.
-func (s *MqttState) Connected(ack *packets.Connack) Resumed {
+// ids and pending manual acks are forgotten, and, when resubscribe is true,
+// SUBSCRIBE requests for every active subscription (with its options and
+// subscription identifier, in as few packets as the broker's maximum
+// packet size allows) go to the very head of the queue, tagged
+// Resubscribe, replacing any such requests from an earlier connection
+// that were not answered.
+//
+// Replayed and requeued publishes never carry a topic alias (aliases
+// belong to one connection): the property is removed and the topic
+// restored. The times recorded by MarkSent belong to the previous
+// connection and are forgotten.
+func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
 	s.limits = DefaultLimits
 	if pr := ack.Properties; pr != nil {
 		if pr.ReceiveMaximum != nil && *pr.ReceiveMaximum > 0 {
@@ -589,15 +785,24 @@ func (s *MqttState) Connected(ack *packets.Connack) Resumed {
 			s.limits.RetainAvailable = *pr.RetainAvailable != 0
 		}
 	}
+	s.forgetSent()
+	for i := s.head; i < len(s.queue); i++ {
+		if pub, ok := s.queue[i].Packet.(*packets.Publish); ok && stripAlias(pub, "") {
+			s.touchQueue(s.queue[i], true, true)
+		}
+	}
 
 	inflight := s.InFlightPublishes()
 	var r Resumed
 	if ack.SessionPresent {
 		for _, o := range inflight {
+			id := o.Publish.PacketID
 			if o.Stage == AwaitingComplete {
-				r.Replay = append(r.Replay, &packets.Pubrel{PacketID: o.Publish.PacketID})
+				r.Replay = append(r.Replay, &packets.Pubrel{PacketID: id})
 				continue
 			}
+			s.touchOut(id)
+			stripAlias(o.Publish, o.topic)
 			o.Publish.Duplicate = true
 			r.Replay = append(r.Replay, o.Publish)
 		}
@@ -608,26 +813,220 @@ func (s *MqttState) Connected(ack *packets.Connack) Resumed {
 		return r
 	}
 
+	for id := range s.incomingQoS2 {
+		s.touchIncomingQoS2(id)
+	}
+	for id := range s.unackedQoS1 {
+		s.touchUnackedQoS1(id)
+	}
 	clear(s.incomingQoS2)
 	clear(s.unackedQoS1)
+	clear(s.undelivered)
 	var unanswered []sentRequest
 	for _, o := range inflight {
 		id := o.Publish.PacketID
+		s.touchOut(id)
 		delete(s.outgoing, id)
 		s.freeID(id)
 		if o.Stage == AwaitingComplete {
 			r.Completed = append(r.Completed, PublishDone{Publish: o.Publish, Tag: o.Tag})
 			continue
 		}
+		stripAlias(o.Publish, o.topic)
 		o.Publish.Duplicate = false
 		o.Publish.PacketID = 0
 		unanswered = append(unanswered, sentRequest{Pending{Packet: o.Publish, Tag: o.Tag}, o.seq})
 	}
 	// Publishes and (un)subscribes go back in the order they were sent.
 	again := inSendOrder(s.takeUnanswered(unanswered))
-	s.pushFront(again)
+	var resubs []Pending
+	if resubscribe {
+		// Fresh SUBSCRIBEs for every subscription supersede those of an
+		// earlier connection.
+		again = slices.DeleteFunc(again, isResubscribe)
+		s.DropQueued(isResubscribe)
+		resubs, r.Resubscribed = s.resubscribes()
+	}
 	r.Requeued = len(again)
+	s.pushFront(append(resubs, again...))
 	return r
+}
+
+func isResubscribe(p Pending) bool {
+	_, ok := p.Tag.(Resubscribe)
+	return ok
+}
+
+// stripAlias removes a topic alias from an outgoing publish and, if the
+// topic was left out for it, restores it from topic. It reports whether
+// the publish changed.
+func stripAlias(p *packets.Publish, topic string) bool {
+	changed := false
+	if p.Properties != nil && p.Properties.TopicAlias != nil {
+		c := *p.Properties
+		c.TopicAlias = nil
+		p.Properties = &c
+		changed = true
+	}
+	if p.Topic == "" && topic != "" {
+		p.Topic = topic
+		changed = true
+	}
+	return changed
+}
+
+// maxPacketSize is the largest packet MQTT can frame: a 4-byte remaining
+// length of at most 268,435,455 plus the fixed header's first byte.
+const maxPacketSize = 1 + 4 + 268435455
+
+// resubscribes builds SUBSCRIBE requests for every active subscription:
+// one per subscription identifier, split where a packet would exceed the
+// broker's maximum packet size; filters sorted within each.
+func (s *MqttState) resubscribes() ([]Pending, []string) {
+	if len(s.subscriptions) == 0 {
+		return nil, nil
+	}
+	all := make([]subscription, 0, len(s.subscriptions))
+	for _, sb := range s.subscriptions {
+		all = append(all, sb)
+	}
+	slices.SortFunc(all, func(a, b subscription) int {
+		return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.opts.Topic, b.opts.Topic))
+	})
+	limit := maxPacketSize
+	if m := s.limits.MaximumPacketSize; m > 0 && uint64(m) < maxPacketSize {
+		limit = int(m)
+	}
+	var (
+		out     []Pending
+		filters []string
+		cur     *packets.Subscribe
+		curID   int
+		rem     int // remaining length of cur so far
+	)
+	for _, sb := range all {
+		size := 2 + len(sb.opts.Topic) + 1
+		if cur != nil && (sb.id != curID || packetSize(rem+size) > limit) {
+			out = append(out, Pending{Packet: cur, Tag: Resubscribe{}})
+			cur = nil
+		}
+		if cur == nil {
+			cur = &packets.Subscribe{Properties: &packets.Properties{}}
+			curID = sb.id
+			props := 0
+			if sb.id > 0 {
+				id := sb.id
+				cur.Properties.SubscriptionIdentifier = &id
+				props = 1 + vbiLen(sb.id)
+			}
+			rem = 2 + vbiLen(props) + props
+		}
+		cur.Subscriptions = append(cur.Subscriptions, sb.opts)
+		rem += size
+		filters = append(filters, sb.opts.Topic)
+	}
+	out = append(out, Pending{Packet: cur, Tag: Resubscribe{}})
+	return out, filters
+}
+
+// packetSize is the size of a packet with this remaining length.
+func packetSize(remaining int) int { return 1 + vbiLen(remaining) + remaining }
+
+// vbiLen is the size of n as an MQTT variable byte integer.
+func vbiLen(n int) int {
+	switch {
+	case n < 128:
+		return 1
+	case n < 16384:
+		return 2
+	case n < 2097152:
+		return 3
+	}
+	return 4
+}
+
+// MarkSent records that pkt, a PUBLISH of a publish in flight or a PUBREL
+// of one awaiting PUBCOMP, was written at now. The event loop calls it
+// right after writing such a packet (replays included), before the next
+// call into the session; other packets are ignored. OldestUnacked reports
+// the earliest of these times.
+func (s *MqttState) MarkSent(pkt packets.Packet, now time.Time) {
+	var o *Outgoing
+	switch pk := pkt.(type) {
+	case *packets.Publish:
+		if pk.QoS == 0 {
+			return
+		}
+		if o = s.outgoing[pk.PacketID]; o == nil || o.Publish != pk {
+			return
+		}
+	case *packets.Pubrel:
+		if o = s.outgoing[pk.PacketID]; o == nil || o.Stage != AwaitingComplete {
+			return
+		}
+	default:
+		return
+	}
+	s.unlinkSent(o)
+	o.sentAt = now
+	// Times normally come in order: append, or walk back from the tail.
+	after := s.sentTail
+	for after != nil && after.sentAt.After(now) {
+		after = after.prev
+	}
+	o.listed = true
+	o.prev = after
+	if after == nil {
+		o.next = s.sentHead
+		s.sentHead = o
+	} else {
+		o.next = after.next
+		after.next = o
+	}
+	if o.next == nil {
+		s.sentTail = o
+	} else {
+		o.next.prev = o
+	}
+}
+
+// OldestUnacked returns the earliest time MarkSent recorded for a publish
+// still in flight on this connection; ok is false when there is none. An
+// event loop with an ack timeout closes the connection when it is older
+// than the timeout (MQTT 5 forbids resending on the same connection; the
+// next connection replays).
+func (s *MqttState) OldestUnacked() (sent time.Time, ok bool) {
+	if s.sentHead == nil {
+		return time.Time{}, false
+	}
+	return s.sentHead.sentAt, true
+}
+
+func (s *MqttState) unlinkSent(o *Outgoing) {
+	if !o.listed {
+		return
+	}
+	if o.prev == nil {
+		s.sentHead = o.next
+	} else {
+		o.prev.next = o.next
+	}
+	if o.next == nil {
+		s.sentTail = o.prev
+	} else {
+		o.next.prev = o.prev
+	}
+	o.prev, o.next, o.listed, o.sentAt = nil, nil, false, time.Time{}
+}
+
+// forgetSent empties the MarkSent list (a new connection).
+func (s *MqttState) forgetSent() {
+	for o := s.sentHead; o != nil; {
+		next := o.next
+		o.prev, o.next, o.listed, o.sentAt = nil, nil, false, time.Time{}
+		o = next
+	}
+	s.sentHead, s.sentTail = nil, nil
 }
 
 // sentRequest is a SUBSCRIBE or UNSUBSCRIBE awaiting its ack, with its
@@ -641,10 +1040,12 @@ type sentRequest struct {
 // appending them to dst.
 func (s *MqttState) takeUnanswered(dst []sentRequest) []sentRequest {
 	for id, r := range s.subscribing {
+		s.touchSubscribing(id)
 		dst = append(dst, r)
 		s.freeID(id)
 	}
 	for id, r := range s.unsubscribing {
+		s.touchUnsubscribing(id)
 		dst = append(dst, r)
 		s.freeID(id)
 	}

@@ -270,6 +270,17 @@ func (b *Broker) Restart() {
 	}
 }
 
+// PID returns the process id of the running broker, or 0 when it is not
+// running (benchmarks read its CPU time from /proc).
+func (b *Broker) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil || b.cmd.Process == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
+}
+
 // Running reports whether the broker process is running.
 func (b *Broker) Running() bool {
 	b.mu.Lock()

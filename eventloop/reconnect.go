@@ -1,0 +1,101 @@
+package eventloop
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// connectionDown handles a connection that failed to come up or broke:
+// it ends the run, or schedules the next attempt as the policy says.
+// wasUp says whether a CONNACK had succeeded on this connection.
+func (l *EventLoop) connectionDown(cause error, wasUp bool) {
+	l.closeConn()
+	now := time.Now()
+	if wasUp {
+		l.emit(Disconnected{Err: cause})
+		if now.Sub(l.upSince) >= l.opts.HealthyAfter {
+			l.sched.Reset() // the connection was healthy: start the delays over
+		}
+	}
+	if l.checkStop() {
+		return
+	}
+	if permanent(cause) || !l.opts.Reconnect.Retry(l.connects > 0) {
+		l.endLost(cause)
+		return
+	}
+	delay, ok := l.sched.Next()
+	if !ok {
+		l.endLost(fmt.Errorf("gave up reconnecting after %d attempts: %w", l.attempt, cause))
+		return
+	}
+	l.attempt++
+	l.emit(Reconnecting{Attempt: l.attempt, Delay: delay, Err: cause})
+	l.retryAt = now.Add(delay)
+	l.phase = phaseBackoff
+	if l.opts.DropQoS0WhileOffline {
+		l.dropQueuedQoS0()
+	}
+}
+
+func (l *EventLoop) endLost(cause error) {
+	l.end(nil, fmt.Errorf("%w: %w", ErrConnectionLost, cause))
+}
+
+// permanent reports whether retrying cannot fix a refusal: bad
+// credentials, not authorized, unsupported protocol version, banned client
+// id, bad authentication method, invalid client id.
+func permanent(err error) bool {
+	var rerr *ReasonCodeError
+	if !errors.As(err, &rerr) || rerr.Packet != "CONNACK" {
+		return false
+	}
+	switch rerr.Code {
+	case 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C:
+		return true
+	}
+	return false
+}
+
+// backoffStep waits for the next connection attempt while still taking
+// requests into the session (the offline queue), until the delay is over,
+// the context ends or the loop is closed.
+func (l *EventLoop) backoffStep() {
+	if l.takeRequests() {
+		return
+	}
+	if l.phase != phaseBackoff {
+		return
+	}
+	now := time.Now()
+	if !now.Before(l.retryAt) {
+		l.phase = phaseDisconnected
+		return
+	}
+	var reqs <-chan Request
+	if l.canTake() {
+		reqs = l.requests
+	}
+	l.timer.Reset(l.retryAt.Sub(now))
+	select {
+	case r, ok := <-reqs:
+		if !ok {
+			l.reqOpen, l.reqDone = false, true
+		} else {
+			l.accept(r)
+		}
+	case <-l.timer.C:
+	case <-l.ctx.Done():
+	case <-l.wake:
+	}
+	l.commit() // requests taken while offline are durable now
+}
+
+// dropQueuedQoS0 removes queued QoS 0 publishes, reporting each as
+// Dropped (Options.DropQoS0WhileOffline).
+func (l *EventLoop) dropQueuedQoS0() {
+	for _, p := range l.st.DropQueuedQoS0() {
+		l.emit(Dropped{Request: requestOf(p), Reason: ErrOffline})
+	}
+}

@@ -1,0 +1,238 @@
+package eventloop_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/internal/mosquitto"
+	"github.com/mqttloop/mqttloop/internal/rawbroker"
+	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/reconnect"
+)
+
+// quickBackOff retries every 20 ms: tests wait on notifications, never on
+// the clock, so the delay only has to be short.
+func quickBackOff() backoff.BackOff { return &backoff.ConstantBackOff{Interval: 20 * time.Millisecond} }
+
+func requireMosquitto(t *testing.T) {
+	t.Helper()
+	if !mosquittoInstalled() {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mosquitto is not installed (CI is set): apt-get install -y mosquitto")
+		}
+		t.Skip("mosquitto not installed: apt-get install -y mosquitto")
+	}
+}
+
+// TestReconnectAfterBrokerRestart: under Automatic, a broker restart is
+// survived; requests made while offline are queued and sent after; the
+// persistent session replays.
+func TestReconnectAfterBrokerRestart(t *testing.T) {
+	requireMosquitto(t)
+	m := mosquitto.Start(t, mosquitto.Options{Extra: []string{"persistence false"}})
+	c := startClient(t, m.URL(), eventloop.Options{Reconnect: reconnect.Automatic, BackOff: quickBackOff()})
+	topic := uniqueID("restart")
+	c.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
+
+	m.Stop()
+	d := expect[eventloop.Disconnected](c)
+	if d.Err == nil {
+		t.Fatal("Disconnected without a cause")
+	}
+	r := expect[eventloop.Reconnecting](c)
+	if r.Attempt != 1 || r.Err == nil {
+		t.Fatalf("first Reconnecting: %+v", r)
+	}
+	// Offline: the publish is queued, not lost.
+	c.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("while offline")})
+	m.Restart()
+	conn := expect[eventloop.Connected](c)
+	if conn.SessionPresent {
+		t.Fatal("a restarted broker without persistence cannot have the session")
+	}
+	// The subscription was re-established and the queued publish sent.
+	got, acked := false, false
+	for !got || !acked {
+		switch n := c.next().(type) {
+		case eventloop.Message:
+			if string(n.Payload) != "while offline" {
+				t.Fatalf("got %q", n.Payload)
+			}
+			got = true
+		case eventloop.Published:
+			acked = true
+		case eventloop.Subscribed:
+			// the re-subscription
+		case eventloop.Disconnected, eventloop.RequestFailed:
+			t.Fatalf("unexpected %#v", n)
+		}
+	}
+}
+
+// TestAfterFirstSuccessFailsFast: a wrong address ends the run at once.
+func TestAfterFirstSuccessFailsFast(t *testing.T) {
+	b := testbroker.StartT(t, testbroker.Options{})
+	url := b.URL()
+	b.Close()
+	c := newClient(t, url, eventloop.Options{Reconnect: reconnect.AfterFirstSuccess, BackOff: quickBackOff()})
+	err := c.end()
+	mustIs(t, err, eventloop.ErrConnectionLost)
+}
+
+// TestAutomaticRetriesFirstAttempt: Automatic keeps trying until the broker
+// is there; the Servers list rotates on each attempt.
+func TestAutomaticRetriesAndRotatesServers(t *testing.T) {
+	dead := testbroker.StartT(t, testbroker.Options{})
+	deadURL := dead.URL()
+	dead.Close()
+	alive := testbroker.StartT(t, testbroker.Options{})
+	c := newClient(t, "", eventloop.Options{
+		Servers:   []string{deadURL, alive.URL()},
+		Reconnect: reconnect.Automatic,
+		BackOff:   quickBackOff(),
+	})
+	r := expect[eventloop.Reconnecting](c)
+	if r.Attempt != 1 {
+		t.Fatalf("attempt %d", r.Attempt)
+	}
+	conn := expect[eventloop.Connected](c)
+	if conn.Server != alive.URL() {
+		t.Fatalf("connected to %s, want %s", conn.Server, alive.URL())
+	}
+}
+
+// TestPermanentRefusalEndsRun: bad credentials end the run even under
+// Automatic.
+func TestPermanentRefusalEndsRun(t *testing.T) {
+	srv := rawbroker.Listen(t)
+	c := newClient(t, srv.URL(), eventloop.Options{Reconnect: reconnect.Automatic, BackOff: quickBackOff()})
+	peer, err := srv.Accept(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.ExpectConnect(); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.SendConnack(false, 0x86, nil); err != nil {
+		t.Fatal(err)
+	}
+	err = c.end()
+	mustIs(t, err, eventloop.ErrConnectRefused)
+	var rerr *eventloop.ReasonCodeError
+	if !errors.As(err, &rerr) || rerr.Code != 0x86 {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestTransientRefusalRetries: "server busy" is retried.
+func TestTransientRefusalRetries(t *testing.T) {
+	srv := rawbroker.Listen(t)
+	c := newClient(t, srv.URL(), eventloop.Options{Reconnect: reconnect.Automatic, BackOff: quickBackOff()})
+	for i, code := range []byte{0x89, 0x00} {
+		peer, err := srv.Accept(testContext(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.ExpectConnect(); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.SendConnack(false, code, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			r := expect[eventloop.Reconnecting](c)
+			mustIs(t, r.Err, eventloop.ErrConnectRefused)
+		}
+	}
+	c.expectConnected()
+}
+
+// TestResubscribeAfterSessionLost: a broker-side kick with no session
+// expiry loses the session; the loop re-subscribes and messages flow.
+func TestResubscribeAfterSessionLost(t *testing.T) {
+	b := testbroker.StartT(t, testbroker.Options{})
+	id := uniqueID("resub")
+	c := startClient(t, b.URL(), eventloop.Options{ClientID: id, Reconnect: reconnect.AfterFirstSuccess, BackOff: quickBackOff()})
+	topic := uniqueID("resub")
+	c.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
+	if err := b.DisconnectClient(id, 0x98); err != nil {
+		t.Fatal(err)
+	}
+	expect[eventloop.Disconnected](c)
+	conn := expect[eventloop.Connected](c)
+	if conn.SessionPresent {
+		t.Fatal("session present with SessionExpiry 0")
+	}
+	s := expect[eventloop.Subscribed](c)
+	if len(s.ReasonCodes) != 1 || s.ReasonCodes[0] != 1 {
+		t.Fatalf("re-subscription: %+v", s)
+	}
+	other := startClient(t, b.URL(), eventloop.Options{})
+	other.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("after")})
+	if m := expect[eventloop.Message](c); string(m.Payload) != "after" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}
+
+// TestShutdownAndResume: Shutdown with publishes queued, then a new loop
+// from the saved session delivers them.
+func TestShutdownAndResume(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, b brokerCase) {
+		topic := uniqueID("resume")
+		watcher := startClient(t, b.url, eventloop.Options{})
+		watcher.subscribe(eventloop.Filter{Topic: topic, QoS: 2})
+
+		id := uniqueID("resume")
+		first := startClient(t, b.url, eventloop.Options{ClientID: id, SessionExpiry: time.Hour})
+		first.send(eventloop.Pause{})
+		for i := 0; i < 5; i++ {
+			first.send(eventloop.Publish{Topic: topic, QoS: byte(1 + i%2), Payload: []byte{byte(i)}})
+		}
+		first.send(eventloop.Shutdown{})
+		mustIs(t, first.end(), eventloop.ErrStopped)
+		saved := first.loop.State()
+		if saved.Queued() != 5 {
+			t.Fatalf("%d queued after shutdown, want 5", saved.Queued())
+		}
+
+		second := startClient(t, b.url, eventloop.Options{ClientID: id, SessionExpiry: time.Hour, Session: saved})
+		acked := 0
+		for acked < 5 {
+			if _, ok := second.next().(eventloop.Published); ok {
+				acked++
+			}
+		}
+		seen := map[byte]bool{}
+		for len(seen) < 5 {
+			m := expect[eventloop.Message](watcher)
+			if seen[m.Payload[0]] {
+				t.Fatalf("message %d twice", m.Payload[0])
+			}
+			seen[m.Payload[0]] = true
+		}
+	})
+}
+
+func TestThrottleValidation(t *testing.T) {
+	b := testbroker.StartT(t, testbroker.Options{})
+	c := startClient(t, b.URL(), eventloop.Options{})
+	c.send(eventloop.Throttle{PerSecond: -1})
+	rf := expect[eventloop.RequestFailed](c)
+	mustIs(t, rf.Err, eventloop.ErrInvalidRequest)
+	// A generous cap lets everything through, in order.
+	c.send(eventloop.Throttle{PerSecond: 1e6, Burst: 10})
+	for i := 0; i < 20; i++ {
+		c.send(eventloop.Publish{Topic: "throttled", QoS: 1, Tag: i})
+	}
+	for i := 0; i < 20; i++ {
+		p := expect[eventloop.Published](c)
+		if p.Request.Tag != i {
+			t.Fatalf("publish %v acknowledged as #%d", p.Request.Tag, i)
+		}
+	}
+}

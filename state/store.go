@@ -1,0 +1,472 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+)
+
+// Errors of AttachStore and the stores.
+var (
+	// ErrStoreMismatch: the store holds the session of another Identity
+	// (another broker or client id). A store belongs to one identity.
+	ErrStoreMismatch = errors.New("the store holds another session")
+	// ErrStoreClosed: the store was closed.
+	ErrStoreClosed = errors.New("store closed")
+)
+
+// Store keeps a session durable while it changes, so that a process that
+// is killed rather than shut down resumes where it was. The session writes
+// through it: AttachStore writes a full snapshot, then each Commit hands
+// the store the changes since the previous one in one Apply (one
+// transaction per event-loop iteration, not one per message).
+//
+// A Store holds records (Record) as opaque bytes, keyed by Kind and key;
+// this package encodes and decodes them. A store belongs to one Identity.
+type Store interface {
+	// Identity returns the identity of the session the store holds; ok
+	// is false when the store is empty. DecodeIdentity decodes the
+	// record (KindMeta, IdentityKey) that holds it.
+	Identity() (id Identity, ok bool, err error)
+	// Apply applies a batch atomically: all of it or, with an error,
+	// none of it. The batch and its bytes are valid only during the
+	// call.
+	Apply(b *Batch) error
+	// Load rebuilds the session the store holds (with a Rebuilder); nil
+	// and no error when the store is empty.
+	Load() (*MqttState, error)
+	// Close releases the store.
+	Close() error
+}
+
+// Batch is what a Commit hands the store: the records to write and those
+// to delete. A (kind, key) appears at most once in a batch.
+type Batch struct {
+	// Reset: delete every record first; Puts then hold a full snapshot
+	// of the session (AttachStore).
+	Reset bool
+	// Puts are the records to create or overwrite.
+	Puts []Record
+	// Deletes are the records to delete (their Value is nil); some may
+	// not exist.
+	Deletes []Record
+}
+
+// tracker records which records changed since the last Commit. Each
+// entry says whether the record existed in the store before (so that
+// something created and removed between two commits costs nothing).
+type tracker struct {
+	store Store
+	dirty bool
+	meta  bool
+	ids   [kindEnd]map[uint16]bool
+	subs  map[string]bool
+	queue map[int64]queueChange
+
+	batch Batch
+	arena []byte
+}
+
+type queueChange struct {
+	had, present bool
+	p            Pending
+}
+
+func newTracker(st Store) *tracker {
+	t := &tracker{store: st, subs: make(map[string]bool), queue: make(map[int64]queueChange)}
+	for _, k := range []Kind{KindInFlight, KindSubscribing, KindUnsubscribing, KindIncomingQoS2, KindUnackedQoS1} {
+		t.ids[k] = make(map[uint16]bool)
+	}
+	return t
+}
+
+// The touch functions record a change; the session calls them before
+// changing what the record holds. Without a store they cost a nil check.
+
+func (s *MqttState) touchMeta() {
+	if s.trk != nil {
+		s.trk.meta, s.trk.dirty = true, true
+	}
+}
+
+func (s *MqttState) touchOut(id uint16) {
+	if s.trk != nil {
+		_, had := s.outgoing[id]
+		s.trk.touchID(KindInFlight, id, had)
+	}
+}
+
+func (s *MqttState) touchSubscribing(id uint16) {
+	if s.trk != nil {
+		_, had := s.subscribing[id]
+		s.trk.touchID(KindSubscribing, id, had)
+	}
+}
+
+func (s *MqttState) touchUnsubscribing(id uint16) {
+	if s.trk != nil {
+		_, had := s.unsubscribing[id]
+		s.trk.touchID(KindUnsubscribing, id, had)
+	}
+}
+
+func (s *MqttState) touchIncomingQoS2(id uint16) {
+	if s.trk != nil {
+		_, had := s.incomingQoS2[id]
+		s.trk.touchID(KindIncomingQoS2, id, had)
+	}
+}
+
+func (s *MqttState) touchUnackedQoS1(id uint16) {
+	if s.trk != nil {
+		_, had := s.unackedQoS1[id]
+		s.trk.touchID(KindUnackedQoS1, id, had)
+	}
+}
+
+func (s *MqttState) touchSubscription(filter string) {
+	if t := s.trk; t != nil {
+		t.dirty = true
+		if _, seen := t.subs[filter]; !seen {
+			_, had := s.subscriptions[filter]
+			t.subs[filter] = had
+		}
+	}
+}
+
+// touchQueue records that the queued request p was added (present), or
+// removed, or changed in place (had and present).
+func (s *MqttState) touchQueue(p Pending, had, present bool) {
+	if t := s.trk; t != nil {
+		t.dirty = true
+		c, seen := t.queue[p.key]
+		if !seen {
+			c.had = had
+		}
+		c.present, c.p = present, p
+		t.queue[p.key] = c
+	}
+}
+
+// touchID records a change of the record (k, id); had says whether it
+// exists now, before the change (and so in the store, unless it changed
+// since the last commit: the first touch decides).
+func (t *tracker) touchID(k Kind, id uint16, had bool) {
+	t.dirty = true
+	if _, seen := t.ids[k][id]; !seen {
+		t.ids[k][id] = had
+	}
+}
+
+func (t *tracker) reset() {
+	t.dirty, t.meta = false, false
+	for _, m := range t.ids {
+		clear(m)
+	}
+	clear(t.subs)
+	clear(t.queue)
+	clear(t.batch.Puts)
+	clear(t.batch.Deletes)
+	t.batch = Batch{Puts: t.batch.Puts[:0], Deletes: t.batch.Deletes[:0]}
+	t.arena = t.arena[:0]
+}
+
+// put appends a record whose key and value the caller appends to the
+// arena.
+func (t *tracker) put(k Kind, start, keyEnd int) {
+	t.batch.Puts = append(t.batch.Puts, Record{Kind: k, Key: t.arena[start:keyEnd:keyEnd], Value: t.arena[keyEnd:len(t.arena):len(t.arena)]})
+}
+
+func (t *tracker) del(k Kind, start int) {
+	t.batch.Deletes = append(t.batch.Deletes, Record{Kind: k, Key: t.arena[start:len(t.arena):len(t.arena)]})
+}
+
+// build turns the recorded changes into a batch. Slices into the arena
+// stay valid when it grows (the old array is not written again).
+func (t *tracker) build(s *MqttState) *Batch {
+	a := func() int { return len(t.arena) }
+	if t.meta {
+		st := a()
+		t.arena = append(t.arena, IdentityKey...)
+		ke := a()
+		t.arena = s.appendIdentity(t.arena)
+		t.put(KindMeta, st, ke)
+		st = a()
+		t.arena = append(t.arena, countersKey...)
+		ke = a()
+		t.arena = s.appendCounters(t.arena)
+		t.put(KindMeta, st, ke)
+	}
+	for _, k := range []Kind{KindInFlight, KindSubscribing, KindUnsubscribing, KindIncomingQoS2, KindUnackedQoS1} {
+		for id, had := range t.ids[k] {
+			st := a()
+			t.arena = appendIDKey(t.arena, id)
+			ke := a()
+			present := true
+			switch k {
+			case KindInFlight:
+				if o, ok := s.outgoing[id]; ok {
+					t.arena = appendInFlight(t.arena, o)
+				} else {
+					present = false
+				}
+			case KindSubscribing:
+				if r, ok := s.subscribing[id]; ok {
+					t.arena = appendSubscribing(t.arena, r)
+				} else {
+					present = false
+				}
+			case KindUnsubscribing:
+				if r, ok := s.unsubscribing[id]; ok {
+					t.arena = appendUnsubscribing(t.arena, r)
+				} else {
+					present = false
+				}
+			case KindIncomingQoS2:
+				if sent, ok := s.incomingQoS2[id]; ok {
+					t.arena = appendIncomingQoS2(t.arena, sent)
+				} else {
+					present = false
+				}
+			case KindUnackedQoS1:
+				_, present = s.unackedQoS1[id]
+			}
+			switch {
+			case present:
+				t.put(k, st, ke)
+			case had:
+				t.del(k, st)
+			default:
+				t.arena = t.arena[:st]
+			}
+		}
+	}
+	for f, had := range t.subs {
+		st := a()
+		t.arena = append(t.arena, f...)
+		ke := a()
+		if sb, ok := s.subscriptions[f]; ok {
+			t.arena = appendSubscription(t.arena, sb)
+			t.put(KindSubscription, st, ke)
+		} else if had {
+			t.del(KindSubscription, st)
+		} else {
+			t.arena = t.arena[:st]
+		}
+	}
+	for key, c := range t.queue {
+		if !c.present && !c.had {
+			continue
+		}
+		st := a()
+		t.arena = appendQueueKey(t.arena, key)
+		ke := a()
+		if c.present {
+			t.arena = appendQueued(t.arena, c.p)
+			t.put(KindQueued, st, ke)
+		} else {
+			t.del(KindQueued, st)
+		}
+	}
+	return &t.batch
+}
+
+// snapshot makes a batch that replaces the store's content with the whole
+// session.
+func (t *tracker) snapshot(s *MqttState) *Batch {
+	t.reset()
+	var buf []byte
+	_ = s.eachRecord(buf, func(r Record) error {
+		st := len(t.arena)
+		t.arena = append(t.arena, r.Key...)
+		ke := len(t.arena)
+		t.arena = append(t.arena, r.Value...)
+		t.put(r.Kind, st, ke)
+		return nil
+	})
+	t.batch.Reset = true
+	return &t.batch
+}
+
+// AttachStore makes the session write through st from now on. It first
+// makes st hold exactly this session: a full snapshot in one Apply,
+// replacing what st held. It refuses, with an error wrapping
+// ErrStoreMismatch, a store that holds the session of another Identity
+// (set the identity with SetIdentity first). To resume the session a store
+// holds, Load it from the store and attach the loaded session.
+//
+// AttachStore(nil) detaches the store; changes not committed are not
+// written. Attaching replaces any store attached before.
+func (s *MqttState) AttachStore(st Store) error {
+	if st == nil {
+		s.trk = nil
+		return nil
+	}
+	id, ok, err := st.Identity()
+	if err != nil {
+		return fmt.Errorf("state: reading the store's identity: %w", err)
+	}
+	if ok && id != s.identity {
+		return fmt.Errorf("%w: it belongs to client id %q on %q, this session to client id %q on %q",
+			ErrStoreMismatch, id.ClientID, id.Server, s.identity.ClientID, s.identity.Server)
+	}
+	t := newTracker(st)
+	if err := st.Apply(t.snapshot(s)); err != nil {
+		return fmt.Errorf("state: writing the session to the store: %w", err)
+	}
+	t.reset()
+	s.trk = t
+	return nil
+}
+
+// Store returns the attached store, or nil.
+func (s *MqttState) Store() Store {
+	if s.trk == nil {
+		return nil
+	}
+	return s.trk.store
+}
+
+// Commit hands the attached store every change since the previous Commit
+// in one Apply. Without a store, or with nothing changed, it does nothing.
+//
+// When the store's Apply fails nothing of the batch was written and the
+// changes stay pending: the next Commit retries them. The session in
+// memory is then ahead of the store; an event loop should end the run
+// rather than go on without durability.
+//
+// Ordering: an event loop calls Commit once per iteration, after the
+// iteration's transitions and BEFORE it flushes the packets they produced
+// to the network. What goes on the wire must already be durable: an
+// incoming QoS 2 id before its PUBREC (or a process killed after PUBREC
+// would deliver the broker's resend again), its release before its PUBCOMP
+// (or a new message reusing the id would be taken for a duplicate), a
+// publish's packet id and stage before its PUBLISH or PUBREL (or a
+// restarted process would send it again as a new message). A write buffer
+// that fills up mid-iteration must not flush before Commit either.
+//
+// What is durable after Commit returns: every request accepted by Enqueue
+// (QoS 0 publishes included, until sent), every publish in flight with its
+// packet id, stage and send order, every unanswered (un)subscribe, the
+// incoming QoS 2 ids and whether PUBREC was sent, the QoS 1 ids awaiting a
+// manual ack, the active subscriptions with their options, the identity
+// and the packet id and send counters.
+func (s *MqttState) Commit() error {
+	t := s.trk
+	if t == nil || !t.dirty {
+		return nil
+	}
+	b := t.build(s)
+	if len(b.Puts) == 0 && len(b.Deletes) == 0 {
+		t.reset()
+		return nil
+	}
+	if err := t.store.Apply(b); err != nil {
+		// Keep the changes for the next Commit; the batch is rebuilt.
+		t.batch = Batch{Puts: b.Puts[:0], Deletes: b.Deletes[:0]}
+		t.arena = t.arena[:0]
+		return fmt.Errorf("state: committing to the store: %w", err)
+	}
+	t.reset()
+	return nil
+}
+
+// MemoryStore is a Store in memory: the reference implementation, and
+// useful in tests (a session rebuilt from it can be compared with the live
+// one). It survives a new EventLoop in the same process, not a killed
+// process. It is safe for concurrent use. The zero value is ready to use.
+type MemoryStore struct {
+	mu      sync.Mutex
+	closed  bool
+	recs    map[Kind]map[string][]byte
+	applies int
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
+
+// Identity returns the identity of the session the store holds.
+func (m *MemoryStore) Identity() (Identity, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Identity{}, false, ErrStoreClosed
+	}
+	v, ok := m.recs[KindMeta][IdentityKey]
+	if !ok {
+		return Identity{}, false, nil
+	}
+	id, err := DecodeIdentity(v)
+	return id, err == nil, err
+}
+
+// Apply applies a batch, copying its bytes.
+func (m *MemoryStore) Apply(b *Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrStoreClosed
+	}
+	if b.Reset || m.recs == nil {
+		m.recs = make(map[Kind]map[string][]byte)
+	}
+	for _, r := range b.Deletes {
+		delete(m.recs[r.Kind], string(r.Key))
+	}
+	for _, r := range b.Puts {
+		kr := m.recs[r.Kind]
+		if kr == nil {
+			kr = make(map[string][]byte)
+			m.recs[r.Kind] = kr
+		}
+		kr[string(r.Key)] = slices.Clone(r.Value)
+	}
+	m.applies++
+	return nil
+}
+
+// Load rebuilds the session the store holds; nil when it is empty.
+func (m *MemoryStore) Load() (*MqttState, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrStoreClosed
+	}
+	var rb Rebuilder
+	for _, k := range slices.Sorted(maps.Keys(m.recs)) {
+		for _, key := range slices.Sorted(maps.Keys(m.recs[k])) {
+			if err := rb.Add(Record{Kind: k, Key: []byte(key), Value: m.recs[k][key]}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return rb.Session()
+}
+
+// Records returns the number of records the store holds.
+func (m *MemoryStore) Records() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, kr := range m.recs {
+		n += len(kr)
+	}
+	return n
+}
+
+// Applies returns the number of batches applied so far.
+func (m *MemoryStore) Applies() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.applies
+}
+
+// Close closes the store; it keeps nothing afterwards.
+func (m *MemoryStore) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed, m.recs = true, nil
+	return nil
+}
