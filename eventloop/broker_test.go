@@ -99,7 +99,9 @@ func (p *packetLog) Handle(_ context.Context, r slog.Record) error {
 	})
 	p.mu.Lock()
 	p.seen[[2]string{dir, typ}]++
-	p.all = append(p.all, text)
+	if len(p.all) < 10000 {
+		p.all = append(p.all, text)
+	}
 	p.mu.Unlock()
 	select {
 	case p.changed <- struct{}{}:

@@ -216,6 +216,10 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 	}
 	mps := o.MaxPacketSize
 	c.Properties.MaximumPacketSize = &mps
+	if o.ReceiveMaximum > 0 {
+		rm := o.ReceiveMaximum
+		c.Properties.ReceiveMaximum = &rm
+	}
 	if o.Username != "" {
 		c.UsernameFlag = true
 		c.Username = o.Username

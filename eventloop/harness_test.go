@@ -50,7 +50,9 @@ func startMosquitto(t *testing.T) string {
 		t.Log("mosquitto not installed: its cases are skipped (apt-get install -y mosquitto)")
 		return ""
 	}
-	return mosquitto.Start(t, mosquitto.Options{}).URL()
+	// max_queued_messages 0: mosquitto's default (1000) silently drops
+	// QoS 1/2 messages queued for a slow subscriber beyond that.
+	return mosquitto.Start(t, mosquitto.Options{Extra: []string{"max_queued_messages 0"}}).URL()
 }
 
 func mosquittoInstalled() bool {

@@ -39,7 +39,9 @@ func TestKilledProcessResumes(t *testing.T) {
 	if os.Getenv(envChild) != "" {
 		t.Skip("this is the child")
 	}
-	forEachBroker(t, func(t *testing.T, b brokerCase) {
+	// mosquitto only: mochi v2.7.9 loses messages when a session resumes
+	// (see onMosquitto).
+	onMosquitto(t, func(t *testing.T, b brokerCase) {
 		const n = 2000
 		topic := uniqueID("killed")
 		sub := startClient(t, b.url, eventloop.Options{})
@@ -121,6 +123,9 @@ func startChild(t *testing.T, broker, store, topic, clientID string, n int) (*ex
 		defer close(lines)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if os.Getenv("KILL_DEBUG") != "" {
+				fmt.Println("child:", sc.Text())
+			}
 			lines <- sc.Text()
 		}
 		io.Copy(io.Discard, out)

@@ -475,9 +475,12 @@ func publishedFrom(ev state.PublishDone) Published {
 		req = publishRequestFrom(ev.Publish)
 	}
 	p := Published{Request: req, ReasonCode: ev.ReasonCode}
-	if ev.ReasonCode >= 0x80 {
+	// A refusal comes in PUBACK or PUBREC. By PUBCOMP the broker has
+	// accepted the message (at PUBREC); a PUBCOMP code such as 0x92 only
+	// says it no longer knew the id, so it is reported, not an error.
+	if ev.ReasonCode >= 0x80 && ev.Ack != packets.PUBCOMP {
 		rerr := &ReasonCodeError{Packet: "PUBACK", Code: ev.ReasonCode}
-		if ev.Publish.QoS == 2 {
+		if ev.Ack == packets.PUBREC {
 			rerr.Packet = "PUBREC"
 		}
 		if ev.Properties != nil {

@@ -51,7 +51,9 @@ func (m Message) Ack() Ack { return Ack{PacketID: m.PacketID, QoS: m.QoS} }
 // Published: a QoS 1 or 2 publish completed (PUBACK, PUBCOMP, or PUBREC
 // with a failure code). Request is the Publish as the user sent it.
 type Published struct {
-	Request    Publish
+	Request Publish
+	// ReasonCode is the code of the final ack (PUBACK for QoS 1, PUBCOMP
+	// for QoS 2, PUBREC when it refused the message).
 	ReasonCode byte
 	// Err is non-nil when the broker refused the message (a
 	// *ReasonCodeError, reason code ≥ 0x80).

@@ -61,6 +61,10 @@ type Options struct {
 	// (default 16 MiB), announced in CONNECT. A larger one ends the
 	// connection before any memory is allocated for it.
 	MaxPacketSize uint32
+	// ReceiveMaximum caps the QoS 1/2 messages the broker sends before they
+	// are acknowledged (MQTT 5 Receive Maximum; 0: no cap, i.e. 65,535).
+	// A cap also bounds what a broker resends after every reconnect.
+	ReceiveMaximum uint16
 	// ManualAcks: incoming QoS 1/2 messages are acknowledged only when the
 	// user sends Message.Ack() (or calls EventLoop.Ack).
 	ManualAcks bool

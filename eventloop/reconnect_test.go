@@ -1,18 +1,23 @@
 package eventloop_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/rawbroker"
 	"github.com/mqttloop/mqttloop/internal/testbroker"
 	"github.com/mqttloop/mqttloop/reconnect"
+	"github.com/mqttloop/mqttloop/state"
 )
 
 // quickBackOff retries every 20 ms: tests wait on notifications, never on
@@ -195,9 +200,25 @@ func TestShutdownAndResume(t *testing.T) {
 		}
 		first.send(eventloop.Shutdown{})
 		mustIs(t, first.end(), eventloop.ErrStopped)
-		saved := first.loop.State()
-		if saved.Queued() != 5 {
-			t.Fatalf("%d queued after shutdown, want 5", saved.Queued())
+		if q := first.loop.State().Queued(); q != 5 {
+			t.Fatalf("%d queued after shutdown, want 5", q)
+		}
+		// Through a file, as a process that stops and starts again would.
+		path := filepath.Join(t.TempDir(), "session.mqls")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := first.loop.State().Save(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		saved := loadFile(t, path)
+		// A damaged copy is refused whole.
+		raw, _ := os.ReadFile(path)
+		raw[len(raw)/2] ^= 0x40
+		if _, err := state.Load(bytes.NewReader(raw)); !errors.Is(err, state.ErrCorruptState) {
+			t.Fatalf("corrupt file: error %v, want ErrCorruptState", err)
 		}
 
 		second := startClient(t, b.url, eventloop.Options{ClientID: id, SessionExpiry: time.Hour, Session: saved})
@@ -234,5 +255,119 @@ func TestThrottleValidation(t *testing.T) {
 		if p.Request.Tag != i {
 			t.Fatalf("publish %v acknowledged as #%d", p.Request.Tag, i)
 		}
+	}
+}
+
+func loadFile(t *testing.T, path string) *state.MqttState {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := state.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestAckTimeoutReplaysOnNewConnection: a broker that never acknowledges
+// makes the loop drop the connection after AckTimeout; on the next
+// connection (session present) the publish is replayed with DUP set and
+// its original packet id.
+func TestAckTimeoutReplaysOnNewConnection(t *testing.T) {
+	srv := rawbroker.Listen(t)
+	c := newClient(t, srv.URL(), eventloop.Options{
+		Reconnect: reconnect.Automatic, BackOff: quickBackOff(),
+		AckTimeout: 50 * time.Millisecond, SessionExpiry: time.Hour,
+	})
+	ctx := testContext(t)
+	peer, err := srv.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.ExpectConnect(); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.SendConnack(false, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.expectConnected()
+	c.send(eventloop.Publish{Topic: "slow", QoS: 1, Payload: []byte("x"), Tag: "mine"})
+	first, err := peer.ReadPacket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := first.Content.(*packets.Publish)
+	// No PUBACK: the loop must give up on this connection.
+	d := expect[eventloop.Disconnected](c)
+	mustIs(t, d.Err, eventloop.ErrAckTimeout)
+
+	peer2, err := srv.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := peer2.ExpectConnect(); err != nil || conn.CleanStart {
+		t.Fatalf("reconnect: %v, clean start %v", err, conn != nil && conn.CleanStart)
+	}
+	if err := peer2.SendConnack(true, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	again, err := peer2.ReadPacket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, ok := again.Content.(*packets.Publish)
+	if !ok || !rp.Duplicate || rp.PacketID != pub.PacketID || string(rp.Payload) != "x" {
+		t.Fatalf("replay: %+v, want DUP PUBLISH id %d", again.Content, pub.PacketID)
+	}
+	if err := peer2.WritePacket(&packets.Puback{PacketID: rp.PacketID}); err != nil {
+		t.Fatal(err)
+	}
+	p := expect[eventloop.Published](c)
+	if p.Request.Tag != "mine" {
+		t.Fatalf("Published for %+v", p.Request)
+	}
+}
+
+// TestOfflineQoS0: QoS 0 publishes made while offline are dropped (and
+// reported) with DropQoS0WhileOffline, queued otherwise; QoS 1 is always
+// queued.
+func TestOfflineQoS0(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
+			b := testbroker.StartT(t, testbroker.Options{})
+			id := uniqueID("offline")
+			c := startClient(t, b.URL(), eventloop.Options{ClientID: id, Reconnect: reconnect.Automatic,
+				BackOff: &backoff.ConstantBackOff{Interval: time.Hour}, DropQoS0WhileOffline: drop})
+			if err := b.DisconnectClient(id, 0x98); err != nil {
+				t.Fatal(err)
+			}
+			expect[eventloop.Reconnecting](c)
+			c.send(eventloop.Publish{Topic: "offline", QoS: 0, Tag: "q0"})
+			c.send(eventloop.Publish{Topic: "offline", QoS: 1, Tag: "q1"})
+			c.send(eventloop.Shutdown{})
+			var dropped []any
+			for {
+				n, ok := <-c.out
+				if !ok {
+					break
+				}
+				if d, isDrop := n.(eventloop.Dropped); isDrop {
+					mustIs(t, d.Reason, eventloop.ErrOffline)
+					dropped = append(dropped, d.Request.(eventloop.Publish).Tag)
+				}
+			}
+			mustIs(t, c.err, eventloop.ErrStopped)
+			queued := c.loop.State().Queued()
+			if drop {
+				if len(dropped) != 1 || dropped[0] != "q0" || queued != 1 {
+					t.Fatalf("dropped %v, %d queued; want q0 dropped, q1 queued", dropped, queued)
+				}
+			} else if len(dropped) != 0 || queued != 2 {
+				t.Fatalf("dropped %v, %d queued; want nothing dropped, 2 queued", dropped, queued)
+			}
+		})
 	}
 }

@@ -484,8 +484,12 @@ type (
 	// PublishDone: an outgoing QoS 1 or 2 publish completed (PUBACK,
 	// PUBCOMP, or a PUBREC with a failure reason code).
 	PublishDone struct {
-		Publish    *packets.Publish
-		Tag        any
+		Publish *packets.Publish
+		Tag     any
+		// Ack is the packet type that completed the flow: packets.PUBACK,
+		// packets.PUBREC (a refusal) or packets.PUBCOMP; 0 when the broker
+		// lost the session after PUBREC (Resumed.Completed).
+		Ack        byte
 		ReasonCode byte
 		Properties *packets.Properties
 	}
@@ -518,14 +522,20 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if !ok || o.Publish.QoS != 1 {
 			return nil, nil, fmt.Errorf("%w: PUBACK for packet id %d, which has no QoS 1 publish in flight", ErrProtocol, p.PacketID)
 		}
-		return s.complete(o, p.ReasonCode, p.Properties), nil, nil
+		return s.complete(o, packets.PUBACK, p.ReasonCode, p.Properties), nil, nil
 	case *packets.Pubrec:
 		o, ok := s.outgoing[p.PacketID]
 		if !ok || o.Publish.QoS != 2 {
 			return nil, nil, fmt.Errorf("%w: PUBREC for packet id %d, which has no QoS 2 publish in flight", ErrProtocol, p.PacketID)
 		}
-		if p.ReasonCode >= 0x80 {
-			return s.complete(o, p.ReasonCode, p.Properties), nil, nil
+		// "Packet identifier in use" (0x91) for a publish we replayed with
+		// DUP after a reconnect means the broker holds this very message
+		// awaiting PUBREL — mochi v2.7.9 answers a replay that way instead
+		// of with a plain PUBREC (MQTT-4.3.3-10). Releasing it completes the
+		// flow with the message delivered once.
+		replayedInUse := p.ReasonCode == 0x91 && o.Publish.Duplicate
+		if p.ReasonCode >= 0x80 && !replayedInUse {
+			return s.complete(o, packets.PUBREC, p.ReasonCode, p.Properties), nil, nil
 		}
 		if o.Stage != AwaitingComplete {
 			s.touchOut(p.PacketID)
@@ -538,7 +548,7 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if !ok || o.Stage != AwaitingComplete {
 			return nil, nil, fmt.Errorf("%w: PUBCOMP for packet id %d, which awaits no PUBCOMP", ErrProtocol, p.PacketID)
 		}
-		return s.complete(o, p.ReasonCode, p.Properties), nil, nil
+		return s.complete(o, packets.PUBCOMP, p.ReasonCode, p.Properties), nil, nil
 	case *packets.Pubrel:
 		sentRec, ok := s.incomingQoS2[p.PacketID]
 		s.pubcomp = packets.Pubcomp{PacketID: p.PacketID}
@@ -623,13 +633,13 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 	}
 }
 
-func (s *MqttState) complete(o *Outgoing, reason byte, props *packets.Properties) PublishDone {
+func (s *MqttState) complete(o *Outgoing, ack, reason byte, props *packets.Properties) PublishDone {
 	id := o.Publish.PacketID
 	s.touchOut(id)
 	s.unlinkSent(o)
 	delete(s.outgoing, id)
 	s.freeID(id)
-	return PublishDone{Publish: o.Publish, Tag: o.Tag, ReasonCode: reason, Properties: props}
+	return PublishDone{Publish: o.Publish, Tag: o.Tag, Ack: ack, ReasonCode: reason, Properties: props}
 }
 
 func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, error) {
