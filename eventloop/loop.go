@@ -48,6 +48,12 @@ const (
 	// expected: after it the loop waits with select, which also watches
 	// the context and the requests channel.
 	pollSlice = 2 * time.Millisecond
+	// streamWindow and streamSlice: bytes that arrived within the window
+	// mean more are likely on their way (a broker streaming messages), so
+	// the loop parks in the poller for a short slice rather than paying
+	// for SIGIO (two fcntl calls and a signal relay per wait).
+	streamWindow = time.Millisecond
+	streamSlice  = 500 * time.Microsecond
 	// farFuture stands for "no timer".
 	farFuture = 24 * time.Hour
 	// closeWriteTimeout bounds the farewell DISCONNECT.
@@ -104,8 +110,9 @@ type EventLoop struct {
 	throttle    throttle
 	throttleAt  time.Time // when the throttle lets the next publish go (zero: not holding)
 	assignedID  string
-	pollMissed  bool  // the last park in the poller timed out
-	pendingRead error // a read error seen while waiting, handled next step
+	pollMissed  bool      // the last park in the poller timed out
+	rxAt        time.Time // when bytes last arrived
+	pendingRead error     // a read error seen while waiting, handled next step
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -345,6 +352,9 @@ func (l *EventLoop) step() {
 		progress = true
 	}
 	now := time.Now()
+	if n > 0 {
+		l.rxAt = now
+	}
 	if !l.handleBuffered(now) {
 		return
 	}
@@ -726,9 +736,14 @@ func (l *EventLoop) wait(now time.Time) {
 	}
 	canTake := l.canTake()
 	expectReply := l.st.Outstanding() > 0 || l.ka.PingOutstanding()
-	if expectReply && !l.pollMissed && (!canTake || len(l.requests) == 0) {
+	streaming := now.Sub(l.rxAt) < streamWindow
+	if (expectReply || streaming) && !l.pollMissed && (!canTake || len(l.requests) == 0) {
+		slice := pollSlice
+		if !expectReply {
+			slice = streamSlice
+		}
 		until := deadline
-		if s := now.Add(pollSlice); s.Before(until) {
+		if s := now.Add(slice); s.Before(until) {
 			until = s
 		}
 		_, err := l.rd.FillWait(l.conn, until)
