@@ -68,6 +68,9 @@ var (
 	ErrNotSupported = state.ErrNotSupported
 	// ErrUnknownPacketID: an Ack for a message that awaits none.
 	ErrUnknownPacketID = state.ErrUnknownPacketID
+	// ErrStaleAck: an Ack for a message from a broker session that has
+	// since been lost; the broker will deliver the message again.
+	ErrStaleAck = errors.New("mqttloop: ack for a message of a lost session")
 	// ErrInvalidRequest: a request the loop does not know, or an empty one.
 	ErrInvalidRequest = errors.New("mqttloop: invalid request")
 	// ErrInvalidOptions: New refused the options.

@@ -112,6 +112,7 @@ type EventLoop struct {
 	assignedID  string
 	pollMissed  bool      // the last park in the poller timed out
 	rxAt        time.Time // when bytes last arrived
+	session     uint64    // counts broker sessions: +1 at each CONNACK without session present
 	pendingRead error     // a read error seen while waiting, handled next step
 }
 
@@ -230,9 +231,7 @@ func (l *EventLoop) Resume() {
 // Ack acknowledges an incoming message in manual-ack mode, like sending
 // m.Ack() as a request but without going through the channel. Call it only
 // from the goroutine that calls Next, between calls.
-func (l *EventLoop) Ack(m Message) error {
-	return l.ack(Ack{PacketID: m.PacketID, QoS: m.QoS})
-}
+func (l *EventLoop) Ack(m Message) error { return l.ack(m.Ack()) }
 
 func (l *EventLoop) poke() {
 	select {
@@ -450,7 +449,9 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 	switch ev := ev.(type) {
 	case nil:
 	case state.Delivered:
-		l.emit(messageFrom(ev.Publish))
+		m := messageFrom(ev.Publish)
+		m.session = l.session
+		l.emit(m)
 	case state.PublishDone:
 		l.emit(publishedFrom(ev))
 	case state.SubscribeDone:
@@ -582,6 +583,9 @@ func (l *EventLoop) accept(r Request) {
 }
 
 func (l *EventLoop) ack(a Ack) error {
+	if a.session != 0 && a.session != l.session {
+		return fmt.Errorf("%w: packet id %d", ErrStaleAck, a.PacketID)
+	}
 	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode)
 	if err != nil {
 		return err

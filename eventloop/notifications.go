@@ -43,10 +43,15 @@ type Message struct {
 	Duplicate  bool
 	PacketID   uint16
 	Properties *Properties // nil when the message had none
+
+	session uint64 // the broker session it came from, checked by Ack
 }
 
-// Ack returns the request acknowledging m (for Options.ManualAcks).
-func (m Message) Ack() Ack { return Ack{PacketID: m.PacketID, QoS: m.QoS} }
+// Ack returns the request acknowledging m (for Options.ManualAcks). It
+// remembers the broker session m came from: if the broker lost that
+// session since, the ack is refused (ErrStaleAck) instead of acknowledging
+// a newer message that reuses the packet id.
+func (m Message) Ack() Ack { return Ack{PacketID: m.PacketID, QoS: m.QoS, session: m.session} }
 
 // Published: a QoS 1 or 2 publish completed (PUBACK, PUBCOMP, or PUBREC
 // with a failure code). Request is the Publish as the user sent it.

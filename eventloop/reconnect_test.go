@@ -371,3 +371,33 @@ func TestOfflineQoS0(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleManualAck: an ack still owed for a message of a broker session
+// that was lost is refused, so it cannot acknowledge a newer message that
+// reuses the packet id (found by the simulation, seed 1006).
+func TestStaleManualAck(t *testing.T) {
+	b := testbroker.StartT(t, testbroker.Options{})
+	id := uniqueID("stale")
+	topic := uniqueID("stale")
+	c := startClient(t, b.URL(), eventloop.Options{ClientID: id, ManualAcks: true, Reconnect: reconnect.AfterFirstSuccess, BackOff: quickBackOff()})
+	c.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
+	pub := startClient(t, b.URL(), eventloop.Options{})
+	pub.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("old")})
+	old := expect[eventloop.Message](c)
+	if err := b.DisconnectClient(id, 0x98); err != nil { // SessionExpiry 0: the session goes
+		t.Fatal(err)
+	}
+	if conn := expect[eventloop.Connected](c); conn.SessionPresent {
+		t.Fatal("session present")
+	}
+	expect[eventloop.Subscribed](c) // the re-subscription
+	c.send(old.Ack())
+	rf := expect[eventloop.RequestFailed](c)
+	mustIs(t, rf.Err, eventloop.ErrStaleAck)
+	// A message of the new session is acked normally.
+	pub.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("new")})
+	m := expect[eventloop.Message](c)
+	c.send(m.Ack())
+	c.send(eventloop.Ack{PacketID: m.PacketID, QoS: 1}) // a second ack: nothing awaits it
+	mustIs(t, expect[eventloop.RequestFailed](c).Err, eventloop.ErrUnknownPacketID)
+}

@@ -59,6 +59,8 @@ type Ack struct {
 	PacketID   uint16
 	QoS        byte
 	ReasonCode byte // 0 (success) unless the message is refused (≥ 0x80)
+
+	session uint64 // set by Message.Ack; 0: not checked
 }
 
 // Disconnect sends DISCONNECT with ReasonCode (0: normal; 0x04: ask the
