@@ -320,11 +320,19 @@ func TestCloseFromAnotherGoroutine(t *testing.T) {
 }
 
 // TestNoGoStatements checks the rule that the library starts no
-// goroutine: no go statement outside _test.go files.
+// goroutine: no go statement outside _test.go files, in this package and
+// every other library package of the module (internal/ and cmd/ may).
 func TestNoGoStatements(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, dir := range []string{".", "../eventloop", "../state", "../state/filestore", "../keepalive", "../reconnect"} {
+		found, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(found) == 0 {
+			t.Fatalf("no Go files in %s: the list of library packages is out of date", dir)
+		}
+		files = append(files, found...)
 	}
 	fset := token.NewFileSet()
 	for _, name := range files {

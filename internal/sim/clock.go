@@ -81,6 +81,7 @@ func (s *Sim) time() time.Time { return epoch.Add(s.now) }
 // simClock is the virtual clock as a backoff.Clock.
 type simClock struct{ s *Sim }
 
+// Now returns the simulation's virtual time.
 func (c simClock) Now() time.Time { return c.s.time() }
 
 // uniform returns a duration uniformly distributed in [lo, hi].
