@@ -53,3 +53,37 @@ func TestPubrecInUseAfterReplay(t *testing.T) {
 	}
 	wantDone(t, ev, p2, nil, 0x91)
 }
+
+// After a reconnect whose CONNACK lowered Receive Maximum, only that many
+// in-flight publishes are replayed at once; the rest follow, in order and
+// before anything new, as acks free the window (MQTT-3.3.4-7; found by the
+// simulation, seed 1332).
+func TestReplayHeldToReceiveMaximum(t *testing.T) {
+	s := New(Config{})
+	var ids []uint16
+	for i := 0; i < 4; i++ {
+		s.Enqueue(Pending{Packet: pub("t", 1), Tag: i})
+		ids = append(ids, sendID(t, s))
+	}
+	s.Enqueue(Pending{Packet: pub("t", 1), Tag: "new"})
+	r := s.Connected(connack(true, &packets.Properties{ReceiveMaximum: ptr(uint16(2))}), false)
+	if len(r.Replay) != 2 || r.Held != 2 {
+		t.Fatalf("replayed %d, held %d; want 2 and 2", len(r.Replay), r.Held)
+	}
+	noSend(t, s) // window full: neither the held replays nor the new publish
+	handle(t, s, &packets.Puback{PacketID: ids[0]})
+	_, pkt, ok, err := s.NextToSend()
+	if !ok || err != nil || packetID(t, pkt) != ids[2] || !pkt.(*packets.Publish).Duplicate {
+		t.Fatalf("after one ack: %v %v %v, want the replay of id %d with DUP", pkt, ok, err, ids[2])
+	}
+	noSend(t, s)
+	handle(t, s, &packets.Puback{PacketID: ids[1]})
+	if id := sendID(t, s); id != ids[3] {
+		t.Fatalf("released id %d, want %d", id, ids[3])
+	}
+	handle(t, s, &packets.Puback{PacketID: ids[2]})
+	p, _, ok, _ := s.NextToSend()
+	if !ok || p.Tag != "new" {
+		t.Fatalf("after the replays: %v, want the new publish", p.Tag)
+	}
+}

@@ -46,6 +46,7 @@ type randomModel struct {
 	// the window may be exceeded after a session-present reconnect lowered
 	// it; nothing new may be sent until the flight is back within it.
 	overWindow bool
+	held       []uint16 // in-flight ids whose replay the window held back, in order
 }
 
 func runRandomSession(t *testing.T, seed int64, steps int) {
@@ -136,6 +137,30 @@ func (m *randomModel) enqueue() {
 func (m *randomModel) send() {
 	t, s := m.t, m.s
 	t.Helper()
+	// Replays held back by the broker's Receive Maximum go first.
+	m.held = slices.DeleteFunc(m.held, func(id uint16) bool { _, ok := s.outgoing[id]; return !ok })
+	if len(m.held) > 0 {
+		room := s.InFlight()-len(m.held) < s.Window()
+		_, pkt, ok, err := s.NextToSend()
+		if err != nil || ok != room {
+			t.Fatalf("NextToSend() with %d held replays = ok %v, err %v; want ok %v (%d in flight, window %d)", len(m.held), ok, err, room, s.InFlight(), s.Window())
+		}
+		if !ok {
+			return
+		}
+		want := m.held[0]
+		m.held = m.held[1:]
+		if id := packetID(t, pkt); id != want {
+			t.Fatalf("held replay released id %d, want %d (in order)", id, want)
+		}
+		o := s.outgoing[want]
+		if o.Stage == AwaitingComplete {
+			wantReply(t, pkt, &packets.Pubrel{PacketID: want})
+		} else if pkt != o.Publish || !o.Publish.Duplicate {
+			t.Fatalf("held replay %d: %v, want its publish with DUP", want, pkt)
+		}
+		return
+	}
 	queued := s.QueuedRequests()
 	inFlightBefore := s.InFlight()
 	busy := map[uint16]bool{}
@@ -355,10 +380,16 @@ func (m *randomModel) connect(present bool, props *packets.Properties) {
 	}
 	var requeued []int
 	if present {
-		if len(r.Replay) != len(inFlight) || len(r.Completed) != 0 || s.InFlight() != len(inFlight) {
-			t.Fatalf("session present: replay %d, completed %d, in flight %d; want %d, 0, %d", len(r.Replay), len(r.Completed), s.InFlight(), len(inFlight), len(inFlight))
+		wantHeld := max(0, len(inFlight)-s.Window())
+		if len(r.Replay)+r.Held != len(inFlight) || r.Held != wantHeld || len(r.Completed) != 0 || s.InFlight() != len(inFlight) {
+			t.Fatalf("session present: replay %d + held %d, completed %d, in flight %d; want %d + %d, 0, %d",
+				len(r.Replay), r.Held, len(r.Completed), s.InFlight(), len(inFlight)-wantHeld, wantHeld, len(inFlight))
 		}
-		for i, o := range inFlight {
+		m.held = m.held[:0]
+		for _, o := range inFlight[len(r.Replay):] {
+			m.held = append(m.held, o.Publish.PacketID)
+		}
+		for i, o := range inFlight[:len(r.Replay)] {
 			if o.Stage == AwaitingComplete {
 				wantReply(t, r.Replay[i], &packets.Pubrel{PacketID: o.Publish.PacketID})
 			} else if r.Replay[i] != o.Publish || !o.Publish.Duplicate {
@@ -390,6 +421,7 @@ func (m *randomModel) connect(present bool, props *packets.Properties) {
 		requeued = append(requeued, unanswered...)
 		clear(m.incoming)
 		m.overWindow = false
+		m.held = m.held[:0]
 	}
 	// Requeued requests come first, in the order they were sent, then
 	// those that were waiting.

@@ -168,6 +168,11 @@ type MqttState struct {
 	pubrec  packets.Pubrec
 	pubrel  packets.Pubrel
 	pubcomp packets.Pubcomp
+
+	// replayHold are ids of in-flight publishes not yet replayed on this
+	// connection because the broker's Receive Maximum is smaller than
+	// what is in flight (per connection, not saved).
+	replayHold []uint16
 }
 
 // New returns an empty session.
@@ -331,6 +336,23 @@ func (s *MqttState) pushFront(ps []Pending) {
 // The returned packet is the one to write. If writing fails for a reason
 // that concerns only this request (too large), call Abandon.
 func (s *MqttState) NextToSend() (p Pending, pkt packets.Packet, ok bool, err error) {
+	for len(s.replayHold) > 0 {
+		// Replays held back by the window go first, in order.
+		if len(s.outgoing)-len(s.replayHold) >= s.Window() {
+			return Pending{}, nil, false, nil
+		}
+		id := s.replayHold[0]
+		s.replayHold = s.replayHold[1:]
+		o, inFlight := s.outgoing[id]
+		if !inFlight {
+			continue
+		}
+		var pkt packets.Packet = o.Publish
+		if o.Stage == AwaitingComplete {
+			pkt = &packets.Pubrel{PacketID: id}
+		}
+		return Pending{Packet: pkt, Tag: o.Tag}, pkt, true, nil
+	}
 	if s.Queued() == 0 {
 		return Pending{}, nil, false, nil
 	}
@@ -635,6 +657,9 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 
 func (s *MqttState) complete(o *Outgoing, ack, reason byte, props *packets.Properties) PublishDone {
 	id := o.Publish.PacketID
+	if len(s.replayHold) > 0 {
+		s.replayHold = slices.DeleteFunc(s.replayHold, func(h uint16) bool { return h == id })
+	}
 	s.touchOut(id)
 	s.unlinkSent(o)
 	delete(s.outgoing, id)
@@ -747,6 +772,10 @@ type Resumed struct {
 	// unacknowledged PUBLISH (DUP set, original ids) and PUBREL, when the
 	// broker kept the session.
 	Replay []packets.Packet
+	// Held counts in-flight publishes that did not fit in the broker's
+	// Receive Maximum: NextToSend returns them (DUP set, original ids)
+	// before anything new, as acks free the window.
+	Held int
 	// Requeued counts in-flight publishes and unanswered (un)subscribes
 	// put back at the head of the queue as new requests because the broker
 	// had no session.
@@ -804,18 +833,29 @@ func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
 
 	inflight := s.InFlightPublishes()
 	var r Resumed
+	s.replayHold = s.replayHold[:0]
 	if ack.SessionPresent {
-		for _, o := range inflight {
+		// Replay at most the window the broker now allows (its Receive
+		// Maximum may be lower than on the last connection,
+		// MQTT-3.3.4-7); NextToSend releases the rest, before anything
+		// new, as acks free the window.
+		window := s.Window()
+		for i, o := range inflight {
 			id := o.Publish.PacketID
-			if o.Stage == AwaitingComplete {
-				r.Replay = append(r.Replay, &packets.Pubrel{PacketID: id})
-				continue
+			var pkt packets.Packet = &packets.Pubrel{PacketID: id}
+			if o.Stage != AwaitingComplete {
+				s.touchOut(id)
+				stripAlias(o.Publish, o.topic)
+				o.Publish.Duplicate = true
+				pkt = o.Publish
 			}
-			s.touchOut(id)
-			stripAlias(o.Publish, o.topic)
-			o.Publish.Duplicate = true
-			r.Replay = append(r.Replay, o.Publish)
+			if i < window {
+				r.Replay = append(r.Replay, pkt)
+			} else {
+				s.replayHold = append(s.replayHold, id)
+			}
 		}
+		r.Held = len(s.replayHold)
 		// (Un)subscribes in flight are sent again as new requests.
 		again := inSendOrder(s.takeUnanswered(nil))
 		s.pushFront(again)

@@ -284,17 +284,13 @@ func (b *broker) incomingPublish(c *conn, p *packets.Publish) {
 			return
 		}
 		if len(sess.inQoS2) >= b.recvMax {
-			switch {
-			case !p.Duplicate:
+			if !p.Duplicate {
 				s.violation("client exceeded the broker's Receive Maximum %d with the new message %d (packet id %d)", b.recvMax, m, p.PacketID)
-			case s.cfg.Strict:
-				s.violation("client replayed message %d (packet id %d) beyond the broker's Receive Maximum %d [MQTT-3.3.4-7]", m, p.PacketID, b.recvMax)
-			default:
-				// state.Connected replays every publish in flight at
-				// once, even when the broker announced a smaller Receive
-				// Maximum on this connection than on the last: counted,
-				// a violation under Strict.
+			} else {
+				// Was a known issue; state.Connected now holds replays
+				// back to the window, so it is a violation by default.
 				s.stats.ReplayOverReceiveMax++
+				s.violation("client replayed message %d (packet id %d) beyond the broker's Receive Maximum %d [MQTT-3.3.4-7]", m, p.PacketID, b.recvMax)
 			}
 		}
 		sess.inQoS2[p.PacketID] = m

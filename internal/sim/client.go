@@ -461,8 +461,8 @@ func (c *client) connected(ack *packets.Connack) {
 	c.ka = keepalive.New(c.kaInterval, s.cfg.PingTimeout, now)
 
 	if ack.SessionPresent {
-		if len(res.Replay) != inflightBefore {
-			s.violation("session present: %d packets replayed for %d publishes in flight", len(res.Replay), inflightBefore)
+		if len(res.Replay)+res.Held != inflightBefore {
+			s.violation("session present: %d packets replayed and %d held for %d publishes in flight", len(res.Replay), res.Held, inflightBefore)
 		}
 	} else {
 		clear(c.written) // a new broker session: nothing was sent in it

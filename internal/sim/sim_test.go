@@ -266,12 +266,6 @@ var knownIssues = []struct {
 		c.SessionLoss, c.StormLen, c.CutMean, c.NoticeMax = 1, 5, time.Second, 10*time.Millisecond
 		return c
 	}, "session present = 1 for broker session"},
-	{"replay beyond a lowered Receive Maximum", func(seed uint64) Config {
-		c := Base(seed, 1000)
-		c.ReceiveMaxVaries, c.QoS2, c.MaxInflight, c.ClientReceiveMax = true, 0.9, 100, 0
-		c.CutMean = time.Second
-		return c
-	}, "beyond the broker's Receive Maximum"},
 	{"stale manual ack after a lost session", func(seed uint64) Config {
 		c := Base(seed, 1000)
 		c.ManualAcks, c.AckDelay, c.SessionLoss, c.CutMean = true, 500*time.Millisecond, 0.5, time.Second
