@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/faultproxy"
-	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
@@ -263,11 +263,6 @@ func TestChaosSubscriberCut(t *testing.T) {
 func onMosquitto(t *testing.T, f func(t *testing.T, b brokerCase)) {
 	requireMosquitto(t)
 	url := startMosquitto(t)
-	if os.Getenv("CHAOS_VERBOSE") != "" {
-		m := mosquitto.Start(t, mosquitto.Options{Verbose: true, Extra: []string{"max_queued_messages 0"}})
-		url = m.URL()
-		t.Cleanup(func() { os.WriteFile("/tmp/mosq-chaos.log", []byte(m.Log()), 0o644) })
-	}
 	t.Run("mosquitto", func(t *testing.T) { f(t, brokerCase{name: "mosquitto", url: url}) })
 }
 
@@ -286,11 +281,10 @@ func drainWithMarker(t *testing.T, b brokerCase, topic string, sub *client, d *d
 	}
 }
 
+// hostPort returns the host:port of a broker URL such as mqtt://h:p.
 func hostPort(url string) string {
-	for i := 0; i+3 <= len(url); i++ {
-		if url[i:i+3] == "://" {
-			return url[i+3:]
-		}
+	if _, hp, ok := strings.Cut(url, "://"); ok {
+		return hp
 	}
 	return url
 }

@@ -46,12 +46,13 @@ func (l *EventLoop) connect() {
 	l.rd.SetMaxPacketSize(int(l.opts.MaxPacketSize))
 	l.wr.SetMaxPacketSize(0)
 
-	if err := l.wr.Append(l.connectPacket()); err != nil {
+	connect := l.connectPacket()
+	if err := l.wr.Append(connect); err != nil {
 		l.connectFailed(fmt.Errorf("encoding CONNECT: %w", err))
 		return
 	}
 	if l.dbg {
-		l.logPacket("out", l.connectPacket())
+		l.logPacket("out", connect)
 	}
 	if err := l.wr.Flush(conn, deadline); err != nil {
 		l.connectFailed(fmt.Errorf("sending CONNECT to %s: %w", l.server, err))

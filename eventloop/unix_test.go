@@ -14,12 +14,7 @@ import (
 // TestUnixSocket runs a publish/subscribe round trip over mosquitto's
 // unix-socket listener.
 func TestUnixSocket(t *testing.T) {
-	if !mosquittoInstalled() {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mosquitto is not installed (CI is set): apt-get install -y mosquitto")
-		}
-		t.Skip("mosquitto not installed: apt-get install -y mosquitto")
-	}
+	requireMosquitto(t)
 	// mosquitto started as root drops to its own user, which cannot enter
 	// t.TempDir() (mode 0700): give the socket a directory it can use.
 	dir, err := os.MkdirTemp("", "mqttloop-unix-")
