@@ -23,7 +23,7 @@ func (l *EventLoop) connect() {
 	deadline := start.Add(l.opts.ConnectTimeout)
 
 	dialCtx, cancel := context.WithDeadline(l.ctx, deadline)
-	conn, err := netio.Dial(dialCtx, server, netio.DialOptions{})
+	conn, err := netio.Dial(dialCtx, server, l.dialOptions())
 	cancel()
 	if err != nil {
 		if l.ctx.Err() != nil {
@@ -178,6 +178,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 		Replayed:          len(resumed.Replay),
 		Requeued:          resumed.Requeued,
 		Resubscribed:      resumed.Resubscribed,
+		Used0RTT:          used0RTT(l.conn),
 	})
 	for _, done := range resumed.Completed {
 		l.emit(publishedFrom(done))
@@ -245,4 +246,23 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 		}
 	}
 	return c
+}
+
+// dialOptions returns the transport options of the next dial.
+func (l *EventLoop) dialOptions() netio.DialOptions {
+	return netio.DialOptions{
+		TLS:    l.tls,
+		Header: l.opts.WebSocketHeader,
+		QUIC: netio.QUICOptions{
+			KeepAlive:        l.opts.KeepAlive,
+			HandshakeTimeout: l.opts.QUICHandshakeTimeout,
+			Enable0RTT:       l.opts.QUIC0RTT,
+		},
+	}
+}
+
+// used0RTT reports whether c sent CONNECT as accepted 0-RTT data.
+func used0RTT(c netio.Conn) bool {
+	e, ok := c.(netio.EarlyDataReporter)
+	return ok && e.Used0RTT()
 }

@@ -21,6 +21,7 @@ package eventloop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"iter"
@@ -75,6 +76,7 @@ const (
 // called from others.
 type EventLoop struct {
 	opts Options
+	tls  *tls.Config // Options.TLSConfig with the loop's session cache and key log
 	st   *state.MqttState
 	log  *slog.Logger
 	dbg  bool
@@ -145,7 +147,7 @@ func New(opts Options) (*EventLoop, error) {
 			return nil, fmt.Errorf("%w: %w", ErrStore, err)
 		}
 	}
-	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff)}
+	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), tls: tlsConfig(&o)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
 	}

@@ -11,7 +11,7 @@ type Notification interface{ isNotification() }
 // Connected: the broker accepted the connection (CONNACK with success).
 type Connected struct {
 	Server         string // the server URL connected to (without user info)
-	Transport      string // "tcp", "unix", ...
+	Transport      string // "tcp", "tls", "ws", "wss", "quic" or "unix"
 	SessionPresent bool   // the broker kept a session for this client id
 	// AssignedClientID is the client id the broker assigned when
 	// Options.ClientID was empty.
@@ -30,6 +30,9 @@ type Connected struct {
 	// broker lost the session (Options.NoResubscribe turns this off); their
 	// SUBACKs arrive as Subscribed with Resubscribe set.
 	Resubscribed []string
+	// Used0RTT: CONNECT travelled in QUIC 0-RTT data and the server
+	// accepted it (Options.QUIC0RTT).
+	Used0RTT bool
 }
 
 // Message is an application message from the broker. With

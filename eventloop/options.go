@@ -1,9 +1,12 @@
 package eventloop
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -15,8 +18,19 @@ import (
 
 // Options configure an EventLoop. Only Servers is required.
 type Options struct {
-	// Servers are broker URLs: mqtt://host[:1883] (tcp:// is an alias) or
-	// unix:///path/to.sock.
+	// Servers are broker URLs, tried in turn:
+	//
+	//	mqtt://host[:1883]         TCP (tcp:// is an alias)
+	//	mqtts://host[:8883]        TLS (ssl:// and tls:// are aliases)
+	//	ws://host[:80][/mqtt]      WebSocket
+	//	wss://host[:443][/mqtt]    WebSocket over TLS
+	//	quic://host[:14567]        QUIC (UDP)
+	//	unix:///path/to.sock       Unix domain socket
+	//
+	// A server that cannot be reached before CONNACK is followed at once by
+	// the next one, so listing quic:// first and mqtts:// second falls back
+	// to TLS over TCP where UDP is blocked. Connected says which server
+	// and transport are in use.
 	Servers []string
 	// ClientID identifies the session to the broker. Empty lets the broker
 	// assign one (reported in Connected), which is only allowed for a
@@ -107,6 +121,37 @@ type Options struct {
 	// and ClientID; opening it with others fails with ErrStoreMismatch.
 	// The loop does not close the store.
 	Store state.Store
+
+	// TLSConfig configures mqtts://, wss:// and quic:// (server
+	// verification, a custom CA in RootCAs, client certificates for mTLS,
+	// ServerName for SNI). Nil verifies the server against the system
+	// roots with the host name of the URL. Verification is skipped only if
+	// InsecureSkipVerify is set. The loop never modifies it; it adds a
+	// session cache (for resumption and 0-RTT) kept across reconnects when
+	// ClientSessionCache is nil.
+	TLSConfig *tls.Config
+	// WebSocketHeader is sent with the upgrade request of ws:// and wss://
+	// (for example Authorization). The subprotocol is always "mqtt"; the
+	// path comes from the server URL (default /mqtt).
+	WebSocketHeader http.Header
+	// QUIC0RTT sends CONNECT in QUIC 0-RTT data when reconnecting to a
+	// quic:// server this loop has connected to before, saving a round
+	// trip. 0-RTT data can be replayed by an attacker on the network; the
+	// broker sees at most a repeated CONNECT. If the server rejects 0-RTT,
+	// CONNECT is resent after the handshake. Connected.Used0RTT tells
+	// which happened.
+	QUIC0RTT bool
+	// QUICHandshakeTimeout bounds the QUIC handshake, after which the next
+	// server is tried (default 5 s, within ConnectTimeout).
+	QUICHandshakeTimeout time.Duration
+	// KeyLogWriter receives TLS secrets in NSS key log format, so that
+	// Wireshark can decrypt a capture. Anyone holding them can read the
+	// traffic: set it only for debugging. Nil (the default) logs no keys.
+	KeyLogWriter io.Writer
+	// KeyLogFromEnv appends TLS secrets to the file named by the
+	// SSLKEYLOGFILE environment variable, if it is set (the convention of
+	// browsers and curl). Off by default; KeyLogWriter takes precedence.
+	KeyLogFromEnv bool
 
 	// Logger receives debug records of every packet in and out (never
 	// passwords; payloads truncated). Nil logs nothing.
@@ -221,6 +266,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.AckTimeout < 0 {
 		return bad("AckTimeout %v is negative", o.AckTimeout)
+	}
+	if o.QUICHandshakeTimeout < 0 {
+		return bad("QUICHandshakeTimeout %v is negative", o.QUICHandshakeTimeout)
 	}
 	return o, nil
 }

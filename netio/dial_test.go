@@ -22,6 +22,14 @@ func TestParseServer(t *testing.T) {
 		{"mqtt://user:pw@broker", "mqtt", "broker:1883", ""},
 		{"unix:///tmp/x.sock", "unix", "", "/tmp/x.sock"},
 		{"unix:run/x.sock", "unix", "", "run/x.sock"},
+		{"mqtts://broker", "mqtts", "broker:8883", ""},
+		{"ssl://broker:1884", "ssl", "broker:1884", ""},
+		{"tls://broker", "tls", "broker:8883", ""},
+		{"ws://broker", "ws", "broker:80", "/mqtt"},
+		{"ws://broker:8080/", "ws", "broker:8080", "/"},
+		{"wss://broker/custom/path", "wss", "broker:443", "/custom/path"},
+		{"quic://broker", "quic", "broker:14567", ""},
+		{"quic://[::1]:4433", "quic", "[::1]:4433", ""},
 	}
 	for _, c := range ok {
 		u, err := ParseServer(c.in)
@@ -42,9 +50,10 @@ func TestParseServer(t *testing.T) {
 		unsupported bool
 		mention     string
 	}{
-		{"ws://broker", true, `"ws"`},
-		{"mqtts://broker:8883", true, `"mqtts"`},
-		{"quic://broker", true, `"quic"`},
+		{"http://broker", true, `"http"`},
+		{"coap://broker:5683", true, `"coap"`},
+		{"quic://broker/path", false, "/path"},
+		{"ws://", false, "no host"},
 		{"broker:1883", true, `"broker"`},
 		{"localhost", true, "mqtt://"},
 		{"mqtt://", false, "no host"},
@@ -73,7 +82,8 @@ func TestParseServer(t *testing.T) {
 
 func TestParseServerHidesPassword(t *testing.T) {
 	for _, raw := range []string{
-		"ws://user:s3cret@broker",
+		"http://user:s3cret@broker",
+		"wss://user:s3cret@broker:bad",
 		"mqtt://user:s3cret@broker:bad",
 		"mqtt://user:s3cret@broker/path",
 		"mqtt://user:s3cret@bro ker",
@@ -160,7 +170,7 @@ func TestDialErrors(t *testing.T) {
 		t.Errorf("cancelled context: %v", err)
 	}
 
-	if _, err := Dial(context.Background(), "wss://user:s3cret@broker", DialOptions{}); !errors.Is(err, ErrUnsupportedScheme) ||
+	if _, err := Dial(context.Background(), "https://user:s3cret@broker", DialOptions{}); !errors.Is(err, ErrUnsupportedScheme) ||
 		strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("unsupported scheme: %v", err)
 	}
