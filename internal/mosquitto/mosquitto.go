@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,27 @@ type Options struct {
 	Verbose bool
 	// Extra lines are appended to the configuration as they are.
 	Extra []string
+	// Listeners are opened beside the plain MQTT listener, each on a free
+	// loopback port (see Broker.ListenerAddr).
+	Listeners []Listener
+}
+
+// Listener is an extra listener: MQTT or WebSocket, with or without TLS.
+type Listener struct {
+	// WebSocket makes it a websockets listener (mosquitto serves any path).
+	WebSocket bool
+	// TLS, when non-nil, makes it a TLS listener with these files.
+	TLS *TLSFiles
+}
+
+// TLSFiles are the PEM files of a TLS listener. Start copies them into
+// the broker's own directory, readable by the user mosquitto drops to when
+// started as root (they are test keys).
+type TLSFiles struct {
+	CAFile, CertFile, KeyFile string
+	// RequireCertificate makes clients present a certificate signed by
+	// CAFile (mutual TLS).
+	RequireCertificate bool
 }
 
 // Broker is a running (or stopped) mosquitto process owned by a test.
@@ -66,6 +88,7 @@ type Broker struct {
 	conf    string
 	logPath string
 	port    int
+	ports   []int // of Options.Listeners
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -107,6 +130,9 @@ func Start(t testing.TB, opts Options) *Broker {
 		conf:    filepath.Join(dir, "mosquitto.conf"),
 		logPath: filepath.Join(dir, "mosquitto.log"),
 	}
+	if err := shareTLSFiles(dir, opts.Listeners); err != nil {
+		t.Fatalf("mosquitto: %v", err)
+	}
 	t.Cleanup(func() {
 		b.stop()
 		if t.Failed() {
@@ -123,7 +149,15 @@ func Start(t testing.TB, opts Options) *Broker {
 			t.Fatalf("mosquitto: %v", err)
 		}
 		b.port = port
-		if err := os.WriteFile(b.conf, []byte(config(port, opts)), 0o644); err != nil {
+		b.ports = b.ports[:0]
+		for range opts.Listeners {
+			p, err := freePort()
+			if err != nil {
+				t.Fatalf("mosquitto: %v", err)
+			}
+			b.ports = append(b.ports, p)
+		}
+		if err := os.WriteFile(b.conf, []byte(config(port, b.ports, opts)), 0o644); err != nil {
 			t.Fatalf("mosquitto: %v", err)
 		}
 		if lastErr = b.start(); lastErr == nil {
@@ -134,8 +168,43 @@ func Start(t testing.TB, opts Options) *Broker {
 	return nil
 }
 
-// config returns the configuration file for a broker on port.
-func config(port int, o Options) string {
+// shareTLSFiles copies the listeners' TLS files into dir and opens dir
+// and its parent (the test's temporary directory) to other users:
+// mosquitto started as root drops to its own user before it loads them.
+// It rewrites the paths in listeners.
+func shareTLSFiles(dir string, listeners []Listener) error {
+	if !slices.ContainsFunc(listeners, func(l Listener) bool { return l.TLS != nil }) {
+		return nil
+	}
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for i := range listeners {
+		if listeners[i].TLS == nil {
+			continue
+		}
+		f := *listeners[i].TLS
+		for j, p := range []*string{&f.CAFile, &f.CertFile, &f.KeyFile} {
+			data, err := os.ReadFile(*p)
+			if err != nil {
+				return err
+			}
+			dst := filepath.Join(dir, fmt.Sprintf("tls-%d-%d.pem", i, j))
+			if err := os.WriteFile(dst, data, 0o644); err != nil {
+				return err
+			}
+			*p = dst
+		}
+		listeners[i].TLS = &f
+	}
+	return nil
+}
+
+// config returns the configuration file for a broker on port, with the
+// extra listeners on ports.
+func config(port int, ports []int, o Options) string {
 	lines := []string{
 		fmt.Sprintf("listener %d 127.0.0.1", port),
 		"allow_anonymous true",
@@ -160,6 +229,18 @@ func config(port int, o Options) string {
 	}
 	if o.NoDelay {
 		lines = append(lines, "set_tcp_nodelay true")
+	}
+	for i, l := range o.Listeners {
+		lines = append(lines, fmt.Sprintf("listener %d 127.0.0.1", ports[i]))
+		if l.WebSocket {
+			lines = append(lines, "protocol websockets")
+		}
+		if f := l.TLS; f != nil {
+			lines = append(lines, "cafile "+f.CAFile, "certfile "+f.CertFile, "keyfile "+f.KeyFile)
+			if f.RequireCertificate {
+				lines = append(lines, "require_certificate true")
+			}
+		}
 	}
 	lines = append(lines, o.Extra...)
 	return strings.Join(lines, "\n") + "\n"
@@ -233,6 +314,12 @@ func (b *Broker) waitReady(exited <-chan struct{}) error {
 
 // Addr returns the broker's address, "127.0.0.1:PORT".
 func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
+
+// ListenerAddr returns the address, "127.0.0.1:PORT", of
+// Options.Listeners[i].
+func (b *Broker) ListenerAddr(i int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.ports[i]))
+}
 
 // URL returns the broker's address as "mqtt://127.0.0.1:PORT".
 func (b *Broker) URL() string { return "mqtt://" + b.Addr() }

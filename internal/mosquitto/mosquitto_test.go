@@ -1,6 +1,7 @@
 package mosquitto
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
+	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
 // guard is a failure guard for reads; no test relies on it passing.
@@ -87,7 +89,7 @@ func TestStartConnectStopRestart(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	got := config(1234, Options{MaxInflightMessages: 5, MaxQueuedMessages: 7, NoDelay: true, Extra: []string{"retain_available false"}})
+	got := config(1234, nil, Options{MaxInflightMessages: 5, MaxQueuedMessages: 7, NoDelay: true, Extra: []string{"retain_available false"}})
 	for _, want := range []string{
 		"listener 1234 127.0.0.1\n", "allow_anonymous true\n", "persistence false\n", "log_dest stderr\n",
 		"max_inflight_messages 5\n", "max_queued_messages 7\n", "set_tcp_nodelay true\n", "retain_available false\n",
@@ -99,4 +101,25 @@ func TestConfig(t *testing.T) {
 	if strings.Contains(got, "max_packet_size") || strings.Contains(got, "log_type") {
 		t.Errorf("config sets options left zero:\n%s", got)
 	}
+}
+
+func TestExtraListeners(t *testing.T) {
+	certs := testcerts.Get()
+	files, err := certs.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsFiles := &TLSFiles{CAFile: files.CA, CertFile: files.ServerCert, KeyFile: files.ServerKey}
+	b := Start(t, Options{Listeners: []Listener{{TLS: tlsFiles}, {WebSocket: true}}})
+
+	conn, err := tls.Dial("tcp", b.ListenerAddr(0), certs.ClientConfig())
+	if err != nil {
+		t.Fatalf("TLS listener: %v\n%s", err, b.Log())
+	}
+	_ = conn.Close()
+	ws, err := net.Dial("tcp", b.ListenerAddr(1))
+	if err != nil {
+		t.Fatalf("websockets listener: %v", err)
+	}
+	_ = ws.Close()
 }
