@@ -145,6 +145,7 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	l.connects++
 	l.attempt = 0
+	l.roundErrs = nil
 	l.upSince = now
 	l.phase = phaseConnected
 	l.pollMissed = false

@@ -103,9 +103,10 @@ type EventLoop struct {
 	rd          *netio.Reader
 	wr          *netio.Writer
 	ka          *keepalive.Timer
-	connects    int // successful CONNACKs in this loop
-	tries       int // connection attempts in this loop, for rotating Servers
-	attempt     int // failed attempts since the last success
+	connects    int     // successful CONNACKs in this loop
+	tries       int     // connection attempts in this loop, for rotating Servers
+	roundErrs   []error // failures of the servers tried since the round began (see nextServerAtOnce)
+	attempt     int     // failed attempts since the last success
 	sched       *reconnect.Schedule
 	retryAt     time.Time
 	upSince     time.Time
@@ -174,6 +175,7 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 	l.reqOpen = requests != nil
 	l.reqDone = false
 	l.phase = phaseDisconnected
+	l.roundErrs = nil
 	l.endErr = nil
 	l.events = l.events[:0]
 	l.evHead = 0

@@ -3,6 +3,7 @@ package eventloop
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -12,6 +13,13 @@ import (
 func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 	l.closeConn()
 	now := time.Now()
+	if !wasUp && l.nextServerAtOnce(cause) {
+		return
+	}
+	if len(l.roundErrs) > 0 {
+		cause = &serversError{errs: append(l.roundErrs, cause)}
+		l.roundErrs = nil
+	}
 	if wasUp {
 		l.emit(Disconnected{Err: cause})
 		if now.Sub(l.upSince) >= l.opts.HealthyAfter {
@@ -38,6 +46,39 @@ func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 		l.dropQueuedQoS0()
 	}
 }
+
+// nextServerAtOnce records a failed attempt to connect and reports whether
+// another of Servers should be tried at once: each server gets one try per
+// round (a round begins when a connection is lost or a retry delay ends),
+// so that a blocked transport (QUIC where UDP is dropped) falls back to
+// the next one without waiting for the back-off or ending the run.
+// Refusals that no server can fix end the round.
+func (l *EventLoop) nextServerAtOnce(cause error) bool {
+	if permanent(cause) || len(l.roundErrs)+1 >= len(l.opts.Servers) || l.ctx.Err() != nil || l.closed.Load() {
+		return false
+	}
+	l.roundErrs = append(l.roundErrs, cause)
+	if l.log != nil {
+		l.log.Info("mqttloop: server failed, trying the next one", "err", cause)
+	}
+	l.phase = phaseDisconnected
+	return true
+}
+
+// serversError is the failure of a round that tried every server: one
+// error per server, in the order they were tried. errors.Is and errors.As
+// look into each.
+type serversError struct{ errs []error }
+
+func (e *serversError) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return "every server failed: " + strings.Join(msgs, "; ")
+}
+
+func (e *serversError) Unwrap() []error { return e.errs }
 
 func (l *EventLoop) endLost(cause error) {
 	l.end(nil, fmt.Errorf("%w: %w", ErrConnectionLost, cause))
