@@ -206,7 +206,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 		// never be delivered on this broker.
 		if pub, ok := p.(*packets.Publish); ok {
 			l.st.Abandon(pub)
-			l.emit(RequestFailed{Request: publishRequestFrom(pub), Err: err})
+			l.emit(RequestFailed{Request: publishRequestFrom(pub), Err: l.refusal(err)})
 		}
 	}
 }

@@ -645,7 +645,7 @@ func (l *EventLoop) sendQueued() bool {
 		if err := l.write(pkt); err != nil {
 			if refused(err, pkt) {
 				l.st.Abandon(pkt)
-				l.emit(RequestFailed{Request: requestOf(p), Err: err})
+				l.emit(RequestFailed{Request: requestOf(p), Err: l.refusal(err)})
 				continue
 			}
 			return sent
@@ -727,6 +727,19 @@ func refused(err error, p packets.Packet) bool {
 		return errors.Is(err, netio.ErrInvalidPacket)
 	}
 	return false
+}
+
+// refusal is the RequestFailed error of a packet refused by the encoder:
+// one the protocol version cannot express is an invalid request (on MQTT
+// 3.1.1, one that needs MQTT 5).
+func (l *EventLoop) refusal(err error) error {
+	if !errors.Is(err, netio.ErrInvalidPacket) {
+		return err
+	}
+	if l.opts.ProtocolVersion == 4 {
+		return fmt.Errorf("%w: %w: %w", ErrInvalidRequest, ErrMQTT5Only, err)
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 }
 
 // flush writes the buffered packets. It returns false if the connection

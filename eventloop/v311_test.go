@@ -169,3 +169,38 @@ func TestSuback311Failure(t *testing.T) {
 		t.Fatalf("Unsubscribed %+v", u)
 	}
 }
+
+// TestV5SessionResumedOnV4: a session saved by an MQTT 5 loop may hold a
+// publish with properties; resumed with ProtocolVersion 4, that publish
+// fails alone (it cannot be encoded), the connection and the rest go on.
+func TestV5SessionResumedOnV4(t *testing.T) {
+	b := testbroker.StartT(t, testbroker.Options{})
+	id := uniqueID("cross")
+	first := startClient(t, b.URL(), eventloop.Options{ClientID: id})
+	first.send(eventloop.Pause{})
+	first.send(eventloop.Publish{Topic: "cross/props", QoS: 1, Properties: &eventloop.Properties{ContentType: "text/plain"}})
+	first.send(eventloop.Publish{Topic: "cross/plain", QoS: 1})
+	first.send(eventloop.Shutdown{})
+	mustIs(t, first.end(), eventloop.ErrStopped)
+
+	second := startClient(t, b.URL(), eventloop.Options{ClientID: id, ProtocolVersion: 4, CleanStart: true, Session: first.loop.State()})
+	var failed, published bool
+	for !failed || !published {
+		switch n := second.next().(type) {
+		case eventloop.RequestFailed:
+			mustIs(t, n.Err, eventloop.ErrInvalidRequest)
+			mustIs(t, n.Err, eventloop.ErrMQTT5Only)
+			if p, ok := n.Request.(eventloop.Publish); !ok || p.Topic != "cross/props" {
+				t.Fatalf("failed: %+v", n)
+			}
+			failed = true
+		case eventloop.Published:
+			if n.Request.Topic != "cross/plain" {
+				t.Fatalf("published %+v", n.Request)
+			}
+			published = true
+		case eventloop.Disconnected:
+			t.Fatalf("disconnected: %v", n.Err)
+		}
+	}
+}
