@@ -27,7 +27,7 @@ func TestKeepAliveOnTheWire(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		rec := newPacketLog()
 		id := uniqueID("ka")
-		c := startClient(t, b.url, eventloop.Options{ClientID: id, KeepAlive: time.Second, Logger: slog.New(rec)})
+		c := b.start(t, eventloop.Options{ClientID: id, KeepAlive: time.Second, Logger: slog.New(rec)})
 		ctx := testContext(t)
 		if b.mochi != nil {
 			if _, err := b.mochi.WaitPacket(ctx, id, testbroker.FromClient, packets.PINGREQ); err != nil {

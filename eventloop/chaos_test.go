@@ -295,7 +295,7 @@ func hostPort(url string) string {
 func TestHalfOpenDetected(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		proxy := faultproxy.StartT(t, hostPort(b.url))
-		opts := resilient(uniqueID("halfopen"))
+		opts := b.options(b.portable(resilient(uniqueID("halfopen"))))
 		opts.Servers = []string{proxy.URL()}
 		opts.KeepAlive = time.Second
 		opts.PingTimeout = time.Second

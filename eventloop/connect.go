@@ -2,7 +2,6 @@ package eventloop
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +44,9 @@ func (l *EventLoop) connect() {
 	l.wr.Reset()
 	l.rd.SetMaxPacketSize(int(l.opts.MaxPacketSize))
 	l.wr.SetMaxPacketSize(0)
+	// New validated the version: these cannot fail.
+	_ = l.rd.SetProtocolVersion(l.opts.ProtocolVersion)
+	_ = l.wr.SetProtocolVersion(l.opts.ProtocolVersion)
 
 	connect := l.connectPacket()
 	if err := l.wr.Append(connect); err != nil {
@@ -71,6 +73,14 @@ func (l *EventLoop) connect() {
 		rerr := &ReasonCodeError{Packet: "CONNACK", Code: ack.ReasonCode}
 		if ack.Properties != nil {
 			rerr.ReasonString = ack.Properties.ReasonString
+		}
+		if ack.ReasonCode == 0x84 { // permanent: the run ends under every policy
+			if l.opts.ProtocolVersion == 5 {
+				l.connectFailed(fmt.Errorf("connecting to %s: broker refused MQTT 5 (unsupported protocol version); set ProtocolVersion 4 if it speaks MQTT 3.1.1: %w", l.server, rerr))
+			} else {
+				l.connectFailed(fmt.Errorf("connecting to %s: broker refused MQTT 3.1.1 (unsupported protocol version): %w", l.server, rerr))
+			}
+			return
 		}
 		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, rerr))
 		return
@@ -190,14 +200,14 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 			l.st.MarkSent(p, now)
 			continue
 		}
-		if !errors.Is(err, netio.ErrPacketTooLarge) {
+		if !refused(err, p) {
 			return // the connection is already down
 		}
 		// The broker's limit shrank below a message in flight: it can
 		// never be delivered on this broker.
 		if pub, ok := p.(*packets.Publish); ok {
 			l.st.Abandon(pub)
-			l.emit(RequestFailed{Request: publishRequestFrom(pub), Err: err})
+			l.emit(RequestFailed{Request: publishRequestFrom(pub), Err: l.refusal(err)})
 		}
 	}
 }
@@ -205,6 +215,9 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 // connectPacket builds CONNECT from the options.
 func (l *EventLoop) connectPacket() *packets.Connect {
 	o := &l.opts
+	if o.ProtocolVersion == 4 {
+		return l.connectPacket311()
+	}
 	c := &packets.Connect{
 		ProtocolName:    "MQTT",
 		ProtocolVersion: 5,
@@ -245,6 +258,36 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 			secs := uint32(w.Delay / time.Second)
 			c.WillProperties.WillDelayInterval = &secs
 		}
+	}
+	return c
+}
+
+// connectPacket311 builds an MQTT 3.1.1 CONNECT: no properties, and the
+// Clean Session flag is CleanStart on every connection (see
+// Options.ProtocolVersion). New refused what 3.1.1 cannot carry.
+func (l *EventLoop) connectPacket311() *packets.Connect {
+	o := &l.opts
+	c := &packets.Connect{
+		ProtocolName:    "MQTT",
+		ProtocolVersion: 4,
+		ClientID:        o.ClientID,
+		KeepAlive:       uint16(o.KeepAlive / time.Second),
+		CleanStart:      o.CleanStart,
+	}
+	if o.Username != "" {
+		c.UsernameFlag = true
+		c.Username = o.Username
+	}
+	if o.Password != nil {
+		c.PasswordFlag = true
+		c.Password = o.Password
+	}
+	if w := o.Will; w != nil {
+		c.WillFlag = true
+		c.WillTopic = w.Topic
+		c.WillMessage = w.Payload
+		c.WillQOS = w.QoS
+		c.WillRetain = w.Retain
 	}
 	return c
 }

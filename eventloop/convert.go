@@ -12,13 +12,28 @@ import (
 	"github.com/mqttloop/mqttloop/state"
 )
 
-// publishPacket validates a Publish and turns it into a PUBLISH packet.
-func publishPacket(r Publish) (*packets.Publish, error) {
+// only5 is the error of a request that needs MQTT 5 on a 3.1.1 loop.
+func only5(what string) error {
+	return fmt.Errorf("%w: %w: %s", ErrInvalidRequest, ErrMQTT5Only, what)
+}
+
+// empty reports whether p would put no property on the wire.
+func (p *Properties) empty() bool {
+	return p == nil || !p.PayloadIsUTF8 && p.MessageExpiry <= 0 && p.ContentType == "" &&
+		p.ResponseTopic == "" && len(p.CorrelationData) == 0 && len(p.User) == 0
+}
+
+// publishPacket validates a Publish for protocol version v and turns it
+// into a PUBLISH packet.
+func publishPacket(r Publish, v byte) (*packets.Publish, error) {
 	if err := state.ValidateTopicName(r.Topic); err != nil {
 		return nil, err
 	}
 	if err := state.ValidateQoS(r.QoS); err != nil {
 		return nil, err
+	}
+	if v == 4 && !r.Properties.empty() {
+		return nil, only5("Publish.Properties")
 	}
 	p := &packets.Publish{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain}
 	if r.Properties != nil {
@@ -27,9 +42,22 @@ func publishPacket(r Publish) (*packets.Publish, error) {
 	return p, nil
 }
 
-func subscribePacket(r Subscribe) (*packets.Subscribe, error) {
+func subscribePacket(r Subscribe, v byte) (*packets.Subscribe, error) {
 	if len(r.Filters) == 0 {
 		return nil, fmt.Errorf("%w: Subscribe without filters", ErrInvalidRequest)
+	}
+	if v == 4 {
+		switch {
+		case r.SubscriptionID != 0:
+			return nil, only5("Subscribe.SubscriptionID")
+		case len(r.UserProperties) > 0:
+			return nil, only5("Subscribe.UserProperties")
+		}
+		for _, f := range r.Filters {
+			if f.NoLocal || f.RetainAsPublished || f.RetainHandling != 0 {
+				return nil, only5(fmt.Sprintf("the NoLocal, RetainAsPublished and RetainHandling options of filter %q", f.Topic))
+			}
+		}
 	}
 	p := &packets.Subscribe{Properties: &packets.Properties{}}
 	for _, f := range r.Filters {
@@ -58,9 +86,12 @@ func subscribePacket(r Subscribe) (*packets.Subscribe, error) {
 	return p, nil
 }
 
-func unsubscribePacket(r Unsubscribe) (*packets.Unsubscribe, error) {
+func unsubscribePacket(r Unsubscribe, v byte) (*packets.Unsubscribe, error) {
 	if len(r.Topics) == 0 {
 		return nil, fmt.Errorf("%w: Unsubscribe without topics", ErrInvalidRequest)
+	}
+	if v == 4 && len(r.UserProperties) > 0 {
+		return nil, only5("Unsubscribe.UserProperties")
 	}
 	for _, t := range r.Topics {
 		if err := state.ValidateTopicFilter(t); err != nil {

@@ -17,7 +17,7 @@ import (
 // every QoS 1/2 publish is acknowledged with its request.
 func TestQoSRoundTrip(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
-		c := startClient(t, b.url, eventloop.Options{})
+		c := b.start(t, eventloop.Options{})
 		topic := uniqueID("rt")
 		c.subscribe(eventloop.Filter{Topic: topic + "/#", QoS: 2})
 		const perQoS = 50
@@ -44,7 +44,7 @@ func TestQoSRoundTrip(t *testing.T) {
 				}
 				acked[n.Request.QoS]++
 			case eventloop.RequestFailed, eventloop.Disconnected:
-				t.Fatalf("unexpected %#v", n)
+				t.Fatalf("unexpected %+v", n)
 			}
 		}
 		for k, v := range got {
@@ -62,8 +62,8 @@ func TestQoSRoundTrip(t *testing.T) {
 // directions.
 func TestTwoClients(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
-		a := startClient(t, b.url, eventloop.Options{})
-		z := startClient(t, b.url, eventloop.Options{})
+		a := b.start(t, eventloop.Options{})
+		z := b.start(t, eventloop.Options{})
 		topic := uniqueID("two")
 		a.subscribe(eventloop.Filter{Topic: topic + "/to-a", QoS: 2})
 		z.subscribe(eventloop.Filter{Topic: topic + "/to-z", QoS: 2})
@@ -92,11 +92,11 @@ func TestTwoClients(t *testing.T) {
 func TestRetained(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("retained")
-		pub := startClient(t, b.url, eventloop.Options{})
+		pub := b.start(t, eventloop.Options{})
 		pub.send(eventloop.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte("kept")})
 		expect[eventloop.Published](pub)
 
-		sub := startClient(t, b.url, eventloop.Options{})
+		sub := b.start(t, eventloop.Options{})
 		sub.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 		m := expect[eventloop.Message](sub)
 		if !m.Retain || string(m.Payload) != "kept" {
@@ -113,10 +113,10 @@ func TestRetained(t *testing.T) {
 func TestWill(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("will")
-		watcher := startClient(t, b.url, eventloop.Options{})
+		watcher := b.start(t, eventloop.Options{})
 		watcher.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 
-		dying := startClient(t, b.url, eventloop.Options{
+		dying := b.start(t, eventloop.Options{
 			Will: &eventloop.Will{Topic: topic, QoS: 1, Payload: []byte("gone")},
 		})
 		dying.loop.Close() // no DISCONNECT: the broker must publish the will
@@ -132,7 +132,7 @@ func TestWill(t *testing.T) {
 func TestWildcards(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		root := uniqueID("wild")
-		c := startClient(t, b.url, eventloop.Options{})
+		c := b.start(t, eventloop.Options{})
 		c.subscribe(eventloop.Filter{Topic: root + "/+/temp", QoS: 1}, eventloop.Filter{Topic: root + "/logs/#", QoS: 1})
 		for _, tp := range []string{"/kitchen/temp", "/kitchen/humidity", "/logs/a/b/c", "/logs", "/x/y/temp"} {
 			c.send(eventloop.Publish{Topic: root + tp, QoS: 1, Payload: []byte(tp)})
@@ -175,8 +175,8 @@ func TestWildcards(t *testing.T) {
 func TestLargePayload(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-		a := startClient(t, b.url, eventloop.Options{})
-		z := startClient(t, b.url, eventloop.Options{})
+		a := b.start(t, eventloop.Options{})
+		z := b.start(t, eventloop.Options{})
 		topic := uniqueID("large")
 		a.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 		z.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: payload})
@@ -200,7 +200,7 @@ func TestManyClients(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		const clients, each = 20, 50
 		topic := uniqueID("many")
-		sub := startClient(t, b.url, eventloop.Options{})
+		sub := b.start(t, eventloop.Options{})
 		sub.subscribe(eventloop.Filter{Topic: topic + "/#", QoS: 1})
 		var wg sync.WaitGroup
 		errs := make(chan error, clients)
@@ -208,7 +208,7 @@ func TestManyClients(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("many")})
+				loop, err := eventloop.New(b.options(eventloop.Options{ClientID: uniqueID("many")}))
 				if err != nil {
 					errs <- err
 					return
@@ -254,7 +254,7 @@ func TestManyClients(t *testing.T) {
 // ends once all are acknowledged.
 func TestBoundedRequests(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
-		loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("bounded"), MaxInflight: 7})
+		loop, err := eventloop.New(b.options(eventloop.Options{ClientID: uniqueID("bounded"), MaxInflight: 7}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,9 +294,9 @@ func TestBoundedRequests(t *testing.T) {
 func TestDisconnectRequest(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("disc")
-		watcher := startClient(t, b.url, eventloop.Options{})
+		watcher := b.start(t, eventloop.Options{})
 		watcher.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
-		c := startClient(t, b.url, eventloop.Options{Will: &eventloop.Will{Topic: topic, Payload: []byte("will")}})
+		c := b.start(t, eventloop.Options{Will: &eventloop.Will{Topic: topic, Payload: []byte("will")}})
 		c.send(eventloop.Disconnect{})
 		err := c.end()
 		mustIs(t, err, eventloop.ErrDisconnected)
@@ -311,7 +311,7 @@ func TestDisconnectRequest(t *testing.T) {
 
 func TestContextCancel(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
-		loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("cancel")})
+		loop, err := eventloop.New(b.options(eventloop.Options{ClientID: uniqueID("cancel")}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,9 +346,9 @@ func mustNext(t *testing.T, e *eventloop.Events) eventloop.Notification {
 func TestManualAcks(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("manual")
-		c := startClient(t, b.url, eventloop.Options{ManualAcks: true, MaxInflight: 1})
+		c := b.start(t, eventloop.Options{ManualAcks: true, MaxInflight: 1})
 		c.subscribe(eventloop.Filter{Topic: topic, QoS: 2})
-		pub := startClient(t, b.url, eventloop.Options{})
+		pub := b.start(t, eventloop.Options{})
 		for i := 0; i < 6; i++ {
 			pub.send(eventloop.Publish{Topic: topic, QoS: byte(1 + i%2), Payload: []byte{byte(i)}})
 		}
@@ -379,12 +379,12 @@ func TestManualAcks(t *testing.T) {
 func TestPauseResume(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("pause")
-		c := startClient(t, b.url, eventloop.Options{})
+		c := b.start(t, eventloop.Options{})
 		c.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 		c.send(eventloop.Pause{})
 		c.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("held")})
 		// While paused, a publish from another client still arrives.
-		other := startClient(t, b.url, eventloop.Options{})
+		other := b.start(t, eventloop.Options{})
 		other.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("incoming")})
 		if m := expect[eventloop.Message](c); string(m.Payload) != "incoming" {
 			t.Fatalf("got %q before resuming: the paused loop sent its publish", m.Payload)
@@ -409,7 +409,7 @@ func TestPauseResume(t *testing.T) {
 // clear error, and the loop goes on.
 func TestInvalidRequests(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
-		c := startClient(t, b.url, eventloop.Options{})
+		c := b.start(t, eventloop.Options{})
 		bad := []struct {
 			req  eventloop.Request
 			want error
@@ -425,6 +425,29 @@ func TestInvalidRequests(t *testing.T) {
 			{eventloop.Subscribe{}, eventloop.ErrInvalidRequest},
 			{eventloop.Unsubscribe{Topics: []string{"x+"}}, eventloop.ErrInvalidTopic},
 			{nil, eventloop.ErrInvalidRequest},
+		}
+		if b.v4() {
+			// What only MQTT 5 can say is refused, never sent as garbage.
+			only5 := []eventloop.Request{
+				eventloop.Publish{Topic: "p", QoS: 1, Properties: &eventloop.Properties{ContentType: "text/plain"}},
+				eventloop.Publish{Topic: "p", Properties: &eventloop.Properties{User: []eventloop.UserProperty{{Key: "k", Value: "v"}}}},
+				eventloop.Publish{Topic: "p", Properties: &eventloop.Properties{MessageExpiry: time.Minute}},
+				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s"}}, SubscriptionID: 7},
+				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s"}}, UserProperties: []eventloop.UserProperty{{Key: "k"}}},
+				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s", NoLocal: true}}},
+				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s", RetainAsPublished: true}}},
+				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s", RetainHandling: 2}}},
+				eventloop.Unsubscribe{Topics: []string{"s"}, UserProperties: []eventloop.UserProperty{{Key: "k"}}},
+				eventloop.Ack{PacketID: 1, QoS: 1, ReasonCode: 0x80},
+				eventloop.Disconnect{ReasonCode: 0x04},
+				eventloop.Disconnect{SessionExpiry: new(time.Duration)},
+			}
+			for _, r := range only5 {
+				bad = append(bad, struct {
+					req  eventloop.Request
+					want error
+				}{r, eventloop.ErrMQTT5Only})
+			}
 		}
 		for _, tc := range bad {
 			c.send(tc.req)
@@ -467,6 +490,41 @@ func TestInvalidOptions(t *testing.T) {
 		{"will QoS", eventloop.Options{Servers: []string{"mqtt://x"}, Will: &eventloop.Will{Topic: "a", QoS: 3}}, eventloop.ErrInvalidQoS},
 		{"keepalive too long", eventloop.Options{Servers: []string{"mqtt://x"}, KeepAlive: 100000 * time.Second}, eventloop.ErrInvalidOptions},
 		{"reconnect policy", eventloop.Options{Servers: []string{"mqtt://x"}, Reconnect: 9}, eventloop.ErrInvalidOptions},
+		{"protocol version 3", eventloop.Options{Servers: []string{"mqtt://x"}, ProtocolVersion: 3}, eventloop.ErrInvalidOptions},
+		{"protocol version 6", eventloop.Options{Servers: []string{"mqtt://x"}, ProtocolVersion: 6}, eventloop.ErrInvalidOptions},
+	}
+	v4 := func(o eventloop.Options) eventloop.Options {
+		o.Servers, o.ProtocolVersion = []string{"mqtt://x"}, 4
+		if o.ClientID == "" {
+			o.ClientID = "c"
+		}
+		return o
+	}
+	for _, tc := range []struct {
+		name string
+		opts eventloop.Options
+	}{
+		{"session expiry", v4(eventloop.Options{SessionExpiry: time.Hour})},
+		{"receive maximum", v4(eventloop.Options{ReceiveMaximum: 10})},
+		{"will delay", v4(eventloop.Options{Will: &eventloop.Will{Topic: "w", Delay: time.Second}})},
+		{"will properties", v4(eventloop.Options{Will: &eventloop.Will{Topic: "w", Properties: &eventloop.Properties{ContentType: "x"}}})},
+		{"password without user name", v4(eventloop.Options{Password: []byte("pw")})},
+		{"empty client id, persistent session", eventloop.Options{Servers: []string{"mqtt://x"}, ProtocolVersion: 4}},
+	} {
+		_, err := eventloop.New(tc.opts)
+		if !errors.Is(err, eventloop.ErrInvalidOptions) || !errors.Is(err, eventloop.ErrMQTT5Only) {
+			t.Errorf("version 4, %s: error %v, want ErrInvalidOptions and ErrMQTT5Only", tc.name, err)
+		}
+	}
+	for _, o := range []eventloop.Options{
+		v4(eventloop.Options{}),
+		v4(eventloop.Options{ClientID: "", CleanStart: true}),
+		v4(eventloop.Options{Username: "u", Password: []byte("p"), Will: &eventloop.Will{Topic: "w", QoS: 2, Retain: true, Properties: &eventloop.Properties{}}}),
+		{Servers: []string{"mqtt://x"}, ProtocolVersion: 5, SessionExpiry: time.Hour, ClientID: "c"},
+	} {
+		if _, err := eventloop.New(o); err != nil {
+			t.Errorf("version %d options refused: %v", o.ProtocolVersion, err)
+		}
 	}
 	for _, tc := range cases {
 		if _, err := eventloop.New(tc.opts); !errors.Is(err, tc.want) {

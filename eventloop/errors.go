@@ -75,6 +75,12 @@ var (
 	ErrInvalidRequest = errors.New("mqttloop: invalid request")
 	// ErrInvalidOptions: New refused the options.
 	ErrInvalidOptions = errors.New("mqttloop: invalid options")
+	// ErrMQTT5Only: an option or request needs a feature that only MQTT 5
+	// has (properties, session expiry, reason codes, subscription options
+	// beyond QoS, ...) while Options.ProtocolVersion is 4 (MQTT 3.1.1). It
+	// comes wrapped by ErrInvalidOptions (from New) or ErrInvalidRequest
+	// (in RequestFailed).
+	ErrMQTT5Only = errors.New("mqttloop: MQTT 5 only, not available with ProtocolVersion 4 (MQTT 3.1.1)")
 	// ErrUnsupportedScheme: a server URL with a scheme no transport serves.
 	ErrUnsupportedScheme = netio.ErrUnsupportedScheme
 	// ErrOffline: the request was dropped because the loop had no

@@ -50,7 +50,7 @@ func TestRunStartsNoGoroutine(t *testing.T) {
 			inKeepalive = leakcheck.Started(before, leakcheck.Snapshot(), ignore...)
 			reqs <- eventloop.Publish{Topic: topic + "/after-ping", QoS: 1, Tag: "after-ping"}
 		}))
-		loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("nogo"), KeepAlive: time.Second, Logger: logger})
+		loop, err := eventloop.New(b.options(eventloop.Options{ClientID: uniqueID("nogo"), KeepAlive: time.Second, Logger: logger}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestNothingLeftAfterRuns(t *testing.T) {
 		ignore := append(leakcheck.Standard(), brokerGoroutines...)
 		before := leakcheck.Snapshot()
 		for i := 0; i < 5; i++ {
-			loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("left")})
+			loop, err := eventloop.New(b.options(eventloop.Options{ClientID: uniqueID("left")}))
 			if err != nil {
 				t.Fatal(err)
 			}

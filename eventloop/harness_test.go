@@ -22,23 +22,72 @@ import (
 // hang into a failure.
 const testTimeout = 60 * time.Second
 
-// brokerCase is a real broker an end-to-end test runs against.
+// brokerCase is a real broker an end-to-end test runs against, and the
+// MQTT version its clients speak.
 type brokerCase struct {
-	name  string
-	url   string
-	mochi *testbroker.Broker // nil for mosquitto
+	name    string // broker and version: "mochi/v5", "mosquitto/v4", ...
+	url     string
+	mochi   *testbroker.Broker // nil for mosquitto
+	version byte               // Options.ProtocolVersion of the case's clients (0: 5)
 }
 
 // brokers starts the embedded broker and mosquitto (a missing mosquitto
-// fails the test when CI is set, and skips only that case otherwise).
+// fails the test when CI is set, and skips only that case otherwise) and
+// returns a case for each broker and protocol version, MQTT 5 and 3.1.1.
 func brokers(t *testing.T) []brokerCase {
 	t.Helper()
 	mb := testbroker.StartT(t, testbroker.Options{})
-	cases := []brokerCase{{name: "mochi", url: mb.URL(), mochi: mb}}
+	servers := []brokerCase{{name: "mochi", url: mb.URL(), mochi: mb}}
 	if m := startMosquitto(t); m != "" {
-		cases = append(cases, brokerCase{name: "mosquitto", url: m})
+		servers = append(servers, brokerCase{name: "mosquitto", url: m})
+	}
+	var cases []brokerCase
+	for _, b := range servers {
+		for _, v := range []byte{5, 4} {
+			c := b
+			c.name, c.version = fmt.Sprintf("%s/v%d", b.name, v), v
+			cases = append(cases, c)
+		}
 	}
 	return cases
+}
+
+// options completes opts for the case: its server (unless set) and its
+// protocol version (unless set).
+func (b brokerCase) options(opts eventloop.Options) eventloop.Options {
+	if opts.Servers == nil {
+		opts.Servers = []string{b.url}
+	}
+	if opts.ProtocolVersion == 0 {
+		opts.ProtocolVersion = b.version
+	}
+	return opts
+}
+
+// start starts a client of the case (see startClient) and waits for
+// Connected.
+func (b brokerCase) start(t *testing.T, opts eventloop.Options) *client {
+	t.Helper()
+	return startClient(t, b.url, b.options(opts))
+}
+
+// newClient starts a client of the case without waiting for Connected.
+func (b brokerCase) newClient(t *testing.T, opts eventloop.Options) *client {
+	t.Helper()
+	return newClient(t, b.url, b.options(opts))
+}
+
+// v4 reports whether the case speaks MQTT 3.1.1.
+func (b brokerCase) v4() bool { return b.version == 4 }
+
+// portable turns the MQTT 5 session options of opts into their MQTT 3.1.1
+// equivalents on a version 4 case: a session kept by the broker is
+// CleanStart false without SessionExpiry, and there is no ReceiveMaximum.
+func (b brokerCase) portable(opts eventloop.Options) eventloop.Options {
+	if b.v4() {
+		opts.SessionExpiry, opts.ReceiveMaximum = 0, 0
+	}
+	return opts
 }
 
 func startMosquitto(t *testing.T) string {
@@ -63,7 +112,8 @@ func mosquittoInstalled() bool {
 	return err == nil
 }
 
-// forEachBroker runs f as a subtest against every broker.
+// forEachBroker runs f as a subtest against every broker, with MQTT 5 and
+// with MQTT 3.1.1 ("mochi/v5", "mochi/v4", "mosquitto/v5", "mosquitto/v4").
 func forEachBroker(t *testing.T, f func(t *testing.T, b brokerCase)) {
 	for _, b := range brokers(t) {
 		t.Run(b.name, func(t *testing.T) { f(t, b) })

@@ -1,4 +1,4 @@
-// Package eventloop is an MQTT 5 client whose whole connection lifecycle is
+// Package eventloop is an MQTT 5 and MQTT 3.1.1 client whose whole connection lifecycle is
 // one event loop running on the caller's goroutine.
 //
 //	loop, err := eventloop.New(eventloop.Options{Servers: []string{"mqtt://127.0.0.1:1883"}})
@@ -470,7 +470,12 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 		if !ok {
 			req = Unsubscribe{Topics: ev.Unsubscribe.Topics}
 		}
-		l.emit(Unsubscribed{Request: req, ReasonCodes: ev.Unsuback.Reasons})
+		codes := ev.Unsuback.Reasons
+		if len(codes) == 0 {
+			// MQTT 3.1.1: an UNSUBACK has no codes; every topic succeeded.
+			codes = make([]byte, len(ev.Unsubscribe.Topics))
+		}
+		l.emit(Unsubscribed{Request: req, ReasonCodes: codes})
 	case state.BrokerDisconnect:
 		d := ev.Disconnect
 		rerr := &ReasonCodeError{Packet: "DISCONNECT", Code: d.ReasonCode}
@@ -534,7 +539,7 @@ func (l *EventLoop) takeRequests() bool {
 func (l *EventLoop) accept(r Request) {
 	switch r := r.(type) {
 	case Publish:
-		pkt, err := publishPacket(r)
+		pkt, err := publishPacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
@@ -545,14 +550,14 @@ func (l *EventLoop) accept(r Request) {
 		}
 		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
 	case Subscribe:
-		pkt, err := subscribePacket(r)
+		pkt, err := subscribePacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
 		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
 	case Unsubscribe:
-		pkt, err := unsubscribePacket(r)
+		pkt, err := unsubscribePacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
@@ -563,6 +568,10 @@ func (l *EventLoop) accept(r Request) {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
 	case Disconnect:
+		if l.opts.ProtocolVersion == 4 && (r.ReasonCode != 0 || r.SessionExpiry != nil) {
+			l.emit(RequestFailed{Request: r, Err: only5("a Disconnect with a ReasonCode or SessionExpiry")})
+			return
+		}
 		l.farewell(r.ReasonCode, r.SessionExpiry)
 		l.closeConn()
 		l.end(ErrDisconnected, ErrDisconnected)
@@ -587,6 +596,9 @@ func (l *EventLoop) accept(r Request) {
 }
 
 func (l *EventLoop) ack(a Ack) error {
+	if a.ReasonCode != 0 && l.opts.ProtocolVersion == 4 {
+		return only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
+	}
 	if a.session != 0 && a.session != l.session {
 		return fmt.Errorf("%w: packet id %d", ErrStaleAck, a.PacketID)
 	}
@@ -633,9 +645,9 @@ func (l *EventLoop) sendQueued() bool {
 			continue
 		}
 		if err := l.write(pkt); err != nil {
-			if errors.Is(err, netio.ErrPacketTooLarge) {
+			if refused(err, pkt) {
 				l.st.Abandon(pkt)
-				l.emit(RequestFailed{Request: requestOf(p), Err: err})
+				l.emit(RequestFailed{Request: requestOf(p), Err: l.refusal(err)})
 				continue
 			}
 			return sent
@@ -683,10 +695,10 @@ func (l *EventLoop) commit() bool {
 }
 
 // write encodes a packet into the write buffer, flushing when it is large.
-// An error other than ErrPacketTooLarge has already ended the connection.
+// An error for which refused is false has already ended the connection.
 func (l *EventLoop) write(p packets.Packet) error {
 	if err := l.wr.Append(p); err != nil {
-		if errors.Is(err, netio.ErrPacketTooLarge) {
+		if refused(err, p) {
 			return err
 		}
 		l.lost(fmt.Errorf("encoding %T: %w", p, err))
@@ -701,6 +713,35 @@ func (l *EventLoop) write(p packets.Packet) error {
 		}
 	}
 	return nil
+}
+
+// refused reports whether err from encoding p fails only the request
+// behind p, leaving the connection intact (nothing was buffered): p is
+// larger than the broker allows, or a publish, subscribe or unsubscribe
+// the protocol version cannot express (a session saved by an MQTT 5 loop
+// and resumed with ProtocolVersion 4).
+func refused(err error, p packets.Packet) bool {
+	if errors.Is(err, netio.ErrPacketTooLarge) {
+		return true
+	}
+	switch p.(type) {
+	case *packets.Publish, *packets.Subscribe, *packets.Unsubscribe:
+		return errors.Is(err, netio.ErrInvalidPacket)
+	}
+	return false
+}
+
+// refusal is the RequestFailed error of a packet refused by the encoder:
+// one the protocol version cannot express is an invalid request (on MQTT
+// 3.1.1, one that needs MQTT 5).
+func (l *EventLoop) refusal(err error) error {
+	if !errors.Is(err, netio.ErrInvalidPacket) {
+		return err
+	}
+	if l.opts.ProtocolVersion == 4 {
+		return fmt.Errorf("%w: %w: %w", ErrInvalidRequest, ErrMQTT5Only, err)
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 }
 
 // flush writes the buffered packets. It returns false if the connection

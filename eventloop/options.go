@@ -37,9 +37,47 @@ type Options struct {
 	// session that does not outlive the connection (SessionExpiry 0).
 	ClientID string
 	// Username and Password authenticate; Password never appears in logs
-	// or errors.
+	// or errors. MQTT 3.1.1 (ProtocolVersion 4) allows a password only
+	// with a user name.
 	Username string
 	Password []byte
+
+	// ProtocolVersion is the MQTT version spoken: 5 (MQTT 5, the default
+	// when 0) or 4 (MQTT 3.1.1, for brokers and fleets that speak only
+	// that). Everything else is ErrInvalidOptions. Sessions, keepalive,
+	// reconnecting, acks, the offline queue and every transport work the
+	// same on both.
+	//
+	// MQTT 3.1.1 lacks what MQTT 5 added. With version 4, options that
+	// need it are refused by New (ErrInvalidOptions wrapping ErrMQTT5Only):
+	// SessionExpiry, ReceiveMaximum, Will.Delay, Will.Properties, a
+	// Password without a Username, and an empty ClientID without
+	// CleanStart; requests that need it fail with RequestFailed
+	// (ErrInvalidRequest wrapping ErrMQTT5Only): Publish.Properties,
+	// Subscribe.SubscriptionID and UserProperties, the no-local,
+	// retain-as-published and retain-handling options of a Filter,
+	// Unsubscribe.UserProperties, an Ack or Disconnect with a reason code
+	// and Disconnect.SessionExpiry. Nothing is left out silently.
+	//
+	// Sessions on 3.1.1: the Clean Session flag of every CONNECT is
+	// CleanStart. CleanStart true means a session that lasts as long as
+	// each connection (the loop then re-queues unacknowledged publishes and
+	// re-subscribes after a reconnect, as on MQTT 5 when the broker lost
+	// the session); CleanStart false, the default, means a persistent
+	// session that the broker keeps after a disconnect for as long as it
+	// is configured to (3.1.1 has no Session Expiry Interval; mosquitto's
+	// persistent_client_expiration, for example). Connected.SessionPresent
+	// is reported and handled exactly as on MQTT 5. The broker-side limits
+	// MQTT 5 announces in CONNACK (Receive Maximum, Maximum Packet Size,
+	// Topic Alias Maximum, Maximum QoS, Retain Available) do not exist on
+	// 3.1.1 and stay at their defaults; MaxPacketSize is not announced but
+	// still enforced on incoming packets; MaxInflight defaults to 20 (see
+	// there). Unsubscribed.ReasonCodes holds
+	// one 0 (success) per topic, since a 3.1.1 UNSUBACK has none, and a
+	// refused CONNECT is reported with the MQTT 5 reason code of the same
+	// meaning (return code 1 as 0x84, 2 as 0x85, 3 as 0x88, 4 as 0x86, 5
+	// as 0x87).
+	ProtocolVersion byte
 
 	// KeepAlive is the MQTT keepalive (default 60 s; a negative value
 	// disables it). The broker may override it in CONNACK.
@@ -54,18 +92,24 @@ type Options struct {
 	WriteTimeout time.Duration
 
 	// CleanStart asks the broker to discard any session it holds for
-	// ClientID at the first connection of this loop.
+	// ClientID at the first connection of this loop. (With ProtocolVersion
+	// 4 it is the Clean Session flag of every connection: see there.)
 	CleanStart bool
 	// SessionExpiry is how long the broker keeps the session after the
 	// connection ends (whole seconds; 0: it ends with the connection;
-	// SessionNeverExpires: never).
+	// SessionNeverExpires: never). MQTT 5 only: with ProtocolVersion 4,
+	// leave it 0 and use CleanStart false for a persistent session.
 	SessionExpiry time.Duration
 
 	// Will is the message the broker publishes if the client vanishes.
 	Will *Will
 
 	// MaxInflight caps QoS 1/2 publishes awaiting acknowledgement (default
-	// 100); the broker's Receive Maximum lowers it further.
+	// 100; with ProtocolVersion 4, 20); the broker's Receive Maximum lowers
+	// it further. A 3.1.1 broker cannot announce a Receive Maximum, and
+	// mosquitto 2 disconnects a 3.1.1 client with more QoS 2 publishes
+	// unanswered than its max_inflight_messages (20 by default), hence the
+	// lower default there.
 	MaxInflight int
 	// MaxQueued caps requests taken from the channel but not yet sent
 	// (default 256). At the cap the loop stops reading the channel:
@@ -77,7 +121,8 @@ type Options struct {
 	MaxPacketSize uint32
 	// ReceiveMaximum caps the QoS 1/2 messages the broker sends before they
 	// are acknowledged (MQTT 5 Receive Maximum; 0: no cap, i.e. 65,535).
-	// A cap also bounds what a broker resends after every reconnect.
+	// A cap also bounds what a broker resends after every reconnect. MQTT 5
+	// only.
 	ReceiveMaximum uint16
 	// ManualAcks: incoming QoS 1/2 messages are acknowledged only when the
 	// user sends Message.Ack() (or calls EventLoop.Ack).
@@ -164,8 +209,8 @@ type Will struct {
 	Payload    []byte
 	QoS        byte
 	Retain     bool
-	Delay      time.Duration // MQTT 5 Will Delay Interval, whole seconds
-	Properties *Properties
+	Delay      time.Duration // MQTT 5 Will Delay Interval, whole seconds (MQTT 5 only)
+	Properties *Properties   // MQTT 5 only
 }
 
 // SessionNeverExpires as Options.SessionExpiry keeps the session forever.
@@ -178,6 +223,7 @@ const (
 	DefaultConnectTimeout = 30 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second
 	DefaultMaxInflight    = 100
+	DefaultMaxInflight311 = 20 // MaxInflight with ProtocolVersion 4
 	DefaultMaxQueued      = 256
 	DefaultMaxPacketSize  = 16 << 20
 	DefaultHealthyAfter   = 10 * time.Second
@@ -190,6 +236,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if len(o.Servers) == 0 {
 		return bad("no server given")
+	}
+	switch o.ProtocolVersion {
+	case 0:
+		o.ProtocolVersion = 5
+	case 4, 5:
+	default:
+		return bad("ProtocolVersion %d (must be 5 for MQTT 5 or 4 for MQTT 3.1.1)", o.ProtocolVersion)
+	}
+	if o.ProtocolVersion == 4 {
+		if err := o.check311(); err != nil {
+			return o, err
+		}
 	}
 	for _, s := range o.Servers {
 		if _, err := netio.ParseServer(s); err != nil {
@@ -236,6 +294,8 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	switch {
+	case o.MaxInflight == 0 && o.ProtocolVersion == 4:
+		o.MaxInflight = DefaultMaxInflight311
 	case o.MaxInflight == 0:
 		o.MaxInflight = DefaultMaxInflight
 	case o.MaxInflight < 0 || o.MaxInflight > 65535:
@@ -271,4 +331,26 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("QUICHandshakeTimeout %v is negative", o.QUICHandshakeTimeout)
 	}
 	return o, nil
+}
+
+// check311 refuses options that MQTT 3.1.1 cannot express.
+func (o Options) check311() error {
+	only5 := func(what string) error {
+		return fmt.Errorf("%w: %w: %s", ErrInvalidOptions, ErrMQTT5Only, what)
+	}
+	switch {
+	case o.SessionExpiry != 0:
+		return only5("SessionExpiry (3.1.1 has no session expiry: leave it 0; CleanStart false keeps the session on the broker)")
+	case o.ReceiveMaximum != 0:
+		return only5("ReceiveMaximum")
+	case o.Will != nil && o.Will.Delay != 0:
+		return only5("Will.Delay")
+	case o.Will != nil && !o.Will.Properties.empty():
+		return only5("Will.Properties")
+	case o.Password != nil && o.Username == "":
+		return only5("a Password without a Username")
+	case o.ClientID == "" && !o.CleanStart:
+		return only5("an empty ClientID with CleanStart false (3.1.1 allows an empty client identifier only for a clean session)")
+	}
+	return nil
 }

@@ -189,11 +189,11 @@ func TestResubscribeAfterSessionLost(t *testing.T) {
 func TestShutdownAndResume(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("resume")
-		watcher := startClient(t, b.url, eventloop.Options{})
+		watcher := b.start(t, eventloop.Options{})
 		watcher.subscribe(eventloop.Filter{Topic: topic, QoS: 2})
 
 		id := uniqueID("resume")
-		first := startClient(t, b.url, eventloop.Options{ClientID: id, SessionExpiry: time.Hour})
+		first := b.start(t, b.portable(eventloop.Options{ClientID: id, SessionExpiry: time.Hour}))
 		first.send(eventloop.Pause{})
 		for i := 0; i < 5; i++ {
 			first.send(eventloop.Publish{Topic: topic, QoS: byte(1 + i%2), Payload: []byte{byte(i)}})
@@ -221,7 +221,7 @@ func TestShutdownAndResume(t *testing.T) {
 			t.Fatalf("corrupt file: error %v, want ErrCorruptState", err)
 		}
 
-		second := startClient(t, b.url, eventloop.Options{ClientID: id, SessionExpiry: time.Hour, Session: saved})
+		second := b.start(t, b.portable(eventloop.Options{ClientID: id, SessionExpiry: time.Hour, Session: saved}))
 		acked := 0
 		for acked < 5 {
 			if _, ok := second.next().(eventloop.Published); ok {

@@ -15,7 +15,8 @@ import (
 // test for them with errors.Is.
 var (
 	// ErrMalformedPacket means bytes received from the peer are not a
-	// valid MQTT 5 packet: a reserved packet type, wrong fixed-header
+	// valid MQTT packet of the protocol version spoken (MQTT 5 unless
+	// selected otherwise): a reserved packet type, wrong fixed-header
 	// flags, a remaining length longer than four bytes, or a body that
 	// does not decode. The connection must be closed (MQTT 5 reason code
 	// 0x81, Malformed Packet).
@@ -380,8 +381,11 @@ type bundle[T any] struct {
 // acknowledgements, PINGREQ, PINGRESP, DISCONNECT and AUTH, and that a
 // PUBLISH topic is valid UTF-8 without U+0000. It accepts every short form
 // MQTT 5 allows (acknowledgements of two or three bytes, DISCONNECT and
-// AUTH of zero or one byte). Every failure, including a panic inside the
-// paho decoder, is an error wrapping ErrMalformedPacket.
+// AUTH of zero or one byte). A two-byte CONNACK with return code 1-5 is
+// what a broker that does not speak MQTT 5 (3.1.1, 3.1) answers: it is
+// decoded with the MQTT 5 reason code of the same meaning (1 becomes 0x84,
+// unsupported protocol version; see Decode311). Every failure, including a
+// panic inside the paho decoder, is an error wrapping ErrMalformedPacket.
 func Decode(header byte, body []byte) (*packets.ControlPacket, error) {
 	if err := checkHeader(header); err != nil {
 		return nil, err
@@ -402,8 +406,28 @@ func Decode(header byte, body []byte) (*packets.ControlPacket, error) {
 		return &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: typ}, Content: &packets.Pingresp{}}, nil
 	case packets.DISCONNECT, packets.AUTH:
 		return decodeReasonOnly(typ, body)
+	case packets.CONNACK:
+		if len(body) == 2 {
+			return decodePre5Connack(body)
+		}
 	}
 	return decodeGeneric(typ, flags, body)
+}
+
+// decodePre5Connack decodes a CONNACK without a property length, which is
+// what a broker that does not speak MQTT 5 answers an MQTT 5 CONNECT with
+// (MQTT 3.1.1 §3.2.2.3: return code 1, unacceptable protocol version). Its
+// return codes 1-5 are translated to the MQTT 5 reason codes of the same
+// meaning, so that the refusal is not mistaken for success (0x01 is below
+// 0x80). Anything else without a property length is malformed.
+func decodePre5Connack(body []byte) (*packets.ControlPacket, error) {
+	if body[0] != 0 || body[1] == 0 || body[1] >= byte(len(connack311To5)) {
+		return nil, malformed(packets.CONNACK, fmt.Sprintf("of 2 bytes (% x) without a property length", body))
+	}
+	b := new(bundle[packets.Connack])
+	b.cp.Type, b.cp.Content = packets.CONNACK, &b.c
+	b.c = packets.Connack{ReasonCode: connack311To5[body[1]], Properties: &b.props}
+	return &b.cp, nil
 }
 
 func malformed(typ byte, what string) error {

@@ -33,6 +33,7 @@ type Reader struct {
 	limit int    // maximum whole packet size; 0 means maxPacketSize
 	start int    // size of a fresh buffer; 0 means defaultReadBuffer
 	err   error  // sticky framing or decoding error
+	v311  bool   // decode MQTT 3.1.1 (Decode311) instead of MQTT 5
 }
 
 // NewReader returns a Reader that refuses packets larger than
@@ -56,6 +57,28 @@ func (rd *Reader) SetMaxPacketSize(n int) {
 	rd.limit = n
 }
 
+// SetProtocolVersion selects the protocol the Reader decodes: MQTT5 (5,
+// the default; 0 means 5) with Decode, or MQTT311 (4) with Decode311. It
+// applies to packets not returned yet. Other versions leave the Reader
+// unchanged and return an error wrapping ErrUnsupportedVersion.
+func (rd *Reader) SetProtocolVersion(v byte) error {
+	v, err := normVersion(v)
+	if err != nil {
+		return err
+	}
+	rd.v311 = v == MQTT311
+	return nil
+}
+
+// ProtocolVersion returns the protocol the Reader decodes: MQTT5 or
+// MQTT311.
+func (rd *Reader) ProtocolVersion() byte {
+	if rd.v311 {
+		return MQTT311
+	}
+	return MQTT5
+}
+
 // MaxPacketSize returns the largest packet the Reader accepts, in bytes,
 // fixed header included.
 func (rd *Reader) MaxPacketSize() int {
@@ -70,7 +93,8 @@ func (rd *Reader) MaxPacketSize() int {
 func (rd *Reader) Buffered() int { return rd.w - rd.r }
 
 // Reset discards buffered bytes and a previous error so that the Reader
-// can serve a new connection. It keeps the maximum packet size.
+// can serve a new connection. It keeps the maximum packet size and the
+// protocol version.
 func (rd *Reader) Reset() {
 	rd.r, rd.w, rd.err = 0, 0, nil
 	if len(rd.buf) > rd.startSize() {
@@ -150,7 +174,12 @@ func (rd *Reader) Next() (*packets.ControlPacket, error) {
 	if rd.r == rd.w {
 		rd.r, rd.w = 0, 0
 	}
-	cp, err := Decode(header, body)
+	var cp *packets.ControlPacket
+	if rd.v311 {
+		cp, err = Decode311(header, body)
+	} else {
+		cp, err = Decode(header, body)
+	}
 	if err != nil {
 		rd.err = err
 		return nil, err
@@ -166,7 +195,11 @@ func (rd *Reader) peek() (size, hlen int, err error) {
 		return 0, 0, nil
 	}
 	header := rd.buf[rd.r]
-	if err := checkHeader(header); err != nil {
+	check := checkHeader
+	if rd.v311 {
+		check = checkHeader311
+	}
+	if err := check(header); err != nil {
 		return 0, 0, err
 	}
 	rem, n, err := parseVBI(rd.buf[rd.r+1 : rd.w])

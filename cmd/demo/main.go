@@ -33,6 +33,7 @@ func run() error {
 	count := flag.Int("count", 3, "messages to publish at each QoS")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up after this long")
 	verbose := flag.Bool("v", false, "log every packet (debug)")
+	protocol := flag.Int("protocol", 5, "MQTT version: 5 (MQTT 5) or 4 (MQTT 3.1.1)")
 	flag.Parse()
 
 	url := *broker
@@ -47,6 +48,9 @@ func run() error {
 	}
 
 	var logger *slog.Logger
+	if *protocol != 4 && *protocol != 5 {
+		return fmt.Errorf("-protocol %d: want 5 (MQTT 5) or 4 (MQTT 3.1.1)", *protocol)
+	}
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -55,6 +59,10 @@ func run() error {
 		ClientID:  fmt.Sprintf("mqttloop-demo-%d", os.Getpid()),
 		KeepAlive: 30 * time.Second,
 		Logger:    logger,
+		// CleanStart: the demo leaves no session behind on the broker
+		// (on MQTT 3.1.1 the default, false, asks for a persistent one).
+		CleanStart:      true,
+		ProtocolVersion: byte(*protocol),
 	})
 	if err != nil {
 		return err
