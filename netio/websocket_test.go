@@ -639,3 +639,32 @@ func TestWSSUsesTLSHandshake(t *testing.T) {
 		t.Fatal("wss:// to a server that never answers the TLS handshake succeeded")
 	}
 }
+
+// BenchmarkFrameDecoder decodes 16 KiB reads holding 1 KiB binary frames.
+func BenchmarkFrameDecoder(b *testing.B) {
+	one := frame(ws.OpBinary, true, bytes.Repeat([]byte{0x30}, 1024-4))
+	wire := bytes.Repeat(one, 16)
+	buf := make([]byte, len(wire))
+	d := frameDecoder{}
+	b.SetBytes(int64(len(wire)))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, wire)
+		if _, err := d.decode(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWSConnWrite frames and masks 16 KiB writes.
+func BenchmarkWSConnWrite(b *testing.B) {
+	c := newWSConn(&discardConn{}, "ws", nil)
+	p := make([]byte, 16<<10)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
