@@ -71,6 +71,9 @@ type Options struct {
 	// return ErrCaptureDisabled). Long-running users such as the demo or
 	// benchmarks should set it: the capture keeps every packet in memory.
 	DisableCapture bool
+	// WebSocket adds a WebSocket listener (MQTT over WebSocket, subprotocol
+	// "mqtt", any path) on another free port; see WebSocketURL.
+	WebSocket bool
 	// Logger receives mochi's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -84,6 +87,7 @@ type Broker struct {
 	owners   *owners
 	capture  *capture
 	hook     *hook
+	ws       *wsState // nil without Options.WebSocket
 	closeOne sync.Once
 	closeErr error
 }
@@ -131,6 +135,12 @@ func Start(opts Options) (*Broker, error) {
 	if err := srv.AddListener(b.ln); err != nil {
 		_ = tcp.Close()
 		return nil, fmt.Errorf("testbroker: add listener: %w", err)
+	}
+	if opts.WebSocket {
+		if err := b.startWebSocket(); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
 	}
 
 	// Serve starts mochi's housekeeping loop and the listener goroutine.
