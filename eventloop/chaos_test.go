@@ -293,7 +293,7 @@ func hostPort(url string) string {
 // no RST); the loop notices through keepalive (1 s) + ping timeout (1 s),
 // drops the connection, and reconnects once the path heals.
 func TestHalfOpenDetected(t *testing.T) {
-	forEachBroker(t, func(t *testing.T, b brokerCase) {
+	forEachBrokerOver(t, []string{"tcp"}, func(t *testing.T, b brokerCase) {
 		proxy := faultproxy.StartT(t, hostPort(b.url))
 		opts := b.options(b.portable(resilient(uniqueID("halfopen"))))
 		opts.Servers = []string{proxy.URL()}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/internal/testcerts"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
@@ -22,44 +24,88 @@ import (
 // hang into a failure.
 const testTimeout = 60 * time.Second
 
-// brokerCase is a real broker an end-to-end test runs against, and the
-// MQTT version its clients speak.
+// brokerCase is a real broker an end-to-end test runs against, the
+// transport its clients use, and the MQTT version they speak.
 type brokerCase struct {
-	name    string // broker and version: "mochi/v5", "mosquitto/v4", ...
-	url     string
-	mochi   *testbroker.Broker // nil for mosquitto
-	version byte               // Options.ProtocolVersion of the case's clients (0: 5)
+	name      string // broker, transport and version: "mochi/tcp/v5", "mosquitto/wss/v4", ...
+	url       string
+	transport string             // "tcp", "tls", "ws", "wss", "quic" or "unix"
+	mochi     *testbroker.Broker // nil for mosquitto
+	version   byte               // Options.ProtocolVersion of the case's clients (0: 5)
+}
+
+// endpoint is one way into a broker.
+type endpoint struct {
+	transport, url string
 }
 
 // brokers starts the embedded broker and mosquitto (a missing mosquitto
-// fails the test when CI is set, and skips only that case otherwise) and
-// returns a case for each broker and protocol version, MQTT 5 and 3.1.1.
+// fails the test when CI is set, and skips only that case otherwise), each
+// with a listener per transport it offers, and returns a case for each
+// broker, transport and protocol version (MQTT 5 and 3.1.1).
 func brokers(t *testing.T) []brokerCase {
 	t.Helper()
-	mb := testbroker.StartT(t, testbroker.Options{})
-	servers := []brokerCase{{name: "mochi", url: mb.URL(), mochi: mb}}
-	if m := startMosquitto(t); m != "" {
-		servers = append(servers, brokerCase{name: "mosquitto", url: m})
+	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true})
+	type server struct {
+		name      string
+		mochi     *testbroker.Broker
+		endpoints []endpoint
+	}
+	servers := []server{{name: "mochi", mochi: mb, endpoints: []endpoint{
+		{"tcp", mb.URL()},
+		{"ws", mb.WebSocketURL()},
+	}}}
+	if eps := startMosquittoEverywhere(t); eps != nil {
+		servers = append(servers, server{name: "mosquitto", endpoints: eps})
 	}
 	var cases []brokerCase
-	for _, b := range servers {
-		for _, v := range []byte{5, 4} {
-			c := b
-			c.name, c.version = fmt.Sprintf("%s/v%d", b.name, v), v
-			cases = append(cases, c)
+	for _, s := range servers {
+		for _, ep := range s.endpoints {
+			for _, v := range []byte{5, 4} {
+				cases = append(cases, brokerCase{
+					name:      fmt.Sprintf("%s/%s/v%d", s.name, ep.transport, v),
+					url:       ep.url,
+					transport: ep.transport,
+					mochi:     s.mochi,
+					version:   v,
+				})
+			}
 		}
 	}
 	return cases
 }
 
-// options completes opts for the case: its server (unless set) and its
-// protocol version (unless set).
+// startMosquittoEverywhere starts mosquitto with a listener per transport
+// it offers and returns them (nil when mosquitto is missing outside CI).
+func startMosquittoEverywhere(t *testing.T) []endpoint {
+	t.Helper()
+	if !mosquittoInstalled() {
+		startMosquitto(t) // fails under CI
+		return nil
+	}
+	m := mosquitto.Start(t, mosquitto.Options{
+		Extra:     []string{"max_queued_messages 0"},
+		Listeners: []mosquitto.Listener{{WebSocket: true}, {Unix: true}},
+	})
+	return []endpoint{
+		{"tcp", m.URL()},
+		{"ws", "ws://" + m.ListenerAddr(0) + "/mqtt"},
+		{"unix", "unix://" + m.ListenerAddr(1)},
+	}
+}
+
+// options completes opts for the case: its server (unless set), its
+// protocol version (unless set), and trust in the test CA for the
+// transports that use TLS (unless TLSConfig is set).
 func (b brokerCase) options(opts eventloop.Options) eventloop.Options {
 	if opts.Servers == nil {
 		opts.Servers = []string{b.url}
 	}
 	if opts.ProtocolVersion == 0 {
 		opts.ProtocolVersion = b.version
+	}
+	if opts.TLSConfig == nil {
+		opts.TLSConfig = testcerts.Get().ClientConfig()
 	}
 	return opts
 }
@@ -112,10 +158,21 @@ func mosquittoInstalled() bool {
 	return err == nil
 }
 
-// forEachBroker runs f as a subtest against every broker, with MQTT 5 and
-// with MQTT 3.1.1 ("mochi/v5", "mochi/v4", "mosquitto/v5", "mosquitto/v4").
+// forEachBroker runs f as a subtest against every broker, over every
+// transport, with MQTT 5 and with MQTT 3.1.1 ("mochi/tcp/v5",
+// "mosquitto/wss/v4", ...).
 func forEachBroker(t *testing.T, f func(t *testing.T, b brokerCase)) {
+	forEachBrokerOver(t, nil, f)
+}
+
+// forEachBrokerOver is forEachBroker limited to the given transports (all
+// when nil), for tests whose tools work on some transports only (a TCP
+// fault proxy, say).
+func forEachBrokerOver(t *testing.T, transports []string, f func(t *testing.T, b brokerCase)) {
 	for _, b := range brokers(t) {
+		if transports != nil && !slices.Contains(transports, b.transport) {
+			continue
+		}
 		t.Run(b.name, func(t *testing.T) { f(t, b) })
 	}
 }

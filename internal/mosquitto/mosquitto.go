@@ -63,8 +63,13 @@ type Options struct {
 	Listeners []Listener
 }
 
-// Listener is an extra listener: MQTT or WebSocket, with or without TLS.
+// Listener is an extra listener: MQTT or WebSocket, with or without TLS,
+// or a Unix socket.
 type Listener struct {
+	// Unix makes it a Unix domain socket listener (MQTT, no TLS) in a
+	// directory of its own that mosquitto's user can enter; see
+	// Broker.ListenerAddr for the path.
+	Unix bool
 	// WebSocket makes it a websockets listener (mosquitto serves any path).
 	WebSocket bool
 	// TLS, when non-nil, makes it a TLS listener with these files.
@@ -88,7 +93,8 @@ type Broker struct {
 	conf    string
 	logPath string
 	port    int
-	ports   []int // of Options.Listeners
+	ports   []int    // of Options.Listeners (0 for Unix sockets)
+	socks   []string // of Options.Listeners ("" unless Unix)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -133,6 +139,13 @@ func Start(t testing.TB, opts Options) *Broker {
 	if err := shareTLSFiles(dir, opts.Listeners); err != nil {
 		t.Fatalf("mosquitto: %v", err)
 	}
+	for _, l := range opts.Listeners {
+		sock := ""
+		if l.Unix {
+			sock = unixSocketPath(t)
+		}
+		b.socks = append(b.socks, sock)
+	}
 	t.Cleanup(func() {
 		b.stop()
 		if t.Failed() {
@@ -150,14 +163,18 @@ func Start(t testing.TB, opts Options) *Broker {
 		}
 		b.port = port
 		b.ports = b.ports[:0]
-		for range opts.Listeners {
+		for i := range opts.Listeners {
+			if b.socks[i] != "" {
+				b.ports = append(b.ports, 0)
+				continue
+			}
 			p, err := freePort()
 			if err != nil {
 				t.Fatalf("mosquitto: %v", err)
 			}
 			b.ports = append(b.ports, p)
 		}
-		if err := os.WriteFile(b.conf, []byte(config(port, b.ports, opts)), 0o644); err != nil {
+		if err := os.WriteFile(b.conf, []byte(config(port, b.ports, b.socks, opts)), 0o644); err != nil {
 			t.Fatalf("mosquitto: %v", err)
 		}
 		if lastErr = b.start(); lastErr == nil {
@@ -202,9 +219,24 @@ func shareTLSFiles(dir string, listeners []Listener) error {
 	return nil
 }
 
+// unixSocketPath returns the path of a Unix socket in a new directory
+// that mosquitto started as root can use after dropping to its own user
+// (t.TempDir is mode 0700), short enough for the 108-byte limit.
+func unixSocketPath(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "mqttloop-unix-")
+	if err != nil {
+		t.Fatalf("mosquitto: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatalf("mosquitto: %v", err)
+	}
+	return filepath.Join(dir, "mqtt.sock")
+}
+
 // config returns the configuration file for a broker on port, with the
-// extra listeners on ports.
-func config(port int, ports []int, o Options) string {
+// extra listeners on ports or Unix sockets socks.
+func config(port int, ports []int, socks []string, o Options) string {
 	lines := []string{
 		fmt.Sprintf("listener %d 127.0.0.1", port),
 		"allow_anonymous true",
@@ -231,6 +263,10 @@ func config(port int, ports []int, o Options) string {
 		lines = append(lines, "set_tcp_nodelay true")
 	}
 	for i, l := range o.Listeners {
+		if l.Unix {
+			lines = append(lines, "listener 0 "+socks[i])
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("listener %d 127.0.0.1", ports[i]))
 		if l.WebSocket {
 			lines = append(lines, "protocol websockets")
@@ -284,22 +320,40 @@ func (b *Broker) start() error {
 		b.stop()
 		return err
 	}
+	// mosquitto opens its listeners one after the other before it serves
+	// any: once the first accepts, only Unix sockets might still lag
+	// behind the TCP check (they are created by bind, not listen order).
+	for _, sock := range b.socks {
+		if sock == "" {
+			continue
+		}
+		if err := b.waitDial("unix", sock, exited); err != nil {
+			b.stop()
+			return err
+		}
+	}
 	return nil
 }
 
 // waitReady polls the port until it accepts a TCP connection, the process
 // exits, or readyTimeout passes.
 func (b *Broker) waitReady(exited <-chan struct{}) error {
+	return b.waitDial("tcp", b.Addr(), exited)
+}
+
+// waitDial polls addr until it accepts a connection, the process exits,
+// or readyTimeout passes.
+func (b *Broker) waitDial(network, addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(readyTimeout)
 	retry := time.Millisecond
 	for {
-		conn, err := net.DialTimeout("tcp", b.Addr(), time.Second)
+		conn, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			_ = conn.Close()
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("port %d not accepting after %v: %w", b.port, readyTimeout, err)
+			return fmt.Errorf("%s not accepting after %v: %w", addr, readyTimeout, err)
 		}
 		timer := time.NewTimer(retry)
 		select {
@@ -316,8 +370,11 @@ func (b *Broker) waitReady(exited <-chan struct{}) error {
 func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
 
 // ListenerAddr returns the address, "127.0.0.1:PORT", of
-// Options.Listeners[i].
+// Options.Listeners[i], or its socket path if it is a Unix listener.
 func (b *Broker) ListenerAddr(i int) string {
+	if b.socks[i] != "" {
+		return b.socks[i]
+	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.ports[i]))
 }
 

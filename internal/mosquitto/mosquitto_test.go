@@ -89,7 +89,7 @@ func TestStartConnectStopRestart(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	got := config(1234, nil, Options{MaxInflightMessages: 5, MaxQueuedMessages: 7, NoDelay: true, Extra: []string{"retain_available false"}})
+	got := config(1234, nil, nil, Options{MaxInflightMessages: 5, MaxQueuedMessages: 7, NoDelay: true, Extra: []string{"retain_available false"}})
 	for _, want := range []string{
 		"listener 1234 127.0.0.1\n", "allow_anonymous true\n", "persistence false\n", "log_dest stderr\n",
 		"max_inflight_messages 5\n", "max_queued_messages 7\n", "set_tcp_nodelay true\n", "retain_available false\n",
