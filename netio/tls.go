@@ -374,8 +374,27 @@ func (t *tlsConn) Write(p []byte) (int, error) {
 		return 0, errTLSClosed
 	}
 	n, err := t.tc.Write(p)
+	if err != nil && !t.gotData && !errors.Is(err, os.ErrDeadlineExceeded) {
+		err = t.rejection(err)
+	}
 	t.leave()
 	return n, err
+}
+
+// rejection explains a write that failed before any data arrived. A
+// server that rejects the client's certificate after a TLS 1.3 handshake
+// sends an alert and closes; if the client's first write (CONNECT) reached
+// it by then, its kernel answers with a reset, and the write fails with
+// "connection reset by peer" although the alert already arrived: return
+// the alert's error if one is waiting, else werr.
+func (t *tlsConn) rejection(werr error) error {
+	t.stream.nonblocking = true
+	var scratch [64]byte
+	_, err := t.tc.Read(scratch[:]) // the connection is broken: what it holds does not matter
+	if _, ok := remoteAlert(err); ok {
+		return t.readError(err)
+	}
+	return werr
 }
 
 // SetWriteDeadline implements Conn.

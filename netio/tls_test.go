@@ -607,3 +607,32 @@ func TestTLSStartsNoGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSClientCertificateRequiredOnWrite: after a TLS 1.3 server rejected
+// the missing client certificate and closed, the client's writes fail with
+// a reset; the error still says why, from the alert that arrived first.
+func TestTLSClientCertificateRequiredOnWrite(t *testing.T) {
+	certs := testcerts.Get()
+	srv := startTLSServer(t, certs.ServerConfig(certs.Server, true), echo)
+	c, err := dialTLSTest(t, srv.url, certs.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-srv.errs // the server rejected the handshake (and closes)
+	// The first write may still succeed: the reset is the server's
+	// answer to it.
+	end := time.Now().Add(guard)
+	for {
+		if _, err = c.Write([]byte("CONNECT")); err != nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("writes keep succeeding on a connection the server closed")
+		}
+		runtime.Gosched()
+	}
+	var alert tls.AlertError
+	if !errors.Is(err, ErrClientCertificateRequired) || !errors.As(err, &alert) || alert != 116 {
+		t.Fatalf("write error: %v", err)
+	}
+}
