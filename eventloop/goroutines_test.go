@@ -2,6 +2,7 @@ package eventloop_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"testing"
@@ -25,7 +26,13 @@ var brokerGoroutines = []string{"mochi-mqtt/server", "internal/testbroker"}
 // at its first signal.Notify (the SIGIO readiness uses it); it is not per
 // connection and never grows.
 func TestRunStartsNoGoroutine(t *testing.T) {
-	forEachBroker(t, func(t *testing.T, b brokerCase) {
+	forEachBroker(t, func(t *testing.T, b brokerCase) { runStartsNoGoroutine(t, b, nil) })
+}
+
+// runStartsNoGoroutine is TestRunStartsNoGoroutine against one broker,
+// with tlsConfig for mqtts:// URLs.
+func runStartsNoGoroutine(t *testing.T, b brokerCase, tlsConfig *tls.Config) {
+	{
 		ignore := append(leakcheck.Standard(), brokerGoroutines...)
 		before := leakcheck.Snapshot()
 		check := func(stage string) {
@@ -50,7 +57,7 @@ func TestRunStartsNoGoroutine(t *testing.T) {
 			inKeepalive = leakcheck.Started(before, leakcheck.Snapshot(), ignore...)
 			reqs <- eventloop.Publish{Topic: topic + "/after-ping", QoS: 1, Tag: "after-ping"}
 		}))
-		loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("nogo"), KeepAlive: time.Second, Logger: logger})
+		loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("nogo"), KeepAlive: time.Second, Logger: logger, TLSConfig: tlsConfig})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,17 +121,23 @@ func TestRunStartsNoGoroutine(t *testing.T) {
 		if left := leakcheck.Wait(before, leakcheck.DefaultTimeout, ignore...); len(left) > 0 {
 			t.Fatalf("left running after the run:\n%s", leakcheck.Report(left))
 		}
-	})
+	}
 }
 
 // TestNothingLeftAfterRuns ends runs in every way (requests done, context
 // cancelled, Close, connection lost) and checks no goroutine is left.
 func TestNothingLeftAfterRuns(t *testing.T) {
-	forEachBroker(t, func(t *testing.T, b brokerCase) {
+	forEachBroker(t, func(t *testing.T, b brokerCase) { nothingLeftAfterRuns(t, b, nil) })
+}
+
+// nothingLeftAfterRuns is TestNothingLeftAfterRuns against one broker,
+// with tlsConfig for mqtts:// URLs.
+func nothingLeftAfterRuns(t *testing.T, b brokerCase, tlsConfig *tls.Config) {
+	{
 		ignore := append(leakcheck.Standard(), brokerGoroutines...)
 		before := leakcheck.Snapshot()
 		for i := 0; i < 5; i++ {
-			loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("left")})
+			loop, err := eventloop.New(eventloop.Options{Servers: []string{b.url}, ClientID: uniqueID("left"), TLSConfig: tlsConfig})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +172,7 @@ func TestNothingLeftAfterRuns(t *testing.T) {
 		if left := leakcheck.Wait(before, leakcheck.DefaultTimeout, ignore...); len(left) > 0 {
 			t.Fatalf("left running:\n%s", leakcheck.Report(left))
 		}
-	})
+	}
 }
 
 type handlerFunc func(slog.Record)

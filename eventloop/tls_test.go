@@ -251,3 +251,19 @@ func TestTLSKeyLog(t *testing.T) {
 		t.Fatalf("with both: file grew from %d to %d bytes, writer got %d", before, len(data), len(w2.String()))
 	}
 }
+
+// TestRunStartsNoGoroutineTLS is TestRunStartsNoGoroutine over mqtts://:
+// the TLS layer starts no goroutine either (no HandshakeContext
+// interrupter, no reader).
+func TestRunStartsNoGoroutineTLS(t *testing.T) {
+	for _, b := range tlsBrokers(t) {
+		t.Run(b.name, func(t *testing.T) { runStartsNoGoroutine(t, b, testcerts.Get().ClientConfig()) })
+	}
+}
+
+// TestNothingLeftAfterRunsTLS is TestNothingLeftAfterRuns over mqtts://.
+func TestNothingLeftAfterRunsTLS(t *testing.T) {
+	for _, b := range tlsBrokers(t) {
+		t.Run(b.name, func(t *testing.T) { nothingLeftAfterRuns(t, b, testcerts.Get().ClientConfig()) })
+	}
+}
