@@ -410,23 +410,58 @@ func TestTLSHandshakeCancelAndDeadline(t *testing.T) {
 		t.Fatalf("deadline: %v", err)
 	}
 
-	ctx, cancel = context.WithTimeout(context.Background(), guard)
+	// Cancel while the client waits for the ServerHello: the peer has
+	// read the ClientHello.
+	client, peer := pair(t, "tcp")
+	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := Dial(ctx, url, DialOptions{TLS: cfg})
+		named := cfg.Clone()
+		named.ServerName = "127.0.0.1"
+		_, err := handshakeTLS(ctx, WrapConn(client), named)
 		done <- err
 	}()
-	// Cancel once the client sent its ClientHello (waiting in the
-	// backlog's socket): any time during the dial is fine.
+	if _, err := peer.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, ErrTLSHandshake) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancel: %v", err)
 		}
 	case <-time.After(guard):
 		t.Fatal("cancelling the context did not end the handshake")
+	}
+}
+
+// TestTLSHandshakeEndsOnInnerClose: closing the inner Conn from another
+// goroutine ends a handshake that has no deadline (what wss:// relies on
+// when its owner closes the TCP connection).
+func TestTLSHandshakeEndsOnInnerClose(t *testing.T) {
+	client, peer := pair(t, "tcp")
+	inner := WrapConn(client)
+	cfg := testcerts.Get().ClientConfig()
+	cfg.ServerName = "127.0.0.1"
+	done := make(chan error, 1)
+	go func() {
+		_, err := handshakeTLS(context.Background(), inner, cfg)
+		done <- err
+	}()
+	if _, err := peer.Read(make([]byte, 1)); err != nil { // the ClientHello
+		t.Fatal(err)
+	}
+	if err := inner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTLSHandshake) || !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("handshake after Close: %v", err)
+		}
+	case <-time.After(guard):
+		t.Fatal("closing the inner Conn did not end the handshake")
 	}
 }
 
