@@ -39,6 +39,7 @@ package eventloop_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,7 @@ import (
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/sink"
 	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/internal/testcerts"
 	"github.com/mqttloop/mqttloop/keepalive"
 	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/state"
@@ -87,6 +89,15 @@ var benchPayload = func() []byte {
 // ---------------------------------------------------------------------
 // Brokers
 
+// benchTLSConfig returns the client TLS configuration for a benchmark
+// broker URL: the test CA's for mqtts://, nil otherwise.
+func benchTLSConfig(url string) *tls.Config {
+	if !strings.HasPrefix(url, "mqtts://") {
+		return nil
+	}
+	return testcerts.Get().ClientConfig()
+}
+
 type benchBroker struct {
 	name string
 	url  string
@@ -95,7 +106,10 @@ type benchBroker struct {
 }
 
 // forEachBenchBroker runs f as a sub-benchmark per broker, each started
-// once for all of f's sub-benchmarks.
+// once for all of f's sub-benchmarks. MQTTLOOP_BENCH_BROKERS chooses
+// them (comma-separated); besides the default ones, "mosquitto-tls" and
+// "mochi-tls" serve the benchmarked clients over TLS (mqtts://), and
+// "sinkinproc" runs the sink in this process.
 func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 	names := []string{"sink", "mosquitto", "mochi"}
 	if env := os.Getenv("MQTTLOOP_BENCH_BROKERS"); env != "" {
@@ -109,25 +123,44 @@ func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 				br.addr, br.pid = startSinkProcess(b)
 			case "sinkinproc":
 				br.addr = sink.StartT(b, sink.Options{ReceiveMaximum: 65535}).Addr()
-			case "mosquitto":
+			case "mosquitto", "mosquitto-tls":
 				if _, err := mosquitto.Binary(); err != nil {
 					b.Skipf("mosquitto: %v (%s)", err, mosquitto.InstallHint)
 				}
-				m := mosquitto.Start(b, mosquitto.Options{
+				opts := mosquitto.Options{
 					NoDelay: true,
 					// No limit on messages in flight (also lifts the Receive
 					// Maximum of 20 mosquitto announces by default) or
 					// queued (QoS 0 messages to a slow client are otherwise
 					// dropped).
 					Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"},
-				})
+				}
+				if name == "mosquitto-tls" {
+					files, err := testcerts.Get().WriteFiles(b.TempDir())
+					if err != nil {
+						b.Fatal(err)
+					}
+					opts.Listeners = []mosquitto.Listener{{TLS: &mosquitto.TLSFiles{CAFile: files.CA, CertFile: files.ServerCert, KeyFile: files.ServerKey}}}
+				}
+				m := mosquitto.Start(b, opts)
 				br.addr, br.pid = m.Addr(), m.PID()
+				if name == "mosquitto-tls" {
+					// The benchmarked clients use the TLS listener;
+					// helper publishers the plain one at addr.
+					br.url = "mqtts://" + m.ListenerAddr(0)
+				}
 			case "mochi":
 				br.addr = testbroker.StartT(b, testbroker.Options{DisableCapture: true}).Addr()
+			case "mochi-tls":
+				certs := testcerts.Get()
+				mb := testbroker.StartT(b, testbroker.Options{DisableCapture: true, TLS: certs.ServerConfig(certs.Server, false)})
+				br.addr, br.url = mb.Addr(), mb.TLSURL()
 			default:
 				b.Fatalf("unknown broker %q in MQTTLOOP_BENCH_BROKERS", name)
 			}
-			br.url = "mqtt://" + br.addr
+			if br.url == "" {
+				br.url = "mqtt://" + br.addr
+			}
 			f(b, br)
 		})
 	}
@@ -281,6 +314,7 @@ func startLoopClient(tb testing.TB, cfg clientConfig) benchClient {
 	tb.Helper()
 	loop, err := eventloop.New(eventloop.Options{
 		Servers:     []string{cfg.url},
+		TLSConfig:   benchTLSConfig(cfg.url),
 		ClientID:    uniqueID("bench"),
 		CleanStart:  true,
 		KeepAlive:   benchKeepAlive,
@@ -387,12 +421,21 @@ func startBaselineClient(tb testing.TB, cfg clientConfig) benchClient {
 }
 
 func dialBaseline(cfg clientConfig) (*baselineClient, error) {
-	addr := strings.TrimPrefix(cfg.url, "mqtt://")
+	addr := strings.TrimPrefix(strings.TrimPrefix(cfg.url, "mqtt://"), "mqtts://")
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	_ = nc.(*net.TCPConn).SetNoDelay(true)
+	if tc := benchTLSConfig(cfg.url); tc != nil {
+		tc.ServerName = "127.0.0.1"
+		tlsConn := tls.Client(nc, tc)
+		if err := tlsConn.Handshake(); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tlsConn
+	}
 	ctx := cfg.ctx
 	if ctx == nil {
 		ctx = context.Background()

@@ -54,6 +54,22 @@ var (
 	// ErrBrokerDisconnect: the broker sent DISCONNECT; a *ReasonCodeError
 	// carries the reason code.
 	ErrBrokerDisconnect = errors.New("mqttloop: broker sent DISCONNECT")
+	// ErrTLSHandshake: the TLS handshake with an mqtts:// (or wss://)
+	// server failed. crypto/tls's error is wrapped too, so the cause can be
+	// told apart with errors.As: x509.UnknownAuthorityError (a server
+	// certificate from a CA not in TLSConfig.RootCAs or the system roots),
+	// x509.HostnameError (a certificate for another host; see
+	// TLSConfig.ServerName), x509.CertificateInvalidError (Reason
+	// x509.Expired: an expired certificate), tls.AlertError (an alert the
+	// server sent). It also wraps the context's error when ConnectTimeout
+	// ended the handshake.
+	ErrTLSHandshake = netio.ErrTLSHandshake
+	// ErrClientCertificateRequired: the server requires a client
+	// certificate (mutual TLS) and TLSConfig has none. With TLS 1.3 the
+	// server refuses only after the handshake, so this arrives while
+	// waiting for CONNACK; it wraps ErrTLSHandshake and the server's
+	// tls.AlertError either way.
+	ErrClientCertificateRequired = netio.ErrClientCertificateRequired
 )
 
 // Errors of requests and options. A request that fails is reported by a

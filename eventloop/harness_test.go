@@ -45,7 +45,8 @@ type endpoint struct {
 // broker, transport and protocol version (MQTT 5 and 3.1.1).
 func brokers(t *testing.T) []brokerCase {
 	t.Helper()
-	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true})
+	certs := testcerts.Get()
+	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true, TLS: certs.ServerConfig(certs.Server, false)})
 	type server struct {
 		name      string
 		mochi     *testbroker.Broker
@@ -53,6 +54,7 @@ func brokers(t *testing.T) []brokerCase {
 	}
 	servers := []server{{name: "mochi", mochi: mb, endpoints: []endpoint{
 		{"tcp", mb.URL()},
+		{"tls", mb.TLSURL()},
 		{"ws", mb.WebSocketURL()},
 	}}}
 	if eps := startMosquittoEverywhere(t); eps != nil {
@@ -83,14 +85,28 @@ func startMosquittoEverywhere(t *testing.T) []endpoint {
 		startMosquitto(t) // fails under CI
 		return nil
 	}
+	files, err := testcerts.Get().WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsFiles := &mosquitto.TLSFiles{CAFile: files.CA, CertFile: files.ServerCert, KeyFile: files.ServerKey}
+	// max_queued_messages 0: mosquitto's default (1000) silently drops
+	// QoS 1/2 messages queued for a slow subscriber beyond that.
 	m := mosquitto.Start(t, mosquitto.Options{
-		Extra:     []string{"max_queued_messages 0"},
-		Listeners: []mosquitto.Listener{{WebSocket: true}, {Unix: true}},
+		Extra: []string{"max_queued_messages 0"},
+		Listeners: []mosquitto.Listener{
+			{TLS: tlsFiles},
+			{WebSocket: true},
+			{WebSocket: true, TLS: tlsFiles},
+			{Unix: true},
+		},
 	})
 	return []endpoint{
 		{"tcp", m.URL()},
-		{"ws", "ws://" + m.ListenerAddr(0) + "/mqtt"},
-		{"unix", "unix://" + m.ListenerAddr(1)},
+		{"tls", "mqtts://" + m.ListenerAddr(0)},
+		{"ws", "ws://" + m.ListenerAddr(1) + "/mqtt"},
+		{"wss", "wss://" + m.ListenerAddr(2) + "/mqtt"},
+		{"unix", "unix://" + m.ListenerAddr(3)},
 	}
 }
 

@@ -336,8 +336,8 @@ func startWSServer(t *testing.T, protocols []string, handle func(*websocket.Conn
 	return s
 }
 
-// echo answers every binary message with the same message.
-func echo(c *websocket.Conn) {
+// wsEcho answers every binary message with the same message.
+func wsEcho(c *websocket.Conn) {
 	for {
 		typ, p, err := c.ReadMessage()
 		if err != nil {
@@ -357,7 +357,7 @@ func dialWS(t *testing.T, raw string, h http.Header) (Conn, error) {
 }
 
 func TestWebSocketUpgrade(t *testing.T) {
-	s := startWSServer(t, []string{"other", "mqtt"}, echo)
+	s := startWSServer(t, []string{"other", "mqtt"}, wsEcho)
 	u := "ws" + strings.TrimPrefix(s.URL, "http") + "/custom/path?x=1"
 	h := http.Header{"Authorization": {"Bearer t0ken"}, "X-Extra": {"a", "b"}}
 	c, err := dialWS(t, u, h)
@@ -441,7 +441,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 }
 
 func TestWebSocketHostHeaderOverride(t *testing.T) {
-	s := startWSServer(t, []string{"mqtt"}, echo)
+	s := startWSServer(t, []string{"mqtt"}, wsEcho)
 	c, err := dialWS(t, "ws"+strings.TrimPrefix(s.URL, "http"), http.Header{"Host": {"broker.example"}})
 	if err != nil {
 		t.Fatal(err)
@@ -455,21 +455,21 @@ func TestWebSocketHostHeaderOverride(t *testing.T) {
 
 func TestWebSocketUpgradeFailures(t *testing.T) {
 	t.Run("no subprotocol", func(t *testing.T) {
-		s := startWSServer(t, nil, echo)
+		s := startWSServer(t, nil, wsEcho)
 		_, err := dialWS(t, "ws"+strings.TrimPrefix(s.URL, "http"), nil)
 		if !errors.Is(err, ErrWebSocketProtocol) || !strings.Contains(err.Error(), `"mqtt"`) {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("HTTP 404", func(t *testing.T) {
-		s := startWSServer(t, []string{"mqtt"}, echo)
+		s := startWSServer(t, []string{"mqtt"}, wsEcho)
 		_, err := dialWS(t, "ws"+strings.TrimPrefix(s.URL, "http")+"/missing", nil)
 		if err == nil || !strings.Contains(err.Error(), "HTTP 404") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("reserved header", func(t *testing.T) {
-		s := startWSServer(t, []string{"mqtt"}, echo)
+		s := startWSServer(t, []string{"mqtt"}, wsEcho)
 		_, err := dialWS(t, "ws"+strings.TrimPrefix(s.URL, "http"), http.Header{"Sec-Websocket-Protocol": {"x"}})
 		if err == nil || !strings.Contains(err.Error(), "cannot be overridden") {
 			t.Fatalf("err = %v", err)

@@ -17,6 +17,7 @@ package testbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,10 @@ type Options struct {
 	WebSocket bool
 	// Logger receives mochi's logs. Nil discards them.
 	Logger *slog.Logger
+	// TLS, when non-nil, opens a second listener on another free loopback
+	// port that serves MQTT over TLS with this configuration (see TLSURL).
+	// testcerts.Set.ServerConfig makes one.
+	TLS *tls.Config
 }
 
 // Broker is a running embedded broker. Its methods are safe for concurrent
@@ -84,6 +89,7 @@ type Broker struct {
 	srv      *mqtt.Server
 	ln       *listener
 	addr     string
+	tlsAddr  string // "" without Options.TLS
 	owners   *owners
 	capture  *capture
 	hook     *hook
@@ -131,13 +137,19 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("testbroker: listen: %w", err)
 	}
 	b.addr = tcp.Addr().String()
-	b.ln = newListener(listenerID, tcp, b.owners, b.hook, b.disconnectAll)
+	b.ln = newListener(listenerID, tcp, b.owners, b.hook, func() { b.disconnectListener(listenerID) })
 	if err := srv.AddListener(b.ln); err != nil {
 		_ = tcp.Close()
 		return nil, fmt.Errorf("testbroker: add listener: %w", err)
 	}
 	if opts.WebSocket {
 		if err := b.startWebSocket(); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+	}
+	if opts.TLS != nil {
+		if err := b.listenTLS(opts.TLS); err != nil {
 			_ = b.Close()
 			return nil, err
 		}
@@ -204,11 +216,12 @@ func (b *Broker) close() error {
 	return err
 }
 
-// disconnectAll ends the connection of every client that completed CONNECT,
-// as a broker shutting down: MQTT 5 clients get DISCONNECT 0x8B first.
-func (b *Broker) disconnectAll() {
+// disconnectListener ends the connection of every client of the listener
+// with that id that completed CONNECT, as a broker shutting down: MQTT 5
+// clients get DISCONNECT 0x8B first.
+func (b *Broker) disconnectListener(id string) {
 	for _, cl := range b.srv.Clients.GetAll() {
-		if cl.Net.Listener != listenerID || cl.Closed() {
+		if cl.Net.Listener != id || cl.Closed() {
 			continue
 		}
 		if cl.Properties.ProtocolVersion < 5 {

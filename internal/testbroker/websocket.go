@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // wsListenerID is the id of the WebSocket listener (Options.WebSocket).
@@ -82,20 +81,6 @@ func (b *Broker) WebSocketUpgrades() []WebSocketUpgrade {
 		out[i] = u
 	}
 	return out
-}
-
-// disconnectListener is disconnectAll for the clients of one listener.
-func (b *Broker) disconnectListener(id string) {
-	for _, cl := range b.srv.Clients.GetAll() {
-		if cl.Net.Listener != id || cl.Closed() {
-			continue
-		}
-		if cl.Properties.ProtocolVersion < 5 {
-			cl.Stop(packets.ErrServerShuttingDown)
-			continue
-		}
-		_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
-	}
 }
 
 // wsNetListener accepts TCP connections and returns them as wsServerConns.
