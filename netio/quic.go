@@ -104,9 +104,26 @@ func quicConfig(opts QUICOptions, tracer func(context.Context, bool, quic.Connec
 		// was sent for that long, and caps it at half the idle timeout
 		// negotiated with the server.
 		KeepAlivePeriod: idle / 3,
-		Tracer:          tracer,
+		// The loop does not read while a write blocks (one goroutine),
+		// as over TCP, where the kernel's receive buffer (up to 6 MiB by
+		// default on Linux) absorbs what the broker sends meanwhile. QUIC
+		// flow control must allow as much from the start: quic-go's
+		// initial 512 KiB window, grown only as the application reads,
+		// deadlocks a loop that writes a large publish while the broker
+		// delivers large messages to it.
+		InitialStreamReceiveWindow:     quicStreamWindow,
+		MaxStreamReceiveWindow:         quicStreamWindow,
+		InitialConnectionReceiveWindow: quicConnWindow,
+		MaxConnectionReceiveWindow:     quicConnWindow,
+		Tracer:                         tracer,
 	}
 }
+
+// Flow-control windows of the client (see quicConfig): quic-go's maximums.
+const (
+	quicStreamWindow = 6 << 20
+	quicConnWindow   = 15 << 20
+)
 
 // dialQUIC dials quic://: a QUIC connection with ALPN "mqtt" whose first
 // client-opened bidirectional stream, the control stream, carries every

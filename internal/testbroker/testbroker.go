@@ -71,6 +71,9 @@ type Options struct {
 	// return ErrCaptureDisabled). Long-running users such as the demo or
 	// benchmarks should set it: the capture keeps every packet in memory.
 	DisableCapture bool
+	// QUIC adds a QUIC listener (MQTT over QUIC, see QUICURL) on a free
+	// UDP port.
+	QUIC bool
 	// Logger receives mochi's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -81,6 +84,7 @@ type Broker struct {
 	srv      *mqtt.Server
 	ln       *listener
 	addr     string
+	quicAddr string // "" without Options.QUIC
 	owners   *owners
 	capture  *capture
 	hook     *hook
@@ -131,6 +135,12 @@ func Start(opts Options) (*Broker, error) {
 	if err := srv.AddListener(b.ln); err != nil {
 		_ = tcp.Close()
 		return nil, fmt.Errorf("testbroker: add listener: %w", err)
+	}
+	if opts.QUIC {
+		if err := b.startQUIC(); err != nil {
+			_ = tcp.Close()
+			return nil, err
+		}
 	}
 
 	// Serve starts mochi's housekeeping loop and the listener goroutine.
@@ -196,9 +206,12 @@ func (b *Broker) close() error {
 
 // disconnectAll ends the connection of every client that completed CONNECT,
 // as a broker shutting down: MQTT 5 clients get DISCONNECT 0x8B first.
-func (b *Broker) disconnectAll() {
+func (b *Broker) disconnectAll() { b.disconnectListener(listenerID) }
+
+// disconnectListener is disconnectAll for the clients of one listener.
+func (b *Broker) disconnectListener(id string) {
 	for _, cl := range b.srv.Clients.GetAll() {
-		if cl.Net.Listener != listenerID || cl.Closed() {
+		if cl.Net.Listener != id || cl.Closed() {
 			continue
 		}
 		if cl.Properties.ProtocolVersion < 5 {
