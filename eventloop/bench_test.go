@@ -38,6 +38,7 @@ package eventloop_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -285,6 +286,7 @@ type clientConfig struct {
 	reqs        <-chan eventloop.Request
 	maxInflight int
 	ctx         context.Context // nil: context.Background()
+	tls         *tls.Config     // for mqtts:// and quic:// (loop client only)
 }
 
 type clientKind struct {
@@ -314,7 +316,7 @@ func startLoopClient(tb testing.TB, cfg clientConfig) benchClient {
 	tb.Helper()
 	loop, err := eventloop.New(eventloop.Options{
 		Servers:     []string{cfg.url},
-		TLSConfig:   benchTLSConfig(cfg.url),
+		TLSConfig:   cmp.Or(cfg.tls, benchTLSConfig(cfg.url)),
 		ClientID:    uniqueID("bench"),
 		CleanStart:  true,
 		KeepAlive:   benchKeepAlive,
@@ -945,29 +947,33 @@ func benchPublish(qos byte) eventloop.Request {
 func BenchmarkPingPongQoS1(b *testing.B) {
 	forEachBenchBroker(b, func(b *testing.B, br benchBroker) {
 		forEachClient(b, func(b *testing.B, kind clientKind) {
-			reqs := make(chan eventloop.Request, 1)
-			c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight})
-			defer c.Close()
-			req := benchPublish(1)
-			m := startMeter(b, br, "rt/s")
-			for range b.N {
-				reqs <- req
-				for {
-					n, err := c.Next()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if p, ok := n.(eventloop.Published); ok {
-						if p.Err != nil {
-							b.Fatal(p.Err)
-						}
-						break
-					}
-				}
-			}
-			m.stop(b.N)
+			pingPongQoS1(b, br, kind, nil)
 		})
 	})
+}
+
+func pingPongQoS1(b *testing.B, br benchBroker, kind clientKind, tlsConf *tls.Config) {
+	reqs := make(chan eventloop.Request, 1)
+	c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight, tls: tlsConf})
+	defer c.Close()
+	req := benchPublish(1)
+	m := startMeter(b, br, "rt/s")
+	for range b.N {
+		reqs <- req
+		for {
+			n, err := c.Next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if p, ok := n.(eventloop.Published); ok {
+				if p.Err != nil {
+					b.Fatal(p.Err)
+				}
+				break
+			}
+		}
+	}
+	m.stop(b.N)
 }
 
 // BenchmarkPublishQoS1 is pipelined QoS 1 publishing with 100 messages in
@@ -988,41 +994,68 @@ func BenchmarkPublishQoS0(b *testing.B) {
 func benchPipelined(b *testing.B, qos byte) {
 	forEachBenchBroker(b, func(b *testing.B, br benchBroker) {
 		forEachClient(b, func(b *testing.B, kind clientKind) {
-			// The producer starts once the client is connected, so that
-			// connecting is not measured.
-			reqs := make(chan eventloop.Request, benchQueue)
-			c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight})
-			defer c.Close()
-			m := startMeter(b, br, "msgs/s")
-			req := benchPublish(qos)
-			go func() {
-				defer close(reqs)
-				for range b.N {
-					reqs <- req
-				}
-			}()
-			done := 0
-			for {
-				n, err := c.Next()
-				if err != nil {
-					if !errors.Is(err, eventloop.ErrRequestsDone) {
-						b.Fatal(err)
-					}
-					break
-				}
-				if p, ok := n.(eventloop.Published); ok {
-					if p.Err != nil {
-						b.Fatal(p.Err)
-					}
-					done++
-				}
-			}
-			m.stop(b.N)
-			if qos > 0 && done != b.N {
-				b.Fatalf("%d publishes completed, want %d", done, b.N)
-			}
+			pipelined(b, br, kind, qos, nil)
 		})
 	})
+}
+
+func pipelined(b *testing.B, br benchBroker, kind clientKind, qos byte, tlsConf *tls.Config) {
+	// The producer starts once the client is connected, so that
+	// connecting is not measured.
+	reqs := make(chan eventloop.Request, benchQueue)
+	c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight, tls: tlsConf})
+	defer c.Close()
+	m := startMeter(b, br, "msgs/s")
+	req := benchPublish(qos)
+	go func() {
+		defer close(reqs)
+		for range b.N {
+			reqs <- req
+		}
+	}()
+	done := 0
+	for {
+		n, err := c.Next()
+		if err != nil {
+			if !errors.Is(err, eventloop.ErrRequestsDone) {
+				b.Fatal(err)
+			}
+			break
+		}
+		if p, ok := n.(eventloop.Published); ok {
+			if p.Err != nil {
+				b.Fatal(p.Err)
+			}
+			done++
+		}
+	}
+	m.stop(b.N)
+	if qos > 0 && done != b.N {
+		b.Fatalf("%d publishes completed, want %d", done, b.N)
+	}
+}
+
+// BenchmarkTransportQUIC compares quic:// with mqtt:// (TCP) in the same
+// run, against one embedded broker serving both: ping-pong QoS 1 and
+// pipelined QoS 1 with the loop client (the reader-goroutine baseline
+// speaks TCP only). The broker runs in process, so cpu-µs/msg includes
+// its CPU (and its quic-go goroutines for QUIC).
+//
+//	go test ./eventloop/ -run '^$' -bench 'TransportQUIC' -benchtime=2s -count=3
+func BenchmarkTransportQUIC(b *testing.B) {
+	broker := testbroker.StartT(b, testbroker.Options{DisableCapture: true, QUIC: true})
+	loop := clientKinds[0]
+	for _, tr := range []struct {
+		name, url string
+		tls       *tls.Config
+	}{
+		{"tcp", broker.URL(), nil},
+		{"quic", broker.QUICURL(), testcerts.Get().ClientConfig()},
+	} {
+		br := benchBroker{name: "mochi", url: tr.url, addr: broker.Addr()}
+		b.Run("PingPongQoS1/"+tr.name, func(b *testing.B) { pingPongQoS1(b, br, loop, tr.tls) })
+		b.Run("PublishQoS1/"+tr.name, func(b *testing.B) { pipelined(b, br, loop, 1, tr.tls) })
+	}
 }
 
 // BenchmarkReceiveQoS0 receives b.N QoS 0 messages of 100 bytes. The sink

@@ -72,6 +72,37 @@ var (
 	ErrClientCertificateRequired = netio.ErrClientCertificateRequired
 )
 
+// Causes specific to quic:// connections, carried by Disconnected (and
+// wrapped by ErrConnectionLost) like the other causes above. Each wraps
+// quic-go's own error too.
+var (
+	// ErrQUICHandshakeTimeout: no QUIC handshake within
+	// Options.QUICHandshakeTimeout, typically because UDP is blocked; the
+	// next of Options.Servers is tried.
+	ErrQUICHandshakeTimeout = netio.ErrQUICHandshakeTimeout
+	// ErrQUICIdleTimeout: nothing arrived from the broker within the QUIC
+	// idle timeout (at least 1.5 × KeepAlive).
+	ErrQUICIdleTimeout = netio.ErrQUICIdleTimeout
+	// ErrQUICStatelessReset: the broker no longer knew the connection (it
+	// restarted) and answered with a QUIC stateless reset.
+	ErrQUICStatelessReset = netio.ErrQUICStatelessReset
+	// ErrQUICALPN: the server does not speak MQTT over QUIC (ALPN "mqtt").
+	ErrQUICALPN = netio.ErrQUICALPN
+	// ErrQUICClosedByPeer: the broker closed the QUIC connection normally
+	// (application error code 0).
+	ErrQUICClosedByPeer = netio.ErrQUICClosedByPeer
+	// ErrQUICControlStreamDown: the broker closed the QUIC connection with
+	// application error code 1 (control stream down) or reset the control
+	// stream.
+	ErrQUICControlStreamDown = netio.ErrQUICControlStreamDown
+	// ErrQUICOverloaded: the broker closed the QUIC connection with
+	// application error code 2 (overloaded).
+	ErrQUICOverloaded = netio.ErrQUICOverloaded
+	// ErrQUICApplicationError: the broker closed the QUIC connection with
+	// another application error code.
+	ErrQUICApplicationError = netio.ErrQUICApplicationError
+)
+
 // Errors of requests and options. A request that fails is reported by a
 // RequestFailed notification and the loop goes on.
 var (

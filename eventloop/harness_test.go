@@ -46,7 +46,7 @@ type endpoint struct {
 func brokers(t *testing.T) []brokerCase {
 	t.Helper()
 	certs := testcerts.Get()
-	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true, TLS: certs.ServerConfig(certs.Server, false)})
+	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true, QUIC: true, TLS: certs.ServerConfig(certs.Server, false)})
 	type server struct {
 		name      string
 		mochi     *testbroker.Broker
@@ -56,6 +56,7 @@ func brokers(t *testing.T) []brokerCase {
 		{"tcp", mb.URL()},
 		{"tls", mb.TLSURL()},
 		{"ws", mb.WebSocketURL()},
+		{"quic", mb.QUICURL()},
 	}}}
 	if eps := startMosquittoEverywhere(t); eps != nil {
 		servers = append(servers, server{name: "mosquitto", endpoints: eps})

@@ -3,10 +3,730 @@ package netio
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
-// dialQUIC dials quic://. Placeholder until the QUIC transport lands.
+// QUICALPN is the ALPN protocol of MQTT over QUIC. quic:// always offers
+// it, whatever the TLS configuration says, and refuses a server that
+// selects another.
+const QUICALPN = "mqtt"
+
+// Application error codes of MQTT over QUIC (EMQX), carried by the QUIC
+// CONNECTION_CLOSE a broker sends.
+const (
+	QUICCodeNormal            = 0 // the connection ended normally
+	QUICCodeControlStreamDown = 1 // the control stream failed
+	QUICCodeOverloaded        = 2 // the broker is overloaded
+)
+
+// Errors of quic:// connections. The QUIC library's own error is wrapped
+// too, so errors.As still finds it.
+var (
+	// ErrQUICHandshakeTimeout: no QUIC handshake within
+	// QUICOptions.HandshakeTimeout, typically because UDP is blocked on
+	// the way to the server. The next server should be tried.
+	ErrQUICHandshakeTimeout = errors.New("netio: QUIC handshake timed out (UDP blocked or server down?)")
+	// ErrQUICIdleTimeout: nothing arrived from the server within the QUIC
+	// idle timeout; the connection is gone.
+	ErrQUICIdleTimeout = errors.New("netio: QUIC idle timeout")
+	// ErrQUICStatelessReset: the server no longer knows the connection
+	// (it restarted, or the connection moved) and said so with a
+	// stateless reset.
+	ErrQUICStatelessReset = errors.New("netio: QUIC stateless reset by the server")
+	// ErrQUICALPN: the server does not speak MQTT over QUIC (ALPN "mqtt"
+	// was refused or not selected).
+	ErrQUICALPN = errors.New(`netio: QUIC server refused ALPN "mqtt"`)
+	// ErrQUICClosedByPeer: the broker closed the QUIC connection with
+	// application error code 0 (normal close).
+	ErrQUICClosedByPeer = errors.New("netio: QUIC connection closed by the broker")
+	// ErrQUICControlStreamDown: the broker closed the QUIC connection with
+	// application error code 1 (control stream down), or reset the
+	// control stream.
+	ErrQUICControlStreamDown = errors.New("netio: QUIC control stream down")
+	// ErrQUICOverloaded: the broker closed the QUIC connection with
+	// application error code 2 (overloaded).
+	ErrQUICOverloaded = errors.New("netio: QUIC broker overloaded")
+	// ErrQUICApplicationError: the broker closed the QUIC connection with
+	// an application error code other than 0, 1 and 2.
+	ErrQUICApplicationError = errors.New("netio: QUIC connection closed by the broker with an error")
+)
+
+// quicMinIdleTimeout is the smallest QUIC idle timeout dialQUIC asks for:
+// quic-go's default.
+const quicMinIdleTimeout = 30 * time.Second
+
+// quicReadNowGuard is the read deadline ReadNow sets, from now, when the
+// connection's receive accounting says bytes (or an error) are waiting. A
+// read with data buffered returns at once and never arms a timer, so the
+// guard only matters if the accounting were wrong: ReadNow then waits at
+// most this long instead of forever.
+const quicReadNowGuard = time.Millisecond
+
+// quicCloseLinger bounds how long Close waits for the broker to end the
+// control stream after our FIN, before closing the connection.
+const quicCloseLinger = 250 * time.Millisecond
+
+// quicIdleTimeout returns the QUIC idle timeout for an MQTT keepalive: at
+// least 1.5 times the keepalive and never below quic-go's default.
+func quicIdleTimeout(keepAlive time.Duration) time.Duration {
+	idle := quicMinIdleTimeout
+	if keepAlive > 0 {
+		idle = max(idle, keepAlive+keepAlive/2)
+	}
+	return idle
+}
+
+// quicConfig returns the quic-go configuration of a client connection.
+func quicConfig(opts QUICOptions, tracer func(context.Context, bool, quic.ConnectionID) qlogwriter.Trace) *quic.Config {
+	hs := opts.HandshakeTimeout
+	if hs <= 0 {
+		hs = DefaultQUICHandshakeTimeout
+	}
+	idle := quicIdleTimeout(opts.KeepAlive)
+	return &quic.Config{
+		HandshakeIdleTimeout: hs,
+		MaxIdleTimeout:       idle,
+		// A third of the idle timeout: two keepalives may be lost before
+		// the connection dies. quic-go sends one only when nothing else
+		// was sent for that long, and caps it at half the idle timeout
+		// negotiated with the server.
+		KeepAlivePeriod: idle / 3,
+		// The loop does not read while a write blocks (one goroutine),
+		// as over TCP, where the kernel's receive buffer (up to 6 MiB by
+		// default on Linux) absorbs what the broker sends meanwhile. QUIC
+		// flow control must allow as much from the start: quic-go's
+		// initial 512 KiB window, grown only as the application reads,
+		// deadlocks a loop that writes a large publish while the broker
+		// delivers large messages to it.
+		InitialStreamReceiveWindow:     quicStreamWindow,
+		MaxStreamReceiveWindow:         quicStreamWindow,
+		InitialConnectionReceiveWindow: quicConnWindow,
+		MaxConnectionReceiveWindow:     quicConnWindow,
+		Tracer:                         tracer,
+	}
+}
+
+// Flow-control windows of the client (see quicConfig): quic-go's maximums.
+const (
+	quicStreamWindow = 6 << 20
+	quicConnWindow   = 15 << 20
+)
+
+// dialQUIC dials quic://: a QUIC connection with ALPN "mqtt" whose first
+// client-opened bidirectional stream, the control stream, carries every
+// MQTT packet (single-stream mode).
 func dialQUIC(ctx context.Context, u *url.URL, opts DialOptions) (Conn, error) {
-	return nil, errors.New("QUIC transport not implemented yet")
+	tlsConf := tlsConfigFor(u, opts.TLS)
+	tlsConf.NextProtos = []string{QUICALPN}
+
+	raddr, err := resolveUDP(ctx, u.Host)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, fmt.Errorf("opening UDP socket: %w", err)
+	}
+	q := &quicConn{
+		udp:       udp,
+		tr:        &quic.Transport{Conn: udp},
+		ready:     newQUICReady(),
+		hsTimeout: opts.QUIC.HandshakeTimeout,
+	}
+	if q.hsTimeout <= 0 {
+		q.hsTimeout = DefaultQUICHandshakeTimeout
+	}
+	cfg := quicConfig(opts.QUIC, q.ready.tracer)
+	if opts.QUIC.Enable0RTT {
+		q.conn, err = q.tr.DialEarly(ctx, raddr, tlsConf, cfg)
+	} else {
+		q.conn, err = q.tr.Dial(ctx, raddr, tlsConf, cfg)
+	}
+	if err != nil {
+		q.releaseSocket()
+		var idle *quic.IdleTimeoutError
+		if errors.As(err, &idle) {
+			// No packet from the server within HandshakeIdleTimeout.
+			return nil, fmt.Errorf("QUIC handshake: %w: %w", ErrQUICHandshakeTimeout, err)
+		}
+		return nil, fmt.Errorf("QUIC handshake: %w", quicError(err))
+	}
+	q.early = opts.QUIC.Enable0RTT && !q.handshakeDone()
+	if !q.early {
+		if err := q.checkALPN(); err != nil {
+			q.abort()
+			return nil, err
+		}
+	}
+	if q.stream, err = q.conn.OpenStream(); err != nil {
+		q.abort()
+		return nil, fmt.Errorf("opening the QUIC control stream: %w", quicError(err))
+	}
+	return q, nil
+}
+
+// resolveUDP resolves host:port to a UDP address.
+func resolveUDP(ctx context.Context, hostport string) (*net.UDPAddr, error) {
+	host, portText, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", portText, err)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("no address for %s", host)
+	}
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ips[0].Unmap(), uint16(port))), nil
+}
+
+// quicConn is the Conn of quic://: the control stream of a quic-go
+// connection over a UDP socket of its own.
+//
+// Readiness comes from quic-go's qlog tracer (see quicReady): quic-go
+// records a "packet received" event after it handled the packet's frames,
+// on its own goroutine; the tracer counts the bytes that arrived on the
+// control stream and, when the loop is armed, wakes it with a
+// non-blocking send on a one-slot channel. ReadNow reads only when that
+// accounting says bytes (or an error) are waiting, so it never waits for
+// a deadline to pass; quic-go offers no other way to learn that a stream
+// has data buffered (a read with a deadline in the past returns nothing
+// even then).
+type quicConn struct {
+	udp   *net.UDPConn
+	tr    *quic.Transport
+	conn  *quic.Conn
+	ready *quicReady
+
+	// Loop goroutine only.
+	stream        *quic.Stream
+	readPos       int64     // bytes read from the control stream
+	writeDeadline time.Time // as last set, reapplied to a new stream
+	hsTimeout     time.Duration
+
+	// 0-RTT: early is set while the handshake of a DialEarly connection
+	// may still reject what was written; earlyBuf holds a copy of every
+	// byte written before the handshake completed, to resend then.
+	early    bool
+	earlyBuf []byte
+	rejected bool // the server rejected 0-RTT and the data was resent
+
+	// busy counts loop calls in progress, so that Close from another
+	// goroutine does not touch the stream concurrently (quic-go forbids
+	// Close concurrent with Write, and reads are serialized).
+	busy      atomic.Int32
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ EarlyDataReporter = (*quicConn)(nil)
+
+// errQUICClosed is returned by operations after Close.
+var errQUICClosed = fmt.Errorf("netio: QUIC connection closed: %w", net.ErrClosed)
+
+// enter marks a loop call in progress; it fails after Close.
+func (q *quicConn) enter() error {
+	q.busy.Add(1)
+	if q.closed.Load() {
+		q.busy.Add(-1)
+		return errQUICClosed
+	}
+	return nil
+}
+
+func (q *quicConn) leave() { q.busy.Add(-1) }
+
+func (q *quicConn) handshakeDone() bool {
+	select {
+	case <-q.conn.HandshakeComplete():
+		return true
+	default:
+		return false
+	}
+}
+
+// checkALPN fails unless the server selected "mqtt".
+func (q *quicConn) checkALPN() error {
+	if p := q.conn.ConnectionState().TLS.NegotiatedProtocol; p != QUICALPN {
+		return fmt.Errorf("%w (server selected %q)", ErrQUICALPN, p)
+	}
+	return nil
+}
+
+// ReadNow implements Conn.
+func (q *quicConn) ReadNow(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := q.enter(); err != nil {
+		return 0, err
+	}
+	defer q.leave()
+	if q.early {
+		if !q.handshakeDone() {
+			if !q.ready.readable(q.readPos) {
+				return 0, nil
+			}
+		} else if err := q.settleEarly(); err != nil {
+			return 0, err
+		}
+	}
+	if !q.ready.readable(q.readPos) {
+		return 0, nil
+	}
+	n, err := q.read(p, time.Now().Add(quicReadNowGuard))
+	if err != nil && isDeadline(err) {
+		return n, nil
+	}
+	return n, err
+}
+
+// ReadWait implements Conn.
+func (q *quicConn) ReadWait(p []byte, deadline time.Time) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := q.enter(); err != nil {
+		return 0, err
+	}
+	defer q.leave()
+	n, err := q.read(p, deadline)
+	if err != nil && isDeadline(err) {
+		if n > 0 {
+			return n, nil
+		}
+		return 0, os.ErrDeadlineExceeded
+	}
+	return n, err
+}
+
+// read reads from the control stream with a deadline, resending the
+// 0-RTT data once if the server rejected it.
+func (q *quicConn) read(p []byte, deadline time.Time) (int, error) {
+	for {
+		if err := q.stream.SetReadDeadline(deadline); err != nil {
+			return 0, quicError(err)
+		}
+		n, err := q.stream.Read(p)
+		q.readPos += int64(n)
+		switch {
+		case err == nil:
+			return n, nil
+		case n == 0 && q.early && errors.Is(err, quic.Err0RTTRejected):
+			if err := q.settleEarly(); err != nil {
+				return 0, err
+			}
+			continue
+		case errors.Is(err, io.EOF) || isDeadline(err):
+			return n, err
+		}
+		return n, q.mapError(err)
+	}
+}
+
+// settleEarly runs once the handshake of a 0-RTT connection is complete
+// (it waits for it, at most the handshake timeout): if the server
+// rejected the 0-RTT data, it opens the control stream again and resends
+// every byte written before the handshake completed.
+func (q *quicConn) settleEarly() error {
+	if !q.early {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), q.hsTimeout)
+	defer cancel()
+	select {
+	case <-q.conn.HandshakeComplete():
+	case <-q.conn.Context().Done():
+		return fmt.Errorf("QUIC handshake: %w", quicError(context.Cause(q.conn.Context())))
+	case <-ctx.Done():
+		return fmt.Errorf("QUIC handshake: %w", ErrQUICHandshakeTimeout)
+	}
+	q.early = false
+	buf := q.earlyBuf
+	q.earlyBuf = nil
+	if err := q.checkALPN(); err != nil {
+		return err
+	}
+	if !errors.Is(context.Cause(q.stream.Context()), quic.Err0RTTRejected) {
+		return nil // accepted, or nothing was sent as 0-RTT data
+	}
+	next, err := q.conn.NextConnection(ctx)
+	if err != nil {
+		return fmt.Errorf("QUIC after 0-RTT rejection: %w", quicError(err))
+	}
+	q.conn = next
+	q.rejected = true
+	q.ready.reset()
+	q.readPos = 0
+	if q.stream, err = q.conn.OpenStream(); err != nil {
+		return fmt.Errorf("reopening the QUIC control stream after 0-RTT rejection: %w", quicError(err))
+	}
+	if err := q.stream.SetWriteDeadline(q.writeDeadline); err != nil {
+		return quicError(err)
+	}
+	if _, err := q.stream.Write(buf); err != nil {
+		return fmt.Errorf("resending after 0-RTT rejection: %w", quicError(err))
+	}
+	return nil
+}
+
+// Arm implements Conn: the tracer signals Readiness.Signal while armed.
+// When the accounting already shows something to read, the signal is
+// queued at once.
+func (q *quicConn) Arm() (Readiness, error) {
+	if q.closed.Load() {
+		return Readiness{}, errQUICClosed
+	}
+	q.ready.arm(q.readPos, q.early)
+	return Readiness{Signal: q.ready.sig}, nil
+}
+
+// Disarm implements Conn.
+func (q *quicConn) Disarm() { q.ready.armed.Store(false) }
+
+// Write implements Conn. Before the handshake of a 0-RTT connection
+// completes, it keeps a copy of what it writes, to resend if the server
+// rejects the 0-RTT data.
+func (q *quicConn) Write(p []byte) (int, error) {
+	if err := q.enter(); err != nil {
+		return 0, err
+	}
+	defer q.leave()
+	buffered := false
+	if q.early && !q.handshakeDone() {
+		q.earlyBuf = append(q.earlyBuf, p...)
+		buffered = true
+	}
+	n, err := q.stream.Write(p)
+	if err == nil {
+		return n, nil
+	}
+	if q.early && errors.Is(err, quic.Err0RTTRejected) {
+		if err := q.settleEarly(); err != nil {
+			return 0, err
+		}
+		if buffered {
+			return len(p), nil // resent by settleEarly
+		}
+		if _, err := q.stream.Write(p); err != nil {
+			return 0, quicError(err)
+		}
+		return len(p), nil
+	}
+	if isDeadline(err) {
+		return n, err
+	}
+	return n, q.mapError(err)
+}
+
+// isDeadline reports whether err is a read or write deadline passing
+// (quic-go's idle and handshake timeouts are net.Errors with Timeout()
+// true too, but they end the connection).
+func isDeadline(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// mapError is quicError, except that after Close every error says the
+// connection was closed.
+func (q *quicConn) mapError(err error) error {
+	if q.closed.Load() {
+		return fmt.Errorf("%w: %w", errQUICClosed, err)
+	}
+	return quicError(err)
+}
+
+// SetWriteDeadline implements Conn.
+func (q *quicConn) SetWriteDeadline(t time.Time) error {
+	q.writeDeadline = t
+	return q.stream.SetWriteDeadline(t)
+}
+
+// Transport implements Conn: "quic".
+func (q *quicConn) Transport() string { return "quic" }
+
+// Used0RTT implements EarlyDataReporter: whether the server accepted the
+// 0-RTT data (false until the handshake completed).
+func (q *quicConn) Used0RTT() bool {
+	return q.handshakeDone() && q.conn.ConnectionState().Used0RTT
+}
+
+// Close implements Conn. From the loop's goroutine, with the connection
+// healthy, it closes gracefully: it ends the control stream (FIN, after
+// the DISCONNECT the loop wrote), waits briefly (quicCloseLinger) for the
+// broker to end its side, then closes the connection with application
+// error code 0. From another goroutine while the loop is inside a call,
+// it closes the connection at once, which makes that call return. Either
+// way the UDP socket is closed and quic-go's goroutines of this
+// connection end. Later calls return the first result.
+func (q *quicConn) Close() error {
+	q.closeOnce.Do(func() {
+		q.closed.Store(true)
+		if q.busy.Load() == 0 {
+			q.linger()
+		}
+		if q.stream != nil {
+			q.stream.CancelRead(0)
+		}
+		err := q.conn.CloseWithError(QUICCodeNormal, "")
+		q.ready.armed.Store(false)
+		if rerr := q.releaseSocket(); err == nil {
+			err = rerr
+		}
+		q.closeErr = err
+	})
+	return q.closeErr
+}
+
+// linger sends FIN on a healthy control stream and reads until the
+// broker's FIN, an error or quicCloseLinger.
+func (q *quicConn) linger() {
+	if q.stream == nil || q.conn.Context().Err() != nil || context.Cause(q.stream.Context()) != nil {
+		return
+	}
+	if err := q.stream.Close(); err != nil {
+		return
+	}
+	if err := q.stream.SetReadDeadline(time.Now().Add(quicCloseLinger)); err != nil {
+		return
+	}
+	var buf [512]byte
+	for {
+		if _, err := q.stream.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+// abort closes a connection that failed during the dial.
+func (q *quicConn) abort() {
+	_ = q.conn.CloseWithError(QUICCodeNormal, "")
+	_ = q.releaseSocket()
+}
+
+// releaseSocket closes the transport (waiting for its receive goroutine)
+// and the UDP socket.
+func (q *quicConn) releaseSocket() error {
+	err := q.tr.Close()
+	if cerr := q.udp.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// quicError maps quic-go's errors to the netio sentinels, keeping the
+// original wrapped. Errors it does not know are returned as they are.
+func quicError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		idle *quic.IdleTimeoutError
+		hs   *quic.HandshakeTimeoutError
+		sr   *quic.StatelessResetError
+		app  *quic.ApplicationError
+		te   *quic.TransportError
+		se   *quic.StreamError
+	)
+	switch {
+	case errors.As(err, &hs):
+		return fmt.Errorf("%w: %w", ErrQUICHandshakeTimeout, err)
+	case errors.As(err, &idle):
+		return fmt.Errorf("%w: %w", ErrQUICIdleTimeout, err)
+	case errors.As(err, &sr):
+		return fmt.Errorf("%w: %w", ErrQUICStatelessReset, err)
+	case errors.As(err, &app):
+		if !app.Remote {
+			return fmt.Errorf("%w: %w", errQUICClosed, err)
+		}
+		switch app.ErrorCode {
+		case QUICCodeNormal:
+			return fmt.Errorf("%w: %w", ErrQUICClosedByPeer, err)
+		case QUICCodeControlStreamDown:
+			return fmt.Errorf("%w: %w", ErrQUICControlStreamDown, err)
+		case QUICCodeOverloaded:
+			return fmt.Errorf("%w: %w", ErrQUICOverloaded, err)
+		}
+		return fmt.Errorf("%w (code %d): %w", ErrQUICApplicationError, app.ErrorCode, err)
+	case errors.As(err, &te):
+		// CRYPTO_ERROR carrying TLS alert 120, no_application_protocol.
+		if te.ErrorCode == 0x100+120 {
+			return fmt.Errorf("%w: %w", ErrQUICALPN, err)
+		}
+	case errors.As(err, &se):
+		if se.Remote {
+			return fmt.Errorf("%w (stream reset, code %d): %w", ErrQUICControlStreamDown, se.ErrorCode, err)
+		}
+		return fmt.Errorf("%w: %w", errQUICClosed, err)
+	}
+	return err
+}
+
+// quicWake is the value the tracer sends on Readiness.Signal.
+type quicWake struct{}
+
+func (quicWake) String() string { return "quic readable" }
+func (quicWake) Signal()        {}
+
+// quicReady is the receive accounting of one connection's control stream,
+// fed by quic-go's tracer on quic-go's goroutine and read by the loop.
+//
+// Why no bytes can be stranded: the tracer runs after quic-go has put a
+// packet's stream data into the stream; it then updates the accounting
+// under mu and, if armed, signals. The loop arms (armed = true) before its
+// last ReadNow, which consults the accounting under mu. Either that
+// ReadNow sees the update (and reads), or the update came later, in which
+// case the tracer sees armed and signals. Arm also queues a signal itself
+// when the accounting already shows unread bytes.
+type quicReady struct {
+	sig   chan os.Signal
+	armed atomic.Bool
+
+	mu       sync.Mutex
+	end      int64      // contiguous bytes received on the control stream
+	spans    [][2]int64 // received ranges beyond end, unordered
+	finAt    int64      // final size once FIN arrived, else -1
+	terminal bool       // the stream was reset or the connection closed
+	hsDone   bool       // the handshake completed
+}
+
+func newQUICReady() *quicReady {
+	return &quicReady{sig: make(chan os.Signal, 1), finAt: -1}
+}
+
+// controlStreamID is the id of the first client-initiated bidirectional
+// stream.
+const controlStreamID quic.StreamID = 0
+
+// reset forgets what was received (the control stream was reopened after
+// a 0-RTT rejection).
+func (r *quicReady) reset() {
+	r.mu.Lock()
+	r.end, r.spans, r.finAt = 0, nil, -1
+	r.mu.Unlock()
+}
+
+// readable reports whether a read at readPos would return at once.
+func (r *quicReady) readable(readPos int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.terminal || r.end > readPos || (r.finAt >= 0 && r.end >= r.finAt)
+}
+
+// arm enables signalling and queues a signal if there is something to
+// read already (or an early handshake to settle).
+func (r *quicReady) arm(readPos int64, early bool) {
+	r.armed.Store(true)
+	r.mu.Lock()
+	now := r.terminal || r.end > readPos || (r.finAt >= 0 && r.end >= r.finAt) || (early && r.hsDone)
+	r.mu.Unlock()
+	if now {
+		r.wake()
+	}
+}
+
+func (r *quicReady) wake() {
+	select {
+	case r.sig <- quicWake{}:
+	default:
+	}
+}
+
+// tracer is quic.Config.Tracer.
+func (r *quicReady) tracer(context.Context, bool, quic.ConnectionID) qlogwriter.Trace {
+	return r
+}
+
+// AddProducer implements qlogwriter.Trace.
+func (r *quicReady) AddProducer() qlogwriter.Recorder { return r }
+
+// Close implements qlogwriter.Recorder.
+func (r *quicReady) Close() error { return nil }
+
+// RecordEvent implements qlogwriter.Recorder: it runs on quic-go's
+// goroutine after each packet was handled and at state changes.
+func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
+	changed := false
+	switch e := ev.(type) {
+	case qlog.PacketReceived:
+		r.mu.Lock()
+		for _, f := range e.Frames {
+			switch fr := f.Frame.(type) {
+			case *qlog.StreamFrame:
+				if fr.StreamID == controlStreamID && r.received(fr.Offset, fr.Offset+fr.Length, fr.Fin) {
+					changed = true
+				}
+			case *qlog.ResetStreamFrame:
+				if fr.StreamID == controlStreamID {
+					r.terminal, changed = true, true
+				}
+			}
+		}
+		r.mu.Unlock()
+	case qlog.ConnectionClosed:
+		r.mu.Lock()
+		r.terminal, changed = true, true
+		r.mu.Unlock()
+	case qlog.ConnectionStateUpdated:
+		if e.State == qlog.ConnectionStateHandshakeComplete {
+			r.mu.Lock()
+			r.hsDone, changed = true, true
+			r.mu.Unlock()
+		}
+	}
+	if changed && r.armed.Load() {
+		r.wake()
+	}
+}
+
+// received records the stream bytes [from, to) and reports whether the
+// contiguous end or the FIN state moved. Called with mu held.
+func (r *quicReady) received(from, to int64, fin bool) bool {
+	changed := false
+	if fin && r.finAt < 0 {
+		r.finAt, changed = to, true
+	}
+	if to <= r.end {
+		return changed
+	}
+	if from > r.end {
+		r.spans = append(r.spans, [2]int64{from, to})
+		return changed
+	}
+	r.end = to
+	// Merge the spans the new end reaches, until none does.
+	for merged := true; merged; {
+		merged = false
+		for i := 0; i < len(r.spans); i++ {
+			s := r.spans[i]
+			if s[0] > r.end {
+				continue
+			}
+			r.end = max(r.end, s[1])
+			r.spans[i] = r.spans[len(r.spans)-1]
+			r.spans = r.spans[:len(r.spans)-1]
+			i--
+			merged = true
+		}
+	}
+	return true
 }

@@ -54,9 +54,9 @@ func startTLSServer(t *testing.T, cfg *tls.Config, handle func(c *tls.Conn)) *tl
 	return s
 }
 
-// echo copies what it reads back (on the accept goroutine: one client at
+// tlsEcho copies what it reads back (on the accept goroutine: one client at
 // a time, and no goroutine per connection).
-func echo(c *tls.Conn) { _, _ = io.Copy(c, c) }
+func tlsEcho(c *tls.Conn) { _, _ = io.Copy(c, c) }
 
 func dialTLSTest(t *testing.T, url string, cfg *tls.Config) (Conn, error) {
 	t.Helper()
@@ -86,7 +86,7 @@ func readFull(t *testing.T, c Conn, want int) []byte {
 
 func TestTLSEcho(t *testing.T) {
 	certs := testcerts.Get()
-	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), echo)
+	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), tlsEcho)
 	for _, scheme := range []string{"mqtts", "ssl", "tls"} {
 		t.Run(scheme, func(t *testing.T) {
 			url := scheme + srv.url[len("mqtts"):]
@@ -340,7 +340,7 @@ func waitReady(t *testing.T, rd Readiness, remaining int) {
 // ReadWait parked without deadline.
 func TestTLSCloseUnblocksReadWait(t *testing.T) {
 	certs := testcerts.Get()
-	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), echo)
+	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), tlsEcho)
 	c, err := dialTLSTest(t, srv.url, certs.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestTLSCloseUnblocksReadWait(t *testing.T) {
 // goroutine keeps using the connection (for the race detector).
 func TestTLSCloseConcurrent(t *testing.T) {
 	certs := testcerts.Get()
-	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), echo)
+	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), tlsEcho)
 	for i := 0; i < 20; i++ {
 		c, err := dialTLSTest(t, srv.url, certs.ClientConfig())
 		if err != nil {
@@ -471,7 +471,7 @@ func TestTLSDialErrors(t *testing.T) {
 	serve := func(cert tls.Certificate, requireClient bool, maxVersion uint16) string {
 		cfg := certs.ServerConfig(cert, requireClient)
 		cfg.MaxVersion = maxVersion
-		return startTLSServer(t, cfg, echo).url
+		return startTLSServer(t, cfg, tlsEcho).url
 	}
 	t.Run("unknown CA", func(t *testing.T) {
 		_, err := dialTLSTest(t, serve(certs.Untrusted, false, 0), certs.ClientConfig())
@@ -567,7 +567,7 @@ func TestTLSServerName(t *testing.T) {
 		return &certs.Server, nil
 	}
 	cfg.Certificates = nil
-	srv := startTLSServer(t, cfg, echo)
+	srv := startTLSServer(t, cfg, tlsEcho)
 
 	// Without override: the URL's host (an IP address sends no SNI) and a
 	// certificate valid for it.
@@ -607,7 +607,7 @@ func TestTLSStartsNoGoroutine(t *testing.T) {
 	signal.Notify(warm, syscall.SIGIO)
 	signal.Stop(warm)
 	certs := testcerts.Get()
-	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), echo) // serves on its accept goroutine
+	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), tlsEcho) // serves on its accept goroutine
 	before := goroutines(t)
 	createdBefore := goroutinesCreated()
 
@@ -665,7 +665,7 @@ func goroutinesCreated() uint64 {
 // a reset; the error still says why, from the alert that arrived first.
 func TestTLSClientCertificateRequiredOnWrite(t *testing.T) {
 	certs := testcerts.Get()
-	srv := startTLSServer(t, certs.ServerConfig(certs.Server, true), echo)
+	srv := startTLSServer(t, certs.ServerConfig(certs.Server, true), tlsEcho)
 	c, err := dialTLSTest(t, srv.url, certs.ClientConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -75,6 +75,9 @@ type Options struct {
 	// WebSocket adds a WebSocket listener (MQTT over WebSocket, subprotocol
 	// "mqtt", any path) on another free port; see WebSocketURL.
 	WebSocket bool
+	// QUIC adds a QUIC listener (MQTT over QUIC, see QUICURL) on a free
+	// UDP port.
+	QUIC bool
 	// Logger receives mochi's logs. Nil discards them.
 	Logger *slog.Logger
 	// TLS, when non-nil, opens a second listener on another free loopback
@@ -90,6 +93,7 @@ type Broker struct {
 	ln       *listener
 	addr     string
 	tlsAddr  string // "" without Options.TLS
+	quicAddr string // "" without Options.QUIC
 	owners   *owners
 	capture  *capture
 	hook     *hook
@@ -150,6 +154,12 @@ func Start(opts Options) (*Broker, error) {
 	}
 	if opts.TLS != nil {
 		if err := b.listenTLS(opts.TLS); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+	}
+	if opts.QUIC {
+		if err := b.startQUIC(); err != nil {
 			_ = b.Close()
 			return nil, err
 		}

@@ -1,0 +1,205 @@
+package testbroker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
+	"github.com/mqttloop/mqttloop/internal/testcerts"
+)
+
+// quicListenerID is the id of the broker's QUIC listener.
+const quicListenerID = "testbroker-quic"
+
+// quicCloseLinger bounds how long closing a QUIC connection waits for the
+// client to close it after the broker ended the control stream, so that
+// what the broker wrote last (a DISCONNECT) is delivered before the
+// connection goes.
+const quicCloseLinger = time.Second
+
+// quicMochiListener is the broker's QUIC listener: the generic listener
+// (connection and goroutine tracking) over a net.Listener that accepts
+// QUIC connections and hands out their control streams.
+type quicMochiListener struct{ *listener }
+
+// Protocol implements listeners.Listener.
+func (l quicMochiListener) Protocol() string { return "quic" }
+
+// startQUIC adds a QUIC listener (MQTT over QUIC, ALPN "mqtt", 0-RTT
+// allowed) on a free UDP port of 127.0.0.1, with the test server
+// certificate of internal/testcerts.
+func (b *Broker) startQUIC() error {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return fmt.Errorf("testbroker: listen UDP: %w", err)
+	}
+	ql := &quicNetListener{udp: udp, owners: b.owners, conns: make(chan net.Conn), done: make(chan struct{})}
+	// quic-go starts its transport and server goroutines here; start them
+	// on a goroutine of the broker so that they are recognised as its own
+	// (and exist before the first client, like the TCP listening socket).
+	started := make(chan error, 1)
+	go func() {
+		b.owners.add(leakcheck.CurrentID())
+		started <- ql.listen()
+	}()
+	if err := <-started; err != nil {
+		_ = udp.Close()
+		return fmt.Errorf("testbroker: listen QUIC: %w", err)
+	}
+	b.quicAddr = udp.LocalAddr().String()
+	ln := quicMochiListener{newListener(quicListenerID, ql, b.owners, b.hook, func() { b.disconnectListener(quicListenerID) })}
+	if err := b.srv.AddListener(ln); err != nil {
+		_ = ql.Close()
+		return fmt.Errorf("testbroker: add QUIC listener: %w", err)
+	}
+	return nil
+}
+
+// QUICURL returns the address of the broker's QUIC listener as
+// "quic://127.0.0.1:PORT", or "" when Options.QUIC is off. Clients must
+// trust testcerts.Get().CA.
+func (b *Broker) QUICURL() string {
+	if b.quicAddr == "" {
+		return ""
+	}
+	return "quic://" + b.quicAddr
+}
+
+// quicNetListener is a net.Listener over a quic-go listener: Accept
+// returns the first bidirectional stream of each QUIC connection (the
+// MQTT control stream) as a net.Conn.
+//
+// quic-go's transport and server goroutines descend from a broker
+// goroutine (see startQUIC); its per-connection goroutines end when the
+// connection is closed, which Close of each stream connection waits for.
+type quicNetListener struct {
+	udp    *net.UDPConn
+	owners *owners
+	conns  chan net.Conn
+	done   chan struct{}
+
+	tr        *quic.Transport
+	ln        *quic.EarlyListener
+	startOnce sync.Once
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the accept goroutines
+}
+
+// Accept implements net.Listener.
+func (l *quicNetListener) Accept() (net.Conn, error) {
+	l.startOnce.Do(func() {
+		l.wg.Add(1)
+		go l.acceptConns()
+	})
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// listen starts the quic-go listener.
+func (l *quicNetListener) listen() error {
+	tlsConf := testcerts.Get().ServerConfig(testcerts.Get().Server, false)
+	tlsConf.NextProtos = []string{"mqtt"}
+	l.tr = &quic.Transport{Conn: l.udp}
+	ln, err := l.tr.ListenEarly(tlsConf, &quic.Config{Allow0RTT: true})
+	if err != nil {
+		_ = l.tr.Close()
+		l.tr = nil
+		return err
+	}
+	l.ln = ln
+	return nil
+}
+
+// acceptConns accepts QUIC connections and starts a goroutine per
+// connection that waits for its control stream.
+func (l *quicNetListener) acceptConns() {
+	defer l.wg.Done()
+	l.owners.add(leakcheck.CurrentID())
+	for {
+		qc, err := l.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		l.wg.Add(1)
+		go l.acceptStream(qc)
+	}
+}
+
+// acceptStream hands the connection's first stream to Accept.
+func (l *quicNetListener) acceptStream(qc *quic.Conn) {
+	defer l.wg.Done()
+	// Closing the transport closes the connection, which ends the wait.
+	st, err := qc.AcceptStream(context.Background())
+	if err != nil {
+		_ = qc.CloseWithError(0, "")
+		return
+	}
+	c := &quicStreamConn{Stream: st, qc: qc}
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+// Addr implements net.Listener.
+func (l *quicNetListener) Addr() net.Addr { return l.udp.LocalAddr() }
+
+// Close implements net.Listener: it stops accepting, closes the QUIC
+// listener, the transport (which closes every connection still open)
+// and the UDP socket, and waits for the accept goroutines.
+func (l *quicNetListener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+		if l.tr != nil {
+			_ = l.tr.Close()
+		}
+		_ = l.udp.Close()
+		l.wg.Wait()
+	})
+	return nil
+}
+
+// quicStreamConn is the control stream of a QUIC connection as a net.Conn.
+type quicStreamConn struct {
+	*quic.Stream
+	qc   *quic.Conn
+	once sync.Once
+}
+
+// LocalAddr implements net.Conn.
+func (c *quicStreamConn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+
+// RemoteAddr implements net.Conn.
+func (c *quicStreamConn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+
+// Close implements net.Conn: it ends the stream after what was written
+// (FIN), stops reads (mochi's reader returns at once), waits until the
+// client closes the connection (at most quicCloseLinger), then closes the
+// QUIC connection with application error code 0.
+func (c *quicStreamConn) Close() error {
+	c.once.Do(func() {
+		_ = c.Stream.Close()
+		c.Stream.CancelRead(0)
+		t := time.NewTimer(quicCloseLinger)
+		select {
+		case <-c.qc.Context().Done():
+		case <-t.C:
+		}
+		t.Stop()
+		_ = c.qc.CloseWithError(0, "")
+	})
+	return nil
+}
