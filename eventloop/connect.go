@@ -212,23 +212,45 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	}
 }
 
-// connectPacket builds CONNECT from the options.
+// connectPacket builds CONNECT from the options. On MQTT 3.1.1 it has no
+// properties, and the Clean Session flag is CleanStart on every connection
+// (see Options.ProtocolVersion); New refused what 3.1.1 cannot carry. On
+// MQTT 5 Clean Start applies to the loop's first connection only.
 func (l *EventLoop) connectPacket() *packets.Connect {
 	o := &l.opts
-	if o.ProtocolVersion == 4 {
-		return l.connectPacket311()
-	}
+	v5 := o.ProtocolVersion != 4
 	c := &packets.Connect{
 		ProtocolName:    "MQTT",
 		ProtocolVersion: 5,
 		ClientID:        o.ClientID,
 		KeepAlive:       uint16(o.KeepAlive / time.Second),
 		CleanStart:      o.CleanStart && l.connects == 0,
-		Properties:      &packets.Properties{},
+	}
+	if !v5 {
+		c.ProtocolVersion, c.CleanStart = 4, o.CleanStart
+	}
+	if o.Username != "" {
+		c.UsernameFlag = true
+		c.Username = o.Username
+	}
+	if o.Password != nil {
+		c.PasswordFlag = true
+		c.Password = o.Password
+	}
+	if w := o.Will; w != nil {
+		c.WillFlag = true
+		c.WillTopic = w.Topic
+		c.WillMessage = w.Payload
+		c.WillQOS = w.QoS
+		c.WillRetain = w.Retain
+	}
+	if !v5 {
+		return c
 	}
 	if c.ClientID == "" && l.assignedID != "" {
 		c.ClientID = l.assignedID
 	}
+	c.Properties = &packets.Properties{}
 	if o.SessionExpiry > 0 {
 		secs := uint32(o.SessionExpiry / time.Second)
 		c.Properties.SessionExpiryInterval = &secs
@@ -239,55 +261,12 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 		rm := o.ReceiveMaximum
 		c.Properties.ReceiveMaximum = &rm
 	}
-	if o.Username != "" {
-		c.UsernameFlag = true
-		c.Username = o.Username
-	}
-	if o.Password != nil {
-		c.PasswordFlag = true
-		c.Password = o.Password
-	}
 	if w := o.Will; w != nil {
-		c.WillFlag = true
-		c.WillTopic = w.Topic
-		c.WillMessage = w.Payload
-		c.WillQOS = w.QoS
-		c.WillRetain = w.Retain
 		c.WillProperties = toPacketProps(w.Properties)
 		if w.Delay > 0 {
 			secs := uint32(w.Delay / time.Second)
 			c.WillProperties.WillDelayInterval = &secs
 		}
-	}
-	return c
-}
-
-// connectPacket311 builds an MQTT 3.1.1 CONNECT: no properties, and the
-// Clean Session flag is CleanStart on every connection (see
-// Options.ProtocolVersion). New refused what 3.1.1 cannot carry.
-func (l *EventLoop) connectPacket311() *packets.Connect {
-	o := &l.opts
-	c := &packets.Connect{
-		ProtocolName:    "MQTT",
-		ProtocolVersion: 4,
-		ClientID:        o.ClientID,
-		KeepAlive:       uint16(o.KeepAlive / time.Second),
-		CleanStart:      o.CleanStart,
-	}
-	if o.Username != "" {
-		c.UsernameFlag = true
-		c.Username = o.Username
-	}
-	if o.Password != nil {
-		c.PasswordFlag = true
-		c.Password = o.Password
-	}
-	if w := o.Will; w != nil {
-		c.WillFlag = true
-		c.WillTopic = w.Topic
-		c.WillMessage = w.Payload
-		c.WillQOS = w.QoS
-		c.WillRetain = w.Retain
 	}
 	return c
 }

@@ -434,26 +434,36 @@ func malformed(typ byte, what string) error {
 	return fmt.Errorf("%w: %s %s", ErrMalformedPacket, packetNames[typ], what)
 }
 
-func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
+// publishHeader parses what MQTT 5 and 3.1.1 PUBLISH packets share at
+// their start: the topic and, at QoS 1 and 2, the packet identifier. i is
+// the offset just past them.
+func publishHeader(flags byte, body []byte) (topic []byte, qos byte, id uint16, i int, err error) {
 	if len(body) < 2 {
-		return nil, malformed(packets.PUBLISH, "too short for a topic")
+		return nil, 0, 0, 0, malformed(packets.PUBLISH, "too short for a topic")
 	}
-	i := 2 + (int(body[0])<<8 | int(body[1]))
+	i = 2 + (int(body[0])<<8 | int(body[1]))
 	if i > len(body) {
-		return nil, malformed(packets.PUBLISH, "topic longer than the packet")
+		return nil, 0, 0, 0, malformed(packets.PUBLISH, "topic longer than the packet")
 	}
-	topic := body[2:i]
+	topic = body[2:i]
 	if !validUTF8String(topic) {
-		return nil, malformed(packets.PUBLISH, "topic is not valid UTF-8 or contains U+0000")
+		return nil, 0, 0, 0, malformed(packets.PUBLISH, "topic is not valid UTF-8 or contains U+0000")
 	}
-	qos := flags >> 1 & 0x3
-	var id uint16
+	qos = flags >> 1 & 0x3
 	if qos > 0 {
 		if i+2 > len(body) {
-			return nil, malformed(packets.PUBLISH, "too short for a packet identifier")
+			return nil, 0, 0, 0, malformed(packets.PUBLISH, "too short for a packet identifier")
 		}
 		id = uint16(body[i])<<8 | uint16(body[i+1])
 		i += 2
+	}
+	return topic, qos, id, i, nil
+}
+
+func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
+	topic, qos, id, i, err := publishHeader(flags, body)
+	if err != nil {
+		return nil, err
 	}
 	propStart := i
 	propEnd, propLen, err := propsEnd(packets.PUBLISH, body, i)

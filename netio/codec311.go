@@ -506,25 +506,9 @@ func Decode311(header byte, body []byte) (*packets.ControlPacket, error) {
 }
 
 func decodePublish311(flags byte, body []byte) (*packets.ControlPacket, error) {
-	if len(body) < 2 {
-		return nil, malformed(packets.PUBLISH, "too short for a topic")
-	}
-	i := 2 + (int(body[0])<<8 | int(body[1]))
-	if i > len(body) {
-		return nil, malformed(packets.PUBLISH, "topic longer than the packet")
-	}
-	topic := body[2:i]
-	if !validUTF8String(topic) {
-		return nil, malformed(packets.PUBLISH, "topic is not valid UTF-8 or contains U+0000")
-	}
-	qos := flags >> 1 & 0x3
-	var id uint16
-	if qos > 0 {
-		if i+2 > len(body) {
-			return nil, malformed(packets.PUBLISH, "too short for a packet identifier")
-		}
-		id = uint16(body[i])<<8 | uint16(body[i+1])
-		i += 2
+	topic, qos, id, i, err := publishHeader(flags, body)
+	if err != nil {
+		return nil, err
 	}
 	b := new(plain[packets.Publish])
 	b.cp.Type, b.cp.Flags, b.cp.Content = packets.PUBLISH, flags, &b.c

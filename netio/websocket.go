@@ -178,31 +178,19 @@ func newWSConn(inner Conn, transport string, pending []byte) *wsConn {
 // pong, a frame header alone) are consumed and inner read again, until it
 // has nothing more.
 func (c *wsConn) ReadNow(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if c.readErr != nil {
-		return 0, c.readErr
-	}
-	for {
-		var n int
-		var err error
-		if len(c.pending) > 0 {
-			n = copy(p, c.pending)
-			c.pending = c.pending[n:]
-		} else {
-			n, err = c.inner.ReadNow(p)
-		}
-		m, derr := c.decodeResult(p, n, err)
-		if m > 0 || derr != nil || n == 0 {
-			return m, derr
-		}
-	}
+	return c.read(p, c.inner.ReadNow, true)
 }
 
 // ReadWait implements Conn: it parks in inner until MQTT bytes arrive or
 // the deadline passes.
 func (c *wsConn) ReadWait(p []byte, deadline time.Time) (int, error) {
+	return c.read(p, func(p []byte) (int, error) { return c.inner.ReadWait(p, deadline) }, false)
+}
+
+// read fills p with wire bytes (first those that came with the upgrade
+// answer, then from fill) and decodes them until some MQTT bytes are at
+// the front of p, an error happens, or, if stopWhenDry, fill has nothing.
+func (c *wsConn) read(p []byte, fill func([]byte) (int, error), stopWhenDry bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -216,10 +204,10 @@ func (c *wsConn) ReadWait(p []byte, deadline time.Time) (int, error) {
 			n = copy(p, c.pending)
 			c.pending = c.pending[n:]
 		} else {
-			n, err = c.inner.ReadWait(p, deadline)
+			n, err = fill(p)
 		}
 		m, derr := c.decodeResult(p, n, err)
-		if m > 0 || derr != nil {
+		if m > 0 || derr != nil || (stopWhenDry && n == 0) {
 			return m, derr
 		}
 	}
