@@ -2,11 +2,13 @@ package eventloop_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
 // The whole client is a loop on your goroutine: requests go in through any
@@ -87,4 +89,51 @@ func ExampleEvents_All() {
 	// acknowledged publish 1
 	// acknowledged publish 2
 	// done: mqttloop: requests channel closed and every request completed
+}
+
+// MQTT over QUIC with a fallback to TLS over TCP: the loop tries the
+// servers in order and moves on at once when one cannot be reached (UDP
+// blocked), and Connected says which one it got. TLSConfig serves both;
+// QUIC0RTT sends CONNECT in 0-RTT data on reconnections.
+func Example_quicWithFallback() {
+	certs := testcerts.Get() // a test CA; use your own, or nil for the system roots
+	broker, _ := testbroker.Start(testbroker.Options{
+		DisableCapture: true,
+		QUIC:           true,
+		TLS:            certs.ServerConfig(certs.Server, false),
+	})
+	defer broker.Close()
+
+	loop, err := eventloop.New(eventloop.Options{
+		Servers: []string{
+			broker.QUICURL(), // e.g. "quic://broker.example:14567"
+			broker.TLSURL(),  // e.g. "mqtts://broker.example:8883"
+		},
+		ClientID:  "sensor-8",
+		TLSConfig: certs.ClientConfig(), // RootCAs with the broker's CA; add Certificates for mTLS
+		QUIC0RTT:  true,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	requests := make(chan eventloop.Request, 1)
+	requests <- eventloop.Disconnect{}
+
+	events := loop.Run(ctx, requests)
+	for {
+		ev, err := events.Next()
+		if err != nil {
+			fmt.Println("run ended:", errors.Is(err, eventloop.ErrDisconnected))
+			return
+		}
+		if c, ok := ev.(eventloop.Connected); ok {
+			fmt.Println("connected over", c.Transport)
+		}
+	}
+	// Output:
+	// connected over quic
+	// run ended: true
 }

@@ -32,6 +32,7 @@ type brokerCase struct {
 	transport string             // "tcp", "tls", "ws", "wss", "quic" or "unix"
 	mochi     *testbroker.Broker // nil for mosquitto
 	version   byte               // Options.ProtocolVersion of the case's clients (0: 5)
+	tcpURL    string             // the same broker over plain TCP
 }
 
 // endpoint is one way into a broker.
@@ -71,6 +72,7 @@ func brokers(t *testing.T) []brokerCase {
 					transport: ep.transport,
 					mochi:     s.mochi,
 					version:   v,
+					tcpURL:    s.endpoints[0].url,
 				})
 			}
 		}
@@ -138,6 +140,13 @@ func (b brokerCase) start(t *testing.T, opts eventloop.Options) *client {
 func (b brokerCase) newClient(t *testing.T, opts eventloop.Options) *client {
 	t.Helper()
 	return newClient(t, b.url, b.options(opts))
+}
+
+// overTCP returns the case with its clients on the broker's plain TCP
+// listener.
+func (b brokerCase) overTCP() brokerCase {
+	b.url, b.transport = b.tcpURL, "tcp"
+	return b
 }
 
 // v4 reports whether the case speaks MQTT 3.1.1.
