@@ -179,6 +179,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	l.emit(Connected{
 		Server:            l.server,
 		Transport:         l.conn.Transport(),
+		ProtocolVersion:   l.protocolVersion(),
 		SessionPresent:    ack.SessionPresent,
 		AssignedClientID:  l.assignedID,
 		KeepAlive:         ka,
@@ -288,4 +289,12 @@ func (l *EventLoop) dialOptions() netio.DialOptions {
 func used0RTT(c netio.Conn) bool {
 	e, ok := c.(netio.EarlyDataReporter)
 	return ok && e.Used0RTT()
+}
+
+// protocolVersion is the MQTT version the loop speaks: 5 or 4.
+func (l *EventLoop) protocolVersion() byte {
+	if l.opts.ProtocolVersion == 4 {
+		return 4
+	}
+	return 5
 }

@@ -130,10 +130,21 @@ func (b brokerCase) options(opts eventloop.Options) eventloop.Options {
 }
 
 // start starts a client of the case (see startClient) and waits for
-// Connected.
+// Connected, which must report the case's transport and version when the
+// client uses the case's server.
 func (b brokerCase) start(t *testing.T, opts eventloop.Options) *client {
 	t.Helper()
-	return startClient(t, b.url, b.options(opts))
+	own := opts.Servers == nil
+	c := b.newClient(t, opts)
+	conn := c.expectConnected()
+	want := b.version
+	if want == 0 {
+		want = 5
+	}
+	if own && (conn.Transport != b.transport || conn.ProtocolVersion != want) {
+		t.Fatalf("connected over %s with MQTT version %d, want %s and %d", conn.Transport, conn.ProtocolVersion, b.transport, want)
+	}
+	return c
 }
 
 // newClient starts a client of the case without waiting for Connected.

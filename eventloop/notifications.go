@@ -10,9 +10,11 @@ type Notification interface{ isNotification() }
 
 // Connected: the broker accepted the connection (CONNACK with success).
 type Connected struct {
-	Server         string // the server URL connected to (without user info)
-	Transport      string // "tcp", "tls", "ws", "wss", "quic" or "unix"
-	SessionPresent bool   // the broker kept a session for this client id
+	Server    string // the server URL connected to (without user info)
+	Transport string // "tcp", "tls", "ws", "wss", "quic" or "unix"
+	// ProtocolVersion is the MQTT version spoken: 5, or 4 for 3.1.1.
+	ProtocolVersion byte
+	SessionPresent  bool // the broker kept a session for this client id
 	// AssignedClientID is the client id the broker assigned when
 	// Options.ClientID was empty.
 	AssignedClientID string
