@@ -250,8 +250,16 @@ func TestManyClients(t *testing.T) {
 		}
 		got := map[string]bool{}
 		for len(got) < clients*each {
-			if m, ok := sub.next().(eventloop.Message); ok {
-				got[string(m.Payload)] = true
+			select {
+			case err := <-errs:
+				t.Fatalf("a publisher failed: %v", err)
+			case n, ok := <-sub.out:
+				if !ok {
+					t.Fatalf("subscriber's run ended: %v", sub.err)
+				}
+				if m, ok := n.(eventloop.Message); ok {
+					got[string(m.Payload)] = true
+				}
 			}
 		}
 		wg.Wait()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -227,11 +228,28 @@ func dialNet(ctx context.Context, u *url.URL, opts DialOptions) (net.Conn, error
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	network, addr := "tcp", u.Host
-	if u.Scheme == "unix" {
-		network, addr = "unix", u.Path
+	if u.Scheme != "unix" {
+		return d.DialContext(ctx, "tcp", u.Host)
 	}
-	return d.DialContext(ctx, network, addr)
+	// A Unix socket whose listen backlog is full refuses a non-blocking
+	// connect with EAGAIN at once, where TCP would retry its SYN: many
+	// clients starting together then fail for nothing. Retry until the
+	// context ends, as TCP does.
+	wait := time.Millisecond
+	for {
+		c, err := d.DialContext(ctx, "unix", u.Path)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return c, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (the listen backlog stayed full)", err)
+		case <-t.C:
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 }
 
 // tlsConfigFor clones the caller's TLS configuration for a server,
