@@ -24,6 +24,13 @@ package eventloop_test
 //
 // MQTTLOOP_BENCH_BROKERS=sink,mosquitto restricts the brokers.
 //
+// BenchmarkTransport adds the transport as a dimension: ping-pong and
+// pipelined QoS 1 over every transport mochi (tcp, tls, ws, quic) and
+// mosquitto (tcp, unix, tls, ws, wss) serve, with both clients; the
+// baseline dials each transport with its usual blocking library
+// (net, crypto/tls, gorilla/websocket, quic-go). Choose brokers and
+// transports with -bench, e.g. -bench 'Transport/mosquitto/(tcp|wss)/'.
+//
 // Metrics: ns/op is per message (per round trip for ping-pong), msgs/s (or
 // rt/s) the rate, cpu-µs/msg the process's user+system CPU per message
 // (getrusage RUSAGE_SELF: includes the broker when it runs in process, as
@@ -34,11 +41,11 @@ package eventloop_test
 //
 //	go test ./eventloop/ -run '^$' -bench . -benchtime=2s -count=1
 //	go test ./eventloop/ -run '^$' -bench 'PingPong' -benchtime=2s -count=3
+//	go test ./eventloop/ -run '^$' -bench 'Transport' -benchtime=2s -count=3
 //	go test ./eventloop/ -run '^$' -bench 'IdleCPU' -benchtime=1x
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,6 +62,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+	"github.com/gorilla/websocket"
+	"github.com/quic-go/quic-go"
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
@@ -91,26 +100,28 @@ var benchPayload = func() []byte {
 // Brokers
 
 // benchTLSConfig returns the client TLS configuration for a benchmark
-// broker URL: the test CA's for mqtts://, nil otherwise.
+// broker URL: the test CA's for the transports that use TLS (mqtts://,
+// wss://, quic://), nil otherwise.
 func benchTLSConfig(url string) *tls.Config {
-	if !strings.HasPrefix(url, "mqtts://") {
-		return nil
+	for _, scheme := range []string{"mqtts://", "wss://", "quic://"} {
+		if strings.HasPrefix(url, scheme) {
+			return testcerts.Get().ClientConfig()
+		}
 	}
-	return testcerts.Get().ClientConfig()
+	return nil
 }
 
 type benchBroker struct {
 	name string
 	url  string
-	addr string
-	pid  int // the broker's process when it is not this one, else 0
+	addr string // of its plain MQTT listener (mqtt://), for helpers
+	pid  int    // the broker's process when it is not this one, else 0
 }
 
 // forEachBenchBroker runs f as a sub-benchmark per broker, each started
 // once for all of f's sub-benchmarks. MQTTLOOP_BENCH_BROKERS chooses
-// them (comma-separated); besides the default ones, "mosquitto-tls" and
-// "mochi-tls" serve the benchmarked clients over TLS (mqtts://), and
-// "sinkinproc" runs the sink in this process.
+// them (comma-separated); besides the default ones, "sinkinproc" runs
+// the sink in this process.
 func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 	names := []string{"sink", "mosquitto", "mochi"}
 	if env := os.Getenv("MQTTLOOP_BENCH_BROKERS"); env != "" {
@@ -124,47 +135,82 @@ func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 				br.addr, br.pid = startSinkProcess(b)
 			case "sinkinproc":
 				br.addr = sink.StartT(b, sink.Options{ReceiveMaximum: 65535}).Addr()
-			case "mosquitto", "mosquitto-tls":
-				if _, err := mosquitto.Binary(); err != nil {
-					b.Skipf("mosquitto: %v (%s)", err, mosquitto.InstallHint)
-				}
-				opts := mosquitto.Options{
-					NoDelay: true,
-					// No limit on messages in flight (also lifts the Receive
-					// Maximum of 20 mosquitto announces by default) or
-					// queued (QoS 0 messages to a slow client are otherwise
-					// dropped).
-					Extra: []string{"max_inflight_messages 0", "max_queued_messages 0"},
-				}
-				if name == "mosquitto-tls" {
-					files, err := testcerts.Get().WriteFiles(b.TempDir())
-					if err != nil {
-						b.Fatal(err)
-					}
-					opts.Listeners = []mosquitto.Listener{{TLS: &mosquitto.TLSFiles{CAFile: files.CA, CertFile: files.ServerCert, KeyFile: files.ServerKey}}}
-				}
-				m := mosquitto.Start(b, opts)
+			case "mosquitto":
+				m := startBenchMosquitto(b)
 				br.addr, br.pid = m.Addr(), m.PID()
-				if name == "mosquitto-tls" {
-					// The benchmarked clients use the TLS listener;
-					// helper publishers the plain one at addr.
-					br.url = "mqtts://" + m.ListenerAddr(0)
-				}
 			case "mochi":
 				br.addr = testbroker.StartT(b, testbroker.Options{DisableCapture: true}).Addr()
-			case "mochi-tls":
-				certs := testcerts.Get()
-				mb := testbroker.StartT(b, testbroker.Options{DisableCapture: true, TLS: certs.ServerConfig(certs.Server, false)})
-				br.addr, br.url = mb.Addr(), mb.TLSURL()
 			default:
 				b.Fatalf("unknown broker %q in MQTTLOOP_BENCH_BROKERS", name)
 			}
-			if br.url == "" {
-				br.url = "mqtt://" + br.addr
-			}
+			br.url = "mqtt://" + br.addr
 			f(b, br)
 		})
 	}
+}
+
+// startBenchMosquitto starts mosquitto as the benchmarks want it, with
+// extra listeners (it skips b if mosquitto is not installed).
+func startBenchMosquitto(b *testing.B, listeners ...mosquitto.Listener) *mosquitto.Broker {
+	b.Helper()
+	if _, err := mosquitto.Binary(); err != nil {
+		b.Skipf("mosquitto: %v (%s)", err, mosquitto.InstallHint)
+	}
+	return mosquitto.Start(b, mosquitto.Options{
+		NoDelay: true,
+		// No limit on messages in flight (also lifts the Receive Maximum
+		// of 20 mosquitto announces by default) or queued (QoS 0 messages
+		// to a slow client are otherwise dropped).
+		Extra:     []string{"max_inflight_messages 0", "max_queued_messages 0"},
+		Listeners: listeners,
+	})
+}
+
+// benchEndpoint is one transport a broker serves, and its URL.
+type benchEndpoint struct{ transport, url string }
+
+// startTransportBroker starts broker name ("mochi" or "mosquitto") with a
+// listener per transport it offers, and returns it and its endpoints,
+// ordered tcp, unix, tls, ws, wss, quic.
+func startTransportBroker(b *testing.B, name string) (benchBroker, []benchEndpoint) {
+	b.Helper()
+	certs := testcerts.Get()
+	switch name {
+	case "mochi":
+		mb := testbroker.StartT(b, testbroker.Options{
+			DisableCapture: true,
+			TLS:            certs.ServerConfig(certs.Server, false),
+			WebSocket:      true,
+			QUIC:           true,
+		})
+		return benchBroker{name: name, url: mb.URL(), addr: mb.Addr()}, []benchEndpoint{
+			{"tcp", mb.URL()},
+			{"tls", mb.TLSURL()},
+			{"ws", mb.WebSocketURL()},
+			{"quic", mb.QUICURL()},
+		}
+	case "mosquitto":
+		files, err := certs.WriteFiles(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		tlsFiles := &mosquitto.TLSFiles{CAFile: files.CA, CertFile: files.ServerCert, KeyFile: files.ServerKey}
+		m := startBenchMosquitto(b,
+			mosquitto.Listener{Unix: true},
+			mosquitto.Listener{TLS: tlsFiles},
+			mosquitto.Listener{WebSocket: true},
+			mosquitto.Listener{WebSocket: true, TLS: tlsFiles},
+		)
+		return benchBroker{name: name, url: m.URL(), addr: m.Addr(), pid: m.PID()}, []benchEndpoint{
+			{"tcp", m.URL()},
+			{"unix", "unix://" + m.ListenerAddr(0)},
+			{"tls", "mqtts://" + m.ListenerAddr(1)},
+			{"ws", "ws://" + m.ListenerAddr(2) + "/mqtt"},
+			{"wss", "wss://" + m.ListenerAddr(3) + "/mqtt"},
+		}
+	}
+	b.Fatalf("no transport broker %q", name)
+	return benchBroker{}, nil
 }
 
 // helperProc is a child process running this test binary's
@@ -286,7 +332,6 @@ type clientConfig struct {
 	reqs        <-chan eventloop.Request
 	maxInflight int
 	ctx         context.Context // nil: context.Background()
-	tls         *tls.Config     // for mqtts:// and quic:// (loop client only)
 }
 
 type clientKind struct {
@@ -316,7 +361,7 @@ func startLoopClient(tb testing.TB, cfg clientConfig) benchClient {
 	tb.Helper()
 	loop, err := eventloop.New(eventloop.Options{
 		Servers:     []string{cfg.url},
-		TLSConfig:   cmp.Or(cfg.tls, benchTLSConfig(cfg.url)),
+		TLSConfig:   benchTLSConfig(cfg.url),
 		ClientID:    uniqueID("bench"),
 		CleanStart:  true,
 		KeepAlive:   benchKeepAlive,
@@ -368,7 +413,7 @@ func (c *loopClient) Close() {
 // do blocks in a select over the packet channel, the requests channel, the
 // context and the keepalive timer.
 type baselineClient struct {
-	nc   net.Conn
+	nc   baselineConn
 	conn blockingConn
 	wr   *netio.Writer
 	st   *state.MqttState
@@ -392,18 +437,143 @@ type baselineClient struct {
 	endErr error
 }
 
-// blockingConn adapts a net.Conn to netio.Conn for the baseline: ReadWait
-// is a plain blocking Read (the runtime parks the reader goroutine in the
-// netpoller), Write and SetWriteDeadline are the net.Conn's.
-type blockingConn struct{ net.Conn }
+// baselineConn is the byte stream the baseline reads on its reader
+// goroutine and writes on the caller's: a net.Conn (TCP, Unix socket,
+// crypto/tls), a WebSocket (gorilla/websocket) or a QUIC stream
+// (quic-go), all of which allow one reader and one writer at a time.
+// Close ends a blocked Read.
+type baselineConn interface {
+	io.ReadWriteCloser
+	SetWriteDeadline(t time.Time) error
+}
+
+// blockingConn adapts a baselineConn to netio.Conn for the baseline:
+// ReadWait is a plain blocking Read (the runtime parks the reader
+// goroutine in the netpoller), Write and SetWriteDeadline are the
+// baselineConn's.
+type blockingConn struct {
+	baselineConn
+	transport string
+}
 
 func (c blockingConn) ReadNow([]byte) (int, error) {
 	return 0, errors.New("baseline: ReadNow not used")
 }
-func (c blockingConn) ReadWait(p []byte, _ time.Time) (int, error) { return c.Conn.Read(p) }
+func (c blockingConn) ReadWait(p []byte, _ time.Time) (int, error) { return c.Read(p) }
 func (c blockingConn) Arm() (netio.Readiness, error)               { return netio.Readiness{}, nil }
 func (c blockingConn) Disarm()                                     {}
-func (c blockingConn) Transport() string                           { return "tcp" }
+func (c blockingConn) Transport() string                           { return c.transport }
+
+// dialBaselineConn dials url the way a client with a reader goroutine
+// would, with each transport's usual blocking library: net for mqtt://
+// and unix://, crypto/tls for mqtts://, gorilla/websocket for ws:// and
+// wss://, quic-go for quic://.
+func dialBaselineConn(ctx context.Context, url string) (blockingConn, error) {
+	u, err := netio.ParseServer(url)
+	if err != nil {
+		return blockingConn{}, err
+	}
+	tlsConf := benchTLSConfig(url)
+	if tlsConf != nil {
+		tlsConf.ServerName = u.Hostname()
+	}
+	ctx, cancel := context.WithTimeout(ctx, eventloop.DefaultConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	switch u.Scheme {
+	case "mqtt", "tcp", "unix":
+		network, addr := "tcp", u.Host
+		if u.Scheme == "unix" {
+			network, addr = "unix", u.Path
+		}
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return blockingConn{}, err
+		}
+		return blockingConn{nc, network}, nil // Go sets TCP_NODELAY
+	case "mqtts":
+		nc, err := d.DialContext(ctx, "tcp", u.Host)
+		if err != nil {
+			return blockingConn{}, err
+		}
+		tc := tls.Client(nc, tlsConf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return blockingConn{}, err
+		}
+		return blockingConn{tc, "tls"}, nil
+	case "ws", "wss":
+		wd := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: tlsConf}
+		ws, _, err := wd.DialContext(ctx, u.String(), nil)
+		if err != nil {
+			return blockingConn{}, err
+		}
+		return blockingConn{&wsClientConn{ws: ws}, u.Scheme}, nil
+	case "quic":
+		tlsConf.NextProtos = []string{netio.QUICALPN}
+		qc, err := quic.DialAddr(ctx, u.Host, tlsConf, &quic.Config{KeepAlivePeriod: benchKeepAlive / 2})
+		if err != nil {
+			return blockingConn{}, err
+		}
+		st, err := qc.OpenStreamSync(ctx)
+		if err != nil {
+			_ = qc.CloseWithError(0, "")
+			return blockingConn{}, err
+		}
+		return blockingConn{quicStreamConn{st, qc}, "quic"}, nil
+	}
+	return blockingConn{}, fmt.Errorf("baseline: no transport for %s", url)
+}
+
+// wsClientConn is a gorilla/websocket connection as a byte stream: Read
+// returns the payloads of binary messages one after the other, Write
+// sends p as one binary message (the baseline writes a flushed batch per
+// Write, as the loop does).
+type wsClientConn struct {
+	ws *websocket.Conn
+	r  io.Reader // the message being read
+}
+
+func (c *wsClientConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errors.New("baseline: websocket message is not binary")
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r, err = nil, nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+func (c *wsClientConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsClientConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+func (c *wsClientConn) Close() error                       { return c.ws.Close() }
+
+// quicStreamConn is the baseline's QUIC stream; Close closes the whole
+// connection (closing a stream only ends its sending side).
+type quicStreamConn struct {
+	*quic.Stream
+	conn *quic.Conn
+}
+
+func (c quicStreamConn) Close() error { return c.conn.CloseWithError(0, "") }
 
 const (
 	baselineBatch     = 256 // as the loop's requestBatch
@@ -423,32 +593,22 @@ func startBaselineClient(tb testing.TB, cfg clientConfig) benchClient {
 }
 
 func dialBaseline(cfg clientConfig) (*baselineClient, error) {
-	addr := strings.TrimPrefix(strings.TrimPrefix(cfg.url, "mqtt://"), "mqtts://")
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	_ = nc.(*net.TCPConn).SetNoDelay(true)
-	if tc := benchTLSConfig(cfg.url); tc != nil {
-		tc.ServerName = "127.0.0.1"
-		tlsConn := tls.Client(nc, tc)
-		if err := tlsConn.Handshake(); err != nil {
-			nc.Close()
-			return nil, err
-		}
-		nc = tlsConn
-	}
 	ctx := cfg.ctx
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	conn, err := dialBaselineConn(ctx, cfg.url)
+	if err != nil {
+		return nil, err
+	}
+	nc := conn.baselineConn
 	maxInflight := cfg.maxInflight
 	if maxInflight == 0 {
 		maxInflight = eventloop.DefaultMaxInflight
 	}
 	c := &baselineClient{
 		nc:        nc,
-		conn:      blockingConn{nc},
+		conn:      conn,
 		wr:        netio.NewWriter(0),
 		st:        state.New(state.Config{MaxInflight: maxInflight}),
 		ctx:       ctx,
@@ -947,14 +1107,14 @@ func benchPublish(qos byte) eventloop.Request {
 func BenchmarkPingPongQoS1(b *testing.B) {
 	forEachBenchBroker(b, func(b *testing.B, br benchBroker) {
 		forEachClient(b, func(b *testing.B, kind clientKind) {
-			pingPongQoS1(b, br, kind, nil)
+			pingPongQoS1(b, br, kind)
 		})
 	})
 }
 
-func pingPongQoS1(b *testing.B, br benchBroker, kind clientKind, tlsConf *tls.Config) {
+func pingPongQoS1(b *testing.B, br benchBroker, kind clientKind) {
 	reqs := make(chan eventloop.Request, 1)
-	c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight, tls: tlsConf})
+	c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight})
 	defer c.Close()
 	req := benchPublish(1)
 	m := startMeter(b, br, "rt/s")
@@ -994,16 +1154,16 @@ func BenchmarkPublishQoS0(b *testing.B) {
 func benchPipelined(b *testing.B, qos byte) {
 	forEachBenchBroker(b, func(b *testing.B, br benchBroker) {
 		forEachClient(b, func(b *testing.B, kind clientKind) {
-			pipelined(b, br, kind, qos, nil)
+			pipelined(b, br, kind, qos)
 		})
 	})
 }
 
-func pipelined(b *testing.B, br benchBroker, kind clientKind, qos byte, tlsConf *tls.Config) {
+func pipelined(b *testing.B, br benchBroker, kind clientKind, qos byte) {
 	// The producer starts once the client is connected, so that
 	// connecting is not measured.
 	reqs := make(chan eventloop.Request, benchQueue)
-	c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight, tls: tlsConf})
+	c := kind.start(b, clientConfig{url: br.url, reqs: reqs, maxInflight: benchInflight})
 	defer c.Close()
 	m := startMeter(b, br, "msgs/s")
 	req := benchPublish(qos)
@@ -1035,26 +1195,36 @@ func pipelined(b *testing.B, br benchBroker, kind clientKind, qos byte, tlsConf 
 	}
 }
 
-// BenchmarkTransportQUIC compares quic:// with mqtt:// (TCP) in the same
-// run, against one embedded broker serving both: ping-pong QoS 1 and
-// pipelined QoS 1 with the loop client (the reader-goroutine baseline
-// speaks TCP only). The broker runs in process, so cpu-µs/msg includes
-// its CPU (and its quic-go goroutines for QUIC).
+// BenchmarkTransport runs ping-pong QoS 1 (as BenchmarkPingPongQoS1) and
+// pipelined QoS 1 (as BenchmarkPublishQoS1) over every transport of the
+// embedded mochi broker (tcp, tls, ws, quic) and of mosquitto (tcp, unix,
+// tls, ws, wss), with the loop and the baseline. Each broker serves all
+// its transports from one process, started once:
 //
-//	go test ./eventloop/ -run '^$' -bench 'TransportQUIC' -benchtime=2s -count=3
-func BenchmarkTransportQUIC(b *testing.B) {
-	broker := testbroker.StartT(b, testbroker.Options{DisableCapture: true, QUIC: true})
-	loop := clientKinds[0]
-	for _, tr := range []struct {
-		name, url string
-		tls       *tls.Config
-	}{
-		{"tcp", broker.URL(), nil},
-		{"quic", broker.QUICURL(), testcerts.Get().ClientConfig()},
-	} {
-		br := benchBroker{name: "mochi", url: tr.url, addr: broker.Addr()}
-		b.Run("PingPongQoS1/"+tr.name, func(b *testing.B) { pingPongQoS1(b, br, loop, tr.tls) })
-		b.Run("PublishQoS1/"+tr.name, func(b *testing.B) { pipelined(b, br, loop, 1, tr.tls) })
+//	BenchmarkTransport/{mochi,mosquitto}/TRANSPORT/{PingPongQoS1,PublishQoS1}/{loop,baseline}
+//
+// mochi runs in process, so its cpu-µs/msg includes the broker's side of
+// the transport (TLS, WebSocket framing, quic-go's goroutines); mosquitto's
+// is broker-cpu-µs/msg.
+//
+//	go test ./eventloop/ -run '^$' -bench 'Transport' -benchtime=2s -count=3
+func BenchmarkTransport(b *testing.B) {
+	for _, name := range []string{"mochi", "mosquitto"} {
+		b.Run(name, func(b *testing.B) {
+			br, endpoints := startTransportBroker(b, name)
+			for _, ep := range endpoints {
+				br := br
+				br.url = ep.url
+				b.Run(ep.transport, func(b *testing.B) {
+					b.Run("PingPongQoS1", func(b *testing.B) {
+						forEachClient(b, func(b *testing.B, kind clientKind) { pingPongQoS1(b, br, kind) })
+					})
+					b.Run("PublishQoS1", func(b *testing.B) {
+						forEachClient(b, func(b *testing.B, kind clientKind) { pipelined(b, br, kind, 1) })
+					})
+				})
+			}
+		})
 	}
 }
 
@@ -1143,7 +1313,7 @@ func pacedPublish(addr, topic string, n int, credits io.Reader, out io.Writer) e
 		return err
 	}
 	defer nc.Close()
-	conn := blockingConn{nc}
+	conn := blockingConn{nc, "tcp"}
 	wr := netio.NewWriter(0)
 	_ = wr.Append(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: uniqueID("pub"), CleanStart: true, Properties: &packets.Properties{}})
 	if err := wr.Flush(conn, time.Now().Add(10*time.Second)); err != nil {

@@ -320,14 +320,16 @@ func (b *Broker) start() error {
 		b.stop()
 		return err
 	}
-	// mosquitto opens its listeners one after the other before it serves
-	// any: once the first accepts, only Unix sockets might still lag
-	// behind the TCP check (they are created by bind, not listen order).
-	for _, sock := range b.socks {
+	// mosquitto opens its listeners one after the other, and the kernel
+	// accepts on each as soon as it listens: the first one accepting says
+	// nothing of the others (a slow start, under load or strace, left the
+	// WebSocket listeners refusing connections). Wait for every one.
+	for i, sock := range b.socks {
+		network, addr := "unix", sock
 		if sock == "" {
-			continue
+			network, addr = "tcp", b.ListenerAddr(i)
 		}
-		if err := b.waitDial("unix", sock, exited); err != nil {
+		if err := b.waitDial(network, addr, exited); err != nil {
 			b.stop()
 			return err
 		}
