@@ -208,15 +208,23 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestTLSKeyLog: TLS secrets go to KeyLogWriter, or to $SSLKEYLOGFILE
+// TestTLSKeyLog: TLS secrets (mqtts:// and quic://) go to KeyLogWriter, or to $SSLKEYLOGFILE
 // with KeyLogFromEnv, and nowhere otherwise.
 func TestTLSKeyLog(t *testing.T) {
 	certs := testcerts.Get()
-	b := testbroker.StartT(t, testbroker.Options{TLS: certs.ServerConfig(certs.Server, false)})
+	b := testbroker.StartT(t, testbroker.Options{TLS: certs.ServerConfig(certs.Server, false), QUIC: true})
+	for _, url := range []string{b.TLSURL(), b.QUICURL()} {
+		t.Run(url[:strings.Index(url, ":")], func(t *testing.T) { keyLog(t, url) })
+	}
+}
+
+// keyLog is TestTLSKeyLog over the server at url.
+func keyLog(t *testing.T, url string) {
+	certs := testcerts.Get()
 	run := func(opts eventloop.Options) {
 		t.Helper()
 		opts.TLSConfig = certs.ClientConfig()
-		c := startClient(t, b.TLSURL(), opts)
+		c := startClient(t, url, opts)
 		c.send(eventloop.Disconnect{})
 		mustIs(t, c.end(), eventloop.ErrDisconnected)
 	}
