@@ -289,3 +289,20 @@ func TestQUICNothingLeftAfterClose(t *testing.T) {
 		t.Fatalf("left running:\n%s", leakcheck.Report(left))
 	}
 }
+
+// TestQUICMutualTLS: a broker that requires client certificates accepts a
+// client that has one over QUIC, and refuses one without with
+// ErrClientCertificateRequired, as over mqtts://.
+func TestQUICMutualTLS(t *testing.T) {
+	certs := testcerts.Get()
+	b := testbroker.StartT(t, testbroker.Options{QUIC: true, TLS: certs.ServerConfig(certs.Server, true)})
+	c := startClient(t, b.QUICURL(), eventloop.Options{TLSConfig: certs.MutualClientConfig()})
+	c.send(eventloop.Disconnect{})
+	mustIs(t, c.end(), eventloop.ErrDisconnected)
+
+	c = newClient(t, b.QUICURL(), eventloop.Options{TLSConfig: certs.ClientConfig()})
+	err := c.end()
+	mustIs(t, err, eventloop.ErrConnectionLost)
+	mustIs(t, err, eventloop.ErrTLSHandshake)
+	mustIs(t, err, eventloop.ErrClientCertificateRequired)
+}

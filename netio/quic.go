@@ -568,9 +568,14 @@ func quicError(err error) error {
 		}
 		return fmt.Errorf("%w (code %d): %w", ErrQUICApplicationError, app.ErrorCode, err)
 	case errors.As(err, &te):
-		// CRYPTO_ERROR carrying TLS alert 120, no_application_protocol.
-		if te.ErrorCode == 0x100+120 {
+		// CRYPTO_ERROR (0x100 + a TLS alert) ends a failed handshake.
+		switch {
+		case te.ErrorCode == 0x100+quic.TransportErrorCode(alertNoApplicationProtocol):
 			return fmt.Errorf("%w: %w", ErrQUICALPN, err)
+		case te.Remote && te.ErrorCode == 0x100+quic.TransportErrorCode(alertCertificateRequired):
+			return fmt.Errorf("%w: %w: %w", ErrTLSHandshake, ErrClientCertificateRequired, err)
+		case te.ErrorCode >= 0x100 && te.ErrorCode <= 0x1ff:
+			return fmt.Errorf("%w: %w", ErrTLSHandshake, err)
 		}
 	case errors.As(err, &se):
 		if se.Remote {

@@ -290,10 +290,11 @@ func (t *tlsConn) readError(err error) error {
 
 // Alerts of RFC 8446 section 6 that handshakeError looks at.
 const (
-	alertCloseNotify         tls.AlertError = 0
-	alertHandshakeFailure    tls.AlertError = 40
-	alertBadCertificate      tls.AlertError = 42
-	alertCertificateRequired tls.AlertError = 116
+	alertCloseNotify           tls.AlertError = 0
+	alertHandshakeFailure      tls.AlertError = 40
+	alertBadCertificate        tls.AlertError = 42
+	alertCertificateRequired   tls.AlertError = 116
+	alertNoApplicationProtocol tls.AlertError = 120
 )
 
 // handshakeError wraps a handshake failure with ErrTLSHandshake and, when

@@ -2,6 +2,7 @@ package testbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -33,12 +34,12 @@ func (l quicMochiListener) Protocol() string { return "quic" }
 // startQUIC adds a QUIC listener (MQTT over QUIC, ALPN "mqtt", 0-RTT
 // allowed) on a free UDP port of 127.0.0.1, with the test server
 // certificate of internal/testcerts.
-func (b *Broker) startQUIC() error {
+func (b *Broker) startQUIC(tlsConf *tls.Config) error {
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return fmt.Errorf("testbroker: listen UDP: %w", err)
 	}
-	ql := &quicNetListener{udp: udp, owners: b.owners, conns: make(chan net.Conn), done: make(chan struct{})}
+	ql := &quicNetListener{udp: udp, tls: tlsConf, owners: b.owners, conns: make(chan net.Conn), done: make(chan struct{})}
 	// quic-go starts its transport and server goroutines here; start them
 	// on a goroutine of the broker so that they are recognised as its own
 	// (and exist before the first client, like the TCP listening socket).
@@ -79,6 +80,7 @@ func (b *Broker) QUICURL() string {
 // connection is closed, which Close of each stream connection waits for.
 type quicNetListener struct {
 	udp    *net.UDPConn
+	tls    *tls.Config // nil: the test certificates, no client certificate asked
 	owners *owners
 	conns  chan net.Conn
 	done   chan struct{}
@@ -106,7 +108,12 @@ func (l *quicNetListener) Accept() (net.Conn, error) {
 
 // listen starts the quic-go listener.
 func (l *quicNetListener) listen() error {
-	tlsConf := testcerts.Get().ServerConfig(testcerts.Get().Server, false)
+	var tlsConf *tls.Config
+	if l.tls != nil {
+		tlsConf = l.tls.Clone()
+	} else {
+		tlsConf = testcerts.Get().ServerConfig(testcerts.Get().Server, false)
+	}
 	tlsConf.NextProtos = []string{"mqtt"}
 	l.tr = &quic.Transport{Conn: l.udp}
 	ln, err := l.tr.ListenEarly(tlsConf, &quic.Config{Allow0RTT: true})

@@ -76,7 +76,8 @@ type Options struct {
 	// "mqtt", any path) on another free port; see WebSocketURL.
 	WebSocket bool
 	// QUIC adds a QUIC listener (MQTT over QUIC, see QUICURL) on a free
-	// UDP port.
+	// UDP port. It uses the TLS configuration when one is set (mutual TLS
+	// included), else the test certificates.
 	QUIC bool
 	// Logger receives mochi's logs. Nil discards them.
 	Logger *slog.Logger
@@ -159,7 +160,7 @@ func Start(opts Options) (*Broker, error) {
 		}
 	}
 	if opts.QUIC {
-		if err := b.startQUIC(); err != nil {
+		if err := b.startQUIC(opts.TLS); err != nil {
 			_ = b.Close()
 			return nil, err
 		}
