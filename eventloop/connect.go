@@ -2,7 +2,9 @@ package eventloop
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -111,6 +113,12 @@ func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
 			}
 		}
 		if err := l.waitReadable(deadline); err != nil {
+			if errors.Is(err, io.EOF) && l.protocolVersion() == 5 {
+				// Some 3.1.1-only brokers close the connection instead of
+				// answering an MQTT 5 CONNECT; say so, the cause may be
+				// the network too, so the policy still decides.
+				return nil, fmt.Errorf("%w (a broker that speaks only MQTT 3.1.1 may close the connection like this; see Options.ProtocolVersion)", err)
+			}
 			return nil, err
 		}
 	}

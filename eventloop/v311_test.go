@@ -3,6 +3,7 @@ package eventloop_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,27 @@ func TestV5SessionResumedOnV4(t *testing.T) {
 		case eventloop.Disconnected:
 			t.Fatalf("disconnected: %v", n.Err)
 		}
+	}
+}
+
+// TestBrokerClosesOnMQTT5: a broker that closes the connection when it
+// reads an MQTT 5 CONNECT (as some 3.1.1-only brokers do) ends the run
+// with an error that points at ProtocolVersion.
+func TestBrokerClosesOnMQTT5(t *testing.T) {
+	srv := rawbroker.Listen(t)
+	c := newClient(t, srv.URL(), eventloop.Options{})
+	peer, err := srv.Accept(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.ExpectConnect(); err != nil {
+		t.Fatal(err)
+	}
+	peer.Conn().Close()
+	err = c.end()
+	mustIs(t, err, eventloop.ErrConnectionLost)
+	mustIs(t, err, io.EOF)
+	if !strings.Contains(err.Error(), "ProtocolVersion") {
+		t.Fatalf("error %q does not point at ProtocolVersion", err)
 	}
 }
