@@ -42,6 +42,10 @@ const (
 	SignalLoop = "os/signal.loop"
 	// SignalRecv is the runtime function SignalLoop blocks in.
 	SignalRecv = "os/signal.signal_recv"
+	// RuntimeCleanups is the runtime's goroutine for runtime.AddCleanup
+	// functions (crypto/tls and quic-go use them); it is a system
+	// goroutine, but goroutine dumps show it while it runs a cleanup.
+	RuntimeCleanups = "runtime.runCleanups"
 )
 
 // DefaultTimeout is how long Check and VerifyNone wait for goroutines to exit
@@ -52,7 +56,7 @@ const DefaultTimeout = 5 * time.Second
 // Standard returns the ignore patterns for goroutines the standard library
 // starts once per process and keeps for its lifetime.
 func Standard() []string {
-	return []string{SignalLoop, SignalRecv}
+	return []string{SignalLoop, SignalRecv, RuntimeCleanups}
 }
 
 // Goroutine is one goroutine of a dump.
