@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/testbroker"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
@@ -158,6 +159,25 @@ func (b brokerCase) newClient(t *testing.T, opts eventloop.Options) *client {
 func (b brokerCase) overTCP() brokerCase {
 	b.url, b.transport = b.tcpURL, "tcp"
 	return b
+}
+
+// awaitOffline waits until the broker has ended the connection of
+// clientID after the client disconnected. mochi handles a DISCONNECT on
+// the connection's own goroutine, so a message published just after the
+// client left can reach the closing connection and be lost (seen once in
+// 54 runs of TestSessionPresent); mosquitto handles both in order on its
+// single thread, so there is nothing to wait for.
+func (b brokerCase) awaitOffline(t *testing.T, clientID string) {
+	t.Helper()
+	if b.mochi == nil {
+		return
+	}
+	if !leakcheck.Poll(testTimeout, func() bool {
+		cl, ok := b.mochi.Server().Clients.Get(clientID)
+		return !ok || cl.Closed()
+	}) {
+		t.Fatalf("mochi still holds the connection of %s", clientID)
+	}
 }
 
 // v4 reports whether the case speaks MQTT 3.1.1.

@@ -26,6 +26,7 @@ func TestSessionPresent(t *testing.T) {
 		first.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 		first.send(eventloop.Disconnect{})
 		mustIs(t, first.end(), eventloop.ErrDisconnected)
+		b.awaitOffline(t, id)
 
 		// The broker kept the subscription: a message published while the
 		// client is away is delivered when it comes back.
