@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,10 +72,18 @@ func TestSockConnStartsNoGoroutine(t *testing.T) {
 	}
 
 	for id, stack := range goroutines(t) {
-		if _, ok := before[id]; !ok {
+		if _, ok := before[id]; !ok && !othersGoroutine(stack) {
 			t.Errorf("new goroutine:\n%s", stack)
 		}
 	}
+}
+
+// othersGoroutine reports whether a goroutine belongs to neither the
+// connection under test nor this test: quic-go timers left by earlier QUIC
+// tests of the package (it forgets a closed connection's ids a few
+// seconds later) and the runtime's cleanup goroutine.
+func othersGoroutine(stack string) bool {
+	return strings.Contains(stack, "github.com/quic-go/quic-go") || strings.Contains(stack, "runtime.runCleanups")
 }
 
 // TestSIGIOSharedBetweenConns checks that two armed connections each get

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -581,16 +582,37 @@ func TestTLSServerName(t *testing.T) {
 
 // TestTLSStartsNoGoroutine drives a TLS connection through every method
 // and checks with goroutine profiles that none started a goroutine.
+//
+// Other tests of the package leave timers behind (quic-go forgets a closed
+// connection's ids a few seconds later, on a goroutine of time.AfterFunc),
+// which may fire during a round and count as created. Goroutines that the
+// TLS code itself started would be created in every round, so one clean
+// round out of a few proves there are none.
 func TestTLSStartsNoGoroutine(t *testing.T) {
 	warm := make(chan os.Signal, 1)
 	signal.Notify(warm, syscall.SIGIO)
 	signal.Stop(warm)
 	certs := testcerts.Get()
 	srv := startTLSServer(t, certs.ServerConfig(certs.Server, false), tlsEcho) // serves on its accept goroutine
+	var problems []string
+	for range 3 {
+		if problems = tlsGoroutineRound(t, srv.url, certs); len(problems) == 0 {
+			return
+		}
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// tlsGoroutineRound dials, uses and closes one TLS connection and returns
+// the goroutines it saw appear or be created meanwhile.
+func tlsGoroutineRound(t *testing.T, url string, certs *testcerts.Set) []string {
+	t.Helper()
 	before := goroutines(t)
 	createdBefore := goroutinesCreated()
 
-	c, err := dialTLSTest(t, srv.url, certs.ClientConfig())
+	c, err := dialTLSTest(t, url, certs.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,9 +639,10 @@ func TestTLSStartsNoGoroutine(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
+	var problems []string
 	for id, stack := range goroutines(t) {
-		if _, ok := before[id]; !ok {
-			t.Errorf("new goroutine:\n%s", stack)
+		if _, ok := before[id]; !ok && !othersGoroutine(stack) {
+			problems = append(problems, "new goroutine:\n"+stack)
 		}
 	}
 	// Profiles miss goroutines that came and went (like the interrupter
@@ -627,8 +650,9 @@ func TestTLSStartsNoGoroutine(t *testing.T) {
 	// ever created does not. The test's server runs on a goroutine that
 	// existed before.
 	if n := goroutinesCreated() - createdBefore; n != 0 {
-		t.Errorf("%d goroutines were created during the dial and use of a TLS connection", n)
+		problems = append(problems, fmt.Sprintf("%d goroutines were created during the dial and use of a TLS connection", n))
 	}
+	return problems
 }
 
 // goroutinesCreated returns the number of goroutines the process has
