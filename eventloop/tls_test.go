@@ -18,23 +18,6 @@ import (
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
-// tlsBrokers starts the embedded broker with a TLS listener and mosquitto
-// with a TLS listener (skipped as in brokers when mosquitto is missing);
-// the cases' URLs are mqtts://.
-func tlsBrokers(t *testing.T) []brokerCase {
-	t.Helper()
-	certs := testcerts.Get()
-	mb := testbroker.StartT(t, testbroker.Options{TLS: certs.ServerConfig(certs.Server, false)})
-	cases := []brokerCase{{name: "mochi", url: mb.TLSURL(), mochi: mb}}
-	if mosquittoInstalled() || os.Getenv("CI") != "" {
-		m := startTLSMosquitto(t, false)
-		cases = append(cases, brokerCase{name: "mosquitto", url: m})
-	} else {
-		t.Log("mosquitto not installed: its cases are skipped (apt-get install -y mosquitto)")
-	}
-	return cases
-}
-
 // startTLSMosquitto starts mosquitto with a TLS listener using the test
 // certificates (requiring client certificates if mutual) and returns its
 // mqtts:// URL.
@@ -89,22 +72,6 @@ func roundTrip(t *testing.T, c *client) {
 			}
 			got++
 		}
-	}
-}
-
-// TestTLSEndToEnd: QoS 0/1/2 over mqtts:// against both brokers.
-func TestTLSEndToEnd(t *testing.T) {
-	for _, b := range tlsBrokers(t) {
-		t.Run(b.name, func(t *testing.T) {
-			c := newClient(t, b.url, eventloop.Options{TLSConfig: testcerts.Get().ClientConfig()})
-			conn := c.expectConnected()
-			if conn.Transport != "tls" {
-				t.Fatalf("Connected.Transport = %q", conn.Transport)
-			}
-			roundTrip(t, c)
-			c.send(eventloop.Disconnect{})
-			mustIs(t, c.end(), eventloop.ErrDisconnected)
-		})
 	}
 }
 
