@@ -68,7 +68,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/sink"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 	"github.com/mqttloop/mqttloop/keepalive"
 	"github.com/mqttloop/mqttloop/netio"
@@ -139,7 +139,7 @@ func forEachBenchBroker(b *testing.B, f func(b *testing.B, br benchBroker)) {
 				m := startBenchMosquitto(b)
 				br.addr, br.pid = m.Addr(), m.PID()
 			case "mochi":
-				br.addr = testbroker.StartT(b, testbroker.Options{DisableCapture: true}).Addr()
+				br.addr = mqtttest.StartT(b, mqtttest.Options{DisableCapture: true}).Addr()
 			default:
 				b.Fatalf("unknown broker %q in MQTTLOOP_BENCH_BROKERS", name)
 			}
@@ -177,7 +177,7 @@ func startTransportBroker(b *testing.B, name string) (benchBroker, []benchEndpoi
 	certs := testcerts.Get()
 	switch name {
 	case "mochi":
-		mb := testbroker.StartT(b, testbroker.Options{
+		mb := mqtttest.StartT(b, mqtttest.Options{
 			DisableCapture: true,
 			TLS:            certs.ServerConfig(certs.Server, false),
 			WebSocket:      true,

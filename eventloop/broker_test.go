@@ -12,12 +12,12 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
-func startMochi(t *testing.T, maxPacket uint32) *testbroker.Broker {
+func startMochi(t *testing.T, maxPacket uint32) *mqtttest.Broker {
 	t.Helper()
-	return testbroker.StartT(t, testbroker.Options{MaximumPacketSize: maxPacket})
+	return mqtttest.StartT(t, mqtttest.Options{MaximumPacketSize: maxPacket})
 }
 
 // TestKeepAliveOnTheWire: with a 1 s keepalive, an idle client sends
@@ -30,10 +30,10 @@ func TestKeepAliveOnTheWire(t *testing.T) {
 		c := b.start(t, eventloop.Options{ClientID: id, KeepAlive: time.Second, Logger: slog.New(rec)})
 		ctx := testContext(t)
 		if b.mochi != nil {
-			if _, err := b.mochi.WaitPacket(ctx, id, testbroker.FromClient, packets.PINGREQ); err != nil {
+			if _, err := b.mochi.WaitPacket(ctx, id, mqtttest.FromClient, packets.PINGREQ); err != nil {
 				t.Fatalf("broker saw no PINGREQ: %v\nclient log:\n%s", err, strings.Join(rec.text(), "\n"))
 			}
-			if _, err := b.mochi.WaitPacket(ctx, id, testbroker.ToClient, packets.PINGRESP); err != nil {
+			if _, err := b.mochi.WaitPacket(ctx, id, mqtttest.ToClient, packets.PINGRESP); err != nil {
 				t.Fatalf("broker sent no PINGRESP: %v", err)
 			}
 		}
@@ -52,7 +52,7 @@ func TestKeepAliveOnTheWire(t *testing.T) {
 // TestBrokerDisconnect: a DISCONNECT from the broker ends the connection
 // with its reason code.
 func TestBrokerDisconnect(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	id := uniqueID("kicked")
 	c := startClient(t, b.URL(), eventloop.Options{ClientID: id})
 	if err := b.DisconnectClient(id, 0x98); err != nil {

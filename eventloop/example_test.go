@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
 // The whole client is a loop on your goroutine: requests go in through any
 // channel, notifications come out of Next.
 func Example() {
-	broker, _ := testbroker.Start(testbroker.Options{DisableCapture: true}) // or your broker
+	broker, _ := mqtttest.Start(mqtttest.Options{DisableCapture: true}) // or your broker
 	defer broker.Close()
 
 	loop, err := eventloop.New(eventloop.Options{
@@ -65,7 +65,7 @@ func Example() {
 // Events can also be ranged over; the last pair carries the error that
 // ended the run.
 func ExampleEvents_All() {
-	broker, _ := testbroker.Start(testbroker.Options{DisableCapture: true})
+	broker, _ := mqtttest.Start(mqtttest.Options{DisableCapture: true})
 	defer broker.Close()
 
 	loop, _ := eventloop.New(eventloop.Options{Servers: []string{broker.URL()}, ClientID: "batch-1"})
@@ -97,7 +97,7 @@ func ExampleEvents_All() {
 // QUIC0RTT sends CONNECT in 0-RTT data on reconnections.
 func Example_quicWithFallback() {
 	certs := testcerts.Get() // a test CA; use your own, or nil for the system roots
-	broker, _ := testbroker.Start(testbroker.Options{
+	broker, _ := mqtttest.Start(mqtttest.Options{
 		DisableCapture: true,
 		QUIC:           true,
 		TLS:            certs.ServerConfig(certs.Server, false),

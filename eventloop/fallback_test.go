@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // closedAddr returns a loopback address where nothing listens.
@@ -28,7 +28,7 @@ func closedAddr(t *testing.T) string {
 // even under reconnect.Never: this is what lets quic:// fall back to
 // mqtts:// where UDP is blocked.
 func TestFallbackToNextServer(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	dead := "mqtt://" + closedAddr(t)
 	c := newClient(t, "", eventloop.Options{Servers: []string{dead, b.URL()}})
 	conn := c.expectConnected()

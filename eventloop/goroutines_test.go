@@ -18,7 +18,7 @@ import (
 // The last pattern is quic-go's timer that forgets a closed connection's
 // ids a few seconds after the close: one left by an earlier QUIC test may
 // fire during any later test.
-var brokerGoroutines = []string{"mochi-mqtt/server", "internal/testbroker", "quic-go.(*packetHandlerMap).ReplaceWithClosed"}
+var brokerGoroutines = []string{"mochi-mqtt/server", "mqtttest", "quic-go.(*packetHandlerMap).ReplaceWithClosed"}
 
 // quicGoroutines are quic-go's own goroutines (4 or so per connection,
 // plus its transport's): the dependency's, allowed beside the loop.

@@ -15,7 +15,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
@@ -31,7 +31,7 @@ type brokerCase struct {
 	name      string // broker, transport and version: "mochi/tcp/v5", "mosquitto/wss/v4", ...
 	url       string
 	transport string             // "tcp", "tls", "ws", "wss", "quic" or "unix"
-	mochi     *testbroker.Broker // nil for mosquitto
+	mochi     *mqtttest.Broker // nil for mosquitto
 	version   byte               // Options.ProtocolVersion of the case's clients (0: 5)
 	tcpURL    string             // the same broker over plain TCP
 }
@@ -48,10 +48,10 @@ type endpoint struct {
 func brokers(t *testing.T) []brokerCase {
 	t.Helper()
 	certs := testcerts.Get()
-	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true, QUIC: true, TLS: certs.ServerConfig(certs.Server, false)})
+	mb := mqtttest.StartT(t, mqtttest.Options{WebSocket: true, QUIC: true, TLS: certs.ServerConfig(certs.Server, false)})
 	type server struct {
 		name      string
-		mochi     *testbroker.Broker
+		mochi     *mqtttest.Broker
 		endpoints []endpoint
 	}
 	servers := []server{{name: "mochi", mochi: mb, endpoints: []endpoint{

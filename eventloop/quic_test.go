@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
-func quicBroker(t *testing.T) *testbroker.Broker {
+func quicBroker(t *testing.T) *mqtttest.Broker {
 	t.Helper()
-	return testbroker.StartT(t, testbroker.Options{QUIC: true})
+	return mqtttest.StartT(t, mqtttest.Options{QUIC: true})
 }
 
 func quicOptions(o eventloop.Options) eventloop.Options {
@@ -79,7 +79,7 @@ func blackholeUDP(t *testing.T) string {
 // policy, and Connected says so.
 func TestQUICFallback(t *testing.T) {
 	certs := testcerts.Get()
-	b := testbroker.StartT(t, testbroker.Options{TLS: certs.ServerConfig(certs.Server, false)})
+	b := mqtttest.StartT(t, mqtttest.Options{TLS: certs.ServerConfig(certs.Server, false)})
 	for _, policy := range []reconnect.Policy{reconnect.Automatic, reconnect.Never} {
 		t.Run(fmt.Sprint(policy), func(t *testing.T) {
 			blocked := blackholeUDP(t)
@@ -116,7 +116,7 @@ func TestQUICBlockedFails(t *testing.T) {
 // ErrClientCertificateRequired, as over mqtts://.
 func TestQUICMutualTLS(t *testing.T) {
 	certs := testcerts.Get()
-	b := testbroker.StartT(t, testbroker.Options{QUIC: true, TLS: certs.ServerConfig(certs.Server, true)})
+	b := mqtttest.StartT(t, mqtttest.Options{QUIC: true, TLS: certs.ServerConfig(certs.Server, true)})
 	c := startClient(t, b.QUICURL(), eventloop.Options{TLSConfig: certs.MutualClientConfig()})
 	c.send(eventloop.Disconnect{})
 	mustIs(t, c.end(), eventloop.ErrDisconnected)

@@ -16,7 +16,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/rawbroker"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/reconnect"
 	"github.com/mqttloop/mqttloop/state"
 )
@@ -82,7 +82,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 
 // TestAfterFirstSuccessFailsFast: a wrong address ends the run at once.
 func TestAfterFirstSuccessFailsFast(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	url := b.URL()
 	b.Close()
 	c := newClient(t, url, eventloop.Options{Reconnect: reconnect.AfterFirstSuccess, BackOff: quickBackOff()})
@@ -94,10 +94,10 @@ func TestAfterFirstSuccessFailsFast(t *testing.T) {
 // the next of Servers, without a retry delay (see also
 // TestFallbackToNextServer).
 func TestAutomaticRotatesServers(t *testing.T) {
-	dead := testbroker.StartT(t, testbroker.Options{})
+	dead := mqtttest.StartT(t, mqtttest.Options{})
 	deadURL := dead.URL()
 	dead.Close()
-	alive := testbroker.StartT(t, testbroker.Options{})
+	alive := mqtttest.StartT(t, mqtttest.Options{})
 	c := newClient(t, "", eventloop.Options{
 		Servers:   []string{deadURL, alive.URL()},
 		Reconnect: reconnect.Automatic,
@@ -161,7 +161,7 @@ func TestTransientRefusalRetries(t *testing.T) {
 // TestResubscribeAfterSessionLost: a broker-side kick with no session
 // expiry loses the session; the loop re-subscribes and messages flow.
 func TestResubscribeAfterSessionLost(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	id := uniqueID("resub")
 	c := startClient(t, b.URL(), eventloop.Options{ClientID: id, Reconnect: reconnect.AfterFirstSuccess, BackOff: quickBackOff()})
 	topic := uniqueID("resub")
@@ -241,7 +241,7 @@ func TestShutdownAndResume(t *testing.T) {
 }
 
 func TestThrottleValidation(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	c := startClient(t, b.URL(), eventloop.Options{})
 	c.send(eventloop.Throttle{PerSecond: -1})
 	rf := expect[eventloop.RequestFailed](c)
@@ -338,7 +338,7 @@ func TestAckTimeoutReplaysOnNewConnection(t *testing.T) {
 func TestOfflineQoS0(t *testing.T) {
 	for _, drop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
-			b := testbroker.StartT(t, testbroker.Options{})
+			b := mqtttest.StartT(t, mqtttest.Options{})
 			id := uniqueID("offline")
 			c := startClient(t, b.URL(), eventloop.Options{ClientID: id, Reconnect: reconnect.Automatic,
 				BackOff: &backoff.ConstantBackOff{Interval: time.Hour}, DropQoS0WhileOffline: drop})
@@ -377,7 +377,7 @@ func TestOfflineQoS0(t *testing.T) {
 // that was lost is refused, so it cannot acknowledge a newer message that
 // reuses the packet id (found by the simulation, seed 1006).
 func TestStaleManualAck(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	id := uniqueID("stale")
 	topic := uniqueID("stale")
 	c := startClient(t, b.URL(), eventloop.Options{ClientID: id, ManualAcks: true, Reconnect: reconnect.AfterFirstSuccess, BackOff: quickBackOff()})

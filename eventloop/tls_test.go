@@ -14,7 +14,7 @@ import (
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
@@ -98,7 +98,7 @@ func TestTLSFailures(t *testing.T) {
 	start := func(cert tls.Certificate, requireClient bool, maxVersion uint16) string {
 		cfg := certs.ServerConfig(cert, requireClient)
 		cfg.MaxVersion = maxVersion
-		return testbroker.StartT(t, testbroker.Options{TLS: cfg}).TLSURL()
+		return mqtttest.StartT(t, mqtttest.Options{TLS: cfg}).TLSURL()
 	}
 	cases := []struct {
 		name  string
@@ -179,7 +179,7 @@ func (l *lockedBuffer) String() string {
 // with KeyLogFromEnv, and nowhere otherwise.
 func TestTLSKeyLog(t *testing.T) {
 	certs := testcerts.Get()
-	b := testbroker.StartT(t, testbroker.Options{TLS: certs.ServerConfig(certs.Server, false), QUIC: true})
+	b := mqtttest.StartT(t, mqtttest.Options{TLS: certs.ServerConfig(certs.Server, false), QUIC: true})
 	for _, url := range []string{b.TLSURL(), b.QUICURL()} {
 		t.Run(url[:strings.Index(url, ":")], func(t *testing.T) { keyLog(t, url) })
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/rawbroker"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
@@ -59,7 +59,7 @@ func TestSessionPresent(t *testing.T) {
 // error naming the protocol version, under every reconnect policy; an
 // MQTT 3.1.1 client connects to the same broker.
 func TestBrokerRefusesMQTT5(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{RefuseMQTT5: true})
+	b := mqtttest.StartT(t, mqtttest.Options{RefuseMQTT5: true})
 	for _, policy := range []reconnect.Policy{reconnect.Never, reconnect.Automatic} {
 		t.Run(policy.String(), func(t *testing.T) {
 			c := newClient(t, b.URL(), eventloop.Options{Reconnect: policy, BackOff: quickBackOff()})
@@ -176,7 +176,7 @@ func TestSuback311Failure(t *testing.T) {
 // publish with properties; resumed with ProtocolVersion 4, that publish
 // fails alone (it cannot be encoded), the connection and the rest go on.
 func TestV5SessionResumedOnV4(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{})
+	b := mqtttest.StartT(t, mqtttest.Options{})
 	id := uniqueID("cross")
 	first := startClient(t, b.URL(), eventloop.Options{ClientID: id})
 	first.send(eventloop.Pause{})

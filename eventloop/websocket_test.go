@@ -5,13 +5,13 @@ import (
 	"testing"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // TestWebSocketHeader checks that Options.WebSocketHeader and the URL's
 // path reach the server with the upgrade request.
 func TestWebSocketHeader(t *testing.T) {
-	mb := testbroker.StartT(t, testbroker.Options{WebSocket: true})
+	mb := mqtttest.StartT(t, mqtttest.Options{WebSocket: true})
 	url := mb.WebSocketURL()
 	url = url[:len(url)-len("/mqtt")] + "/custom/path"
 	c := startClient(t, url, eventloop.Options{

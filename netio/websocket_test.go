@@ -20,7 +20,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // wsTestTimeout only turns a hang into a failure.
@@ -565,7 +565,7 @@ func TestWebSocketPendingAfterUpgrade(t *testing.T) {
 // TestWebSocketMochi speaks MQTT with the embedded broker's WebSocket
 // listener.
 func TestWebSocketMochi(t *testing.T) {
-	b := testbroker.StartT(t, testbroker.Options{WebSocket: true})
+	b := mqtttest.StartT(t, mqtttest.Options{WebSocket: true})
 	c, err := dialWS(t, b.WebSocketURL(), http.Header{"X-Test": {"mochi"}})
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,7 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
@@ -235,8 +235,8 @@ func (c *config) tlsConfig(roots *x509.CertPool) (*tls.Config, error) {
 
 // startEmbedded starts the embedded broker with the listener of
 // -transport and returns it with the URL to connect to.
-func startEmbedded(transport string) (*testbroker.Broker, string, error) {
-	opts := testbroker.Options{DisableCapture: true}
+func startEmbedded(transport string) (*mqtttest.Broker, string, error) {
+	opts := mqtttest.Options{DisableCapture: true}
 	switch transport {
 	case "tls":
 		opts.TLS = testcerts.Get().ServerConfig(testcerts.Get().Server, false)
@@ -245,7 +245,7 @@ func startEmbedded(transport string) (*testbroker.Broker, string, error) {
 	case "quic":
 		opts.QUIC = true
 	}
-	b, err := testbroker.Start(opts)
+	b, err := mqtttest.Start(opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("starting the embedded broker: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
@@ -67,7 +67,7 @@ func TestQUIC0RTT(t *testing.T) {
 func TestBrokerTLSFlags(t *testing.T) {
 	t.Parallel()
 	certs := testcerts.Get()
-	b := startBroker(t, testbroker.Options{TLS: certs.ServerConfig(certs.Server, true)})
+	b := startBroker(t, mqtttest.Options{TLS: certs.ServerConfig(certs.Server, true)})
 	files, err := certs.WriteFiles(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestBrokerTLSFlags(t *testing.T) {
 // and warns loudly.
 func TestInsecure(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, testbroker.Options{TLS: testcerts.Get().ServerConfig(testcerts.Get().Untrusted, false)})
+	b := startBroker(t, mqtttest.Options{TLS: testcerts.Get().ServerConfig(testcerts.Get().Untrusted, false)})
 	_, stderr := mustRun(t, "-broker", b.TLSURL(), "-insecure")
 	if !strings.Contains(stderr, "WARNING: -insecure") {
 		t.Fatalf("no warning on stderr:\n%s", stderr)
@@ -105,7 +105,7 @@ func TestInsecure(t *testing.T) {
 // TestWebSocketHeader: -header goes into the upgrade request.
 func TestWebSocketHeader(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, testbroker.Options{WebSocket: true})
+	b := startBroker(t, mqtttest.Options{WebSocket: true})
 	mustRun(t, "-broker", b.WebSocketURL(), "-header", "Authorization: Bearer demo-token", "-header", "x-demo:  1")
 	ups := b.WebSocketUpgrades()
 	if len(ups) == 0 {
@@ -185,10 +185,10 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-func startBroker(t *testing.T, opts testbroker.Options) *testbroker.Broker {
+func startBroker(t *testing.T, opts mqtttest.Options) *mqtttest.Broker {
 	t.Helper()
 	opts.DisableCapture = true
-	b, err := testbroker.Start(opts)
+	b, err := mqtttest.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

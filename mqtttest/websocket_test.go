@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 )
 
 // quicListenerID is the id of the broker's QUIC listener.
-const quicListenerID = "testbroker-quic"
+const quicListenerID = "mqtttest-quic"
 
 // quicCloseLinger bounds how long closing a QUIC connection waits for the
 // client to close it after the broker ended the control stream, so that
@@ -37,7 +37,7 @@ func (l quicMochiListener) Protocol() string { return "quic" }
 func (b *Broker) startQUIC(tlsConf *tls.Config) error {
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		return fmt.Errorf("testbroker: listen UDP: %w", err)
+		return fmt.Errorf("mqtttest: listen UDP: %w", err)
 	}
 	ql := &quicNetListener{udp: udp, tls: tlsConf, owners: b.owners, conns: make(chan net.Conn), done: make(chan struct{})}
 	// quic-go starts its transport and server goroutines here; start them
@@ -50,13 +50,13 @@ func (b *Broker) startQUIC(tlsConf *tls.Config) error {
 	}()
 	if err := <-started; err != nil {
 		_ = udp.Close()
-		return fmt.Errorf("testbroker: listen QUIC: %w", err)
+		return fmt.Errorf("mqtttest: listen QUIC: %w", err)
 	}
 	b.quicAddr = udp.LocalAddr().String()
 	ln := quicMochiListener{newListener(quicListenerID, ql, b.owners, b.hook, func() { b.disconnectListener(quicListenerID) })}
 	if err := b.srv.AddListener(ln); err != nil {
 		_ = ql.Close()
-		return fmt.Errorf("testbroker: add QUIC listener: %w", err)
+		return fmt.Errorf("mqtttest: add QUIC listener: %w", err)
 	}
 	return nil
 }

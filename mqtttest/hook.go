@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import (
 	"net"
@@ -71,7 +71,7 @@ func (h *hook) awaitConnack(c net.Conn) bool {
 }
 
 // ID returns the hook's id.
-func (h *hook) ID() string { return "testbroker" }
+func (h *hook) ID() string { return "mqtttest" }
 
 // Provides reports which hook methods the hook implements.
 func (h *hook) Provides(b byte) bool {
@@ -155,7 +155,7 @@ type allowAll struct {
 }
 
 // ID returns the hook's id.
-func (*allowAll) ID() string { return "testbroker-allow-all" }
+func (*allowAll) ID() string { return "mqtttest-allow-all" }
 
 // Provides reports which hook methods the hook implements.
 func (*allowAll) Provides(b byte) bool {

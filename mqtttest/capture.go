@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func (d Direction) String() string {
 
 // ErrCaptureDisabled is returned by the waiting methods of a Broker started
 // with Options.DisableCapture.
-var ErrCaptureDisabled = errors.New("testbroker: packet capture is disabled")
+var ErrCaptureDisabled = errors.New("mqtttest: packet capture is disabled")
 
 // Captured is one packet the broker read or wrote.
 //
@@ -117,7 +117,7 @@ func (c *capture) wait(ctx context.Context, after uint64, match func(Captured) b
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return Captured{}, fmt.Errorf("testbroker: waiting for packet: %w", ctx.Err())
+			return Captured{}, fmt.Errorf("mqtttest: waiting for packet: %w", ctx.Err())
 		}
 	}
 }

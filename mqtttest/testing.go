@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import "testing"
 
@@ -9,11 +9,11 @@ func StartT(t testing.TB, opts Options) *Broker {
 	t.Helper()
 	b, err := Start(opts)
 	if err != nil {
-		t.Fatalf("testbroker: %v", err)
+		t.Fatalf("mqtttest: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
-			t.Errorf("testbroker: close: %v", err)
+			t.Errorf("mqtttest: close: %v", err)
 		}
 	})
 	return b

@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 )
 
 // wsListenerID is the id of the WebSocket listener (Options.WebSocket).
-const wsListenerID = "testbroker-ws"
+const wsListenerID = "mqtttest-ws"
 
 // wsUpgradeTimeout bounds how long a WebSocket connection may take to send
 // its upgrade request.
@@ -46,13 +46,13 @@ type wsState struct {
 func (b *Broker) startWebSocket() error {
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("testbroker: websocket listen: %w", err)
+		return fmt.Errorf("mqtttest: websocket listen: %w", err)
 	}
 	b.ws = &wsState{addr: tcp.Addr().String()}
 	ln := newListener(wsListenerID, &wsNetListener{Listener: tcp, st: b.ws}, b.owners, b.hook, func() { b.disconnectListener(wsListenerID) })
 	if err := b.srv.AddListener(ln); err != nil {
 		_ = tcp.Close()
-		return fmt.Errorf("testbroker: add websocket listener: %w", err)
+		return fmt.Errorf("mqtttest: add websocket listener: %w", err)
 	}
 	return nil
 }
@@ -120,7 +120,7 @@ func (c *wsServerConn) upgrade() {
 		br := bufio.NewReader(c.Conn)
 		req, err := http.ReadRequest(br)
 		if err != nil {
-			c.err = fmt.Errorf("testbroker: websocket upgrade request: %w", err)
+			c.err = fmt.Errorf("mqtttest: websocket upgrade request: %w", err)
 			return
 		}
 		c.st.mu.Lock()
@@ -134,7 +134,7 @@ func (c *wsServerConn) upgrade() {
 		w := &hijackWriter{conn: c.Conn, br: br, header: http.Header{}}
 		ws, err := up.Upgrade(w, req, nil)
 		if err != nil {
-			c.err = fmt.Errorf("testbroker: websocket upgrade: %w", err)
+			c.err = fmt.Errorf("mqtttest: websocket upgrade: %w", err)
 			return
 		}
 		_ = c.Conn.SetReadDeadline(time.Time{})
@@ -154,7 +154,7 @@ func (c *wsServerConn) Read(p []byte) (int, error) {
 				return 0, err
 			}
 			if typ != websocket.BinaryMessage {
-				return 0, errors.New("testbroker: websocket message is not binary")
+				return 0, errors.New("mqtttest: websocket message is not binary")
 			}
 			c.r = r
 		}

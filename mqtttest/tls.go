@@ -1,4 +1,4 @@
-package testbroker
+package mqtttest
 
 import (
 	"crypto/tls"
@@ -7,7 +7,7 @@ import (
 )
 
 // tlsListenerID is the id of the TLS listener (Options.TLS).
-const tlsListenerID = "testbroker-tls"
+const tlsListenerID = "mqtttest-tls"
 
 // listenTLS adds the TLS listener: the same tracked listener as the TCP
 // one, over tls.NewListener. The TLS handshake runs on the connection's
@@ -15,14 +15,14 @@ const tlsListenerID = "testbroker-tls"
 func (b *Broker) listenTLS(cfg *tls.Config) error {
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("testbroker: listen TLS: %w", err)
+		return fmt.Errorf("mqtttest: listen TLS: %w", err)
 	}
 	b.tlsAddr = tcp.Addr().String()
 	ln := newListener(tlsListenerID, tls.NewListener(tcp, cfg.Clone()), b.owners, b.hook,
 		func() { b.disconnectListener(tlsListenerID) })
 	if err := b.srv.AddListener(ln); err != nil {
 		_ = tcp.Close()
-		return fmt.Errorf("testbroker: add TLS listener: %w", err)
+		return fmt.Errorf("mqtttest: add TLS listener: %w", err)
 	}
 	return nil
 }

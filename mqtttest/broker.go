@@ -1,19 +1,4 @@
-// Package testbroker runs an embedded MQTT broker (mochi-mqtt/server v2) on
-// a free loopback TCP port, for tests and for the demo program.
-//
-// Beyond a plain mochi server it
-//   - serves through a listener of its own, so Close can stop every goroutine
-//     the broker started and returns only when they are gone (mochi's Close
-//     does not wait for all of them, waits forever for connections that never
-//     sent CONNECT, can deadlock when a client disconnects during Close, and
-//     with its own listeners races a WaitGroup Add against Wait);
-//   - records every packet the broker reads from and writes to its clients
-//     (see Captured, WaitPacket), so a test can wait for "PINGREQ from x"
-//     without sleeping;
-//   - lets a test disconnect a client with a chosen MQTT 5 reason code;
-//   - advertises Maximum Packet Size and Topic Alias Maximum in CONNACK,
-//     which mochi enforces but does not send.
-package testbroker
+package mqtttest
 
 import (
 	"context"
@@ -32,7 +17,7 @@ import (
 )
 
 // listenerID is the id of the broker's only listener.
-const listenerID = "testbroker-tcp"
+const listenerID = "mqtttest-tcp"
 
 // closeTimeout bounds how long Close waits for the broker's goroutines to
 // exit after everything was told to stop; reaching it is a bug.
@@ -131,21 +116,21 @@ func Start(opts Options) (*Broker, error) {
 	}
 	b.hook = &hook{srv: srv, opts: opts, capture: b.capture, conns: map[net.Conn]*connState{}}
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		return nil, fmt.Errorf("testbroker: add auth hook: %w", err)
+		return nil, fmt.Errorf("mqtttest: add auth hook: %w", err)
 	}
 	if err := srv.AddHook(b.hook, nil); err != nil {
-		return nil, fmt.Errorf("testbroker: add hook: %w", err)
+		return nil, fmt.Errorf("mqtttest: add hook: %w", err)
 	}
 
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("testbroker: listen: %w", err)
+		return nil, fmt.Errorf("mqtttest: listen: %w", err)
 	}
 	b.addr = tcp.Addr().String()
 	b.ln = newListener(listenerID, tcp, b.owners, b.hook, func() { b.disconnectListener(listenerID) })
 	if err := srv.AddListener(b.ln); err != nil {
 		_ = tcp.Close()
-		return nil, fmt.Errorf("testbroker: add listener: %w", err)
+		return nil, fmt.Errorf("mqtttest: add listener: %w", err)
 	}
 	if opts.WebSocket {
 		if err := b.startWebSocket(); err != nil {
@@ -176,7 +161,7 @@ func Start(opts Options) (*Broker, error) {
 	}()
 	if err := <-served; err != nil {
 		_ = b.Close()
-		return nil, fmt.Errorf("testbroker: serve: %w", err)
+		return nil, fmt.Errorf("mqtttest: serve: %w", err)
 	}
 	return b, nil
 }
@@ -222,7 +207,7 @@ func (b *Broker) close() error {
 		left = b.owners.alive(leakcheck.Snapshot())
 		return len(left) == 0
 	}) {
-		return fmt.Errorf("testbroker: goroutines still running after Close: %s", leakcheck.Report(left))
+		return fmt.Errorf("mqtttest: goroutines still running after Close: %s", leakcheck.Report(left))
 	}
 	return err
 }
@@ -245,7 +230,7 @@ func (b *Broker) disconnectListener(id string) {
 
 // ErrNotConnected is returned by DisconnectClient when no client with that
 // id has a connection on which a successful CONNACK was written.
-var ErrNotConnected = errors.New("testbroker: client not connected")
+var ErrNotConnected = errors.New("mqtttest: client not connected")
 
 // DisconnectClient makes the broker end a client's connection as a broker
 // would: to an MQTT 5 client it sends DISCONNECT with reasonCode (with a
@@ -275,7 +260,7 @@ func (b *Broker) DisconnectClient(clientID string, reasonCode byte) error {
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("testbroker: disconnect %q: %w", clientID, err)
+		return fmt.Errorf("mqtttest: disconnect %q: %w", clientID, err)
 	}
 	return nil
 }
