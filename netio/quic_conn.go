@@ -6,17 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
-	"net/url"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/qlog"
-	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // QUICALPN is the ALPN protocol of MQTT over QUIC. quic:// always offers
@@ -64,10 +59,6 @@ var (
 	ErrQUICApplicationError = errors.New("netio: QUIC connection closed by the broker with an error")
 )
 
-// quicMinIdleTimeout is the smallest QUIC idle timeout dialQUIC asks for:
-// quic-go's default.
-const quicMinIdleTimeout = 30 * time.Second
-
 // quicReadNowGuard is the read deadline ReadNow sets, from now, when the
 // connection's receive accounting says bytes (or an error) are waiting. A
 // read with data buffered returns at once and never arms a timer, so the
@@ -78,128 +69,6 @@ const quicReadNowGuard = time.Millisecond
 // quicCloseLinger bounds how long Close waits for the broker to end the
 // control stream after our FIN, before closing the connection.
 const quicCloseLinger = 250 * time.Millisecond
-
-// quicIdleTimeout returns the QUIC idle timeout for an MQTT keepalive: at
-// least 1.5 times the keepalive and never below quic-go's default.
-func quicIdleTimeout(keepAlive time.Duration) time.Duration {
-	idle := quicMinIdleTimeout
-	if keepAlive > 0 {
-		idle = max(idle, keepAlive+keepAlive/2)
-	}
-	return idle
-}
-
-// quicConfig returns the quic-go configuration of a client connection.
-func quicConfig(opts QUICOptions, tracer func(context.Context, bool, quic.ConnectionID) qlogwriter.Trace) *quic.Config {
-	hs := opts.HandshakeTimeout
-	if hs <= 0 {
-		hs = DefaultQUICHandshakeTimeout
-	}
-	idle := quicIdleTimeout(opts.KeepAlive)
-	return &quic.Config{
-		HandshakeIdleTimeout: hs,
-		MaxIdleTimeout:       idle,
-		// A third of the idle timeout: two keepalives may be lost before
-		// the connection dies. quic-go sends one only when nothing else
-		// was sent for that long, and caps it at half the idle timeout
-		// negotiated with the server.
-		KeepAlivePeriod: idle / 3,
-		// The loop does not read while a write blocks (one goroutine),
-		// as over TCP, where the kernel's receive buffer (up to 6 MiB by
-		// default on Linux) absorbs what the broker sends meanwhile. QUIC
-		// flow control must allow as much from the start: quic-go's
-		// initial 512 KiB window, grown only as the application reads,
-		// deadlocks a loop that writes a large publish while the broker
-		// delivers large messages to it.
-		InitialStreamReceiveWindow:     quicStreamWindow,
-		MaxStreamReceiveWindow:         quicStreamWindow,
-		InitialConnectionReceiveWindow: quicConnWindow,
-		MaxConnectionReceiveWindow:     quicConnWindow,
-		Tracer:                         tracer,
-	}
-}
-
-// Flow-control windows of the client (see quicConfig): quic-go's maximums.
-const (
-	quicStreamWindow = 6 << 20
-	quicConnWindow   = 15 << 20
-)
-
-// dialQUIC dials quic://: a QUIC connection with ALPN "mqtt" whose first
-// client-opened bidirectional stream, the control stream, carries every
-// MQTT packet (single-stream mode).
-func dialQUIC(ctx context.Context, u *url.URL, opts DialOptions) (Conn, error) {
-	tlsConf := tlsConfigFor(u, opts.TLS)
-	tlsConf.NextProtos = []string{QUICALPN}
-
-	raddr, err := resolveUDP(ctx, u.Host)
-	if err != nil {
-		return nil, err
-	}
-	udp, err := net.ListenUDP("udp", nil)
-	if err != nil {
-		return nil, fmt.Errorf("opening UDP socket: %w", err)
-	}
-	q := &quicConn{
-		udp:       udp,
-		tr:        &quic.Transport{Conn: udp},
-		ready:     newQUICReady(),
-		hsTimeout: opts.QUIC.HandshakeTimeout,
-	}
-	if q.hsTimeout <= 0 {
-		q.hsTimeout = DefaultQUICHandshakeTimeout
-	}
-	cfg := quicConfig(opts.QUIC, q.ready.tracer)
-	if opts.QUIC.Enable0RTT {
-		q.conn, err = q.tr.DialEarly(ctx, raddr, tlsConf, cfg)
-	} else {
-		q.conn, err = q.tr.Dial(ctx, raddr, tlsConf, cfg)
-	}
-	if err != nil {
-		q.releaseSocket()
-		var idle *quic.IdleTimeoutError
-		if errors.As(err, &idle) {
-			// No packet from the server within HandshakeIdleTimeout.
-			return nil, fmt.Errorf("QUIC handshake: %w: %w", ErrQUICHandshakeTimeout, err)
-		}
-		return nil, fmt.Errorf("QUIC handshake: %w", quicError(err))
-	}
-	q.early = opts.QUIC.Enable0RTT && !q.handshakeDone()
-	if !q.early {
-		if err := q.checkALPN(); err != nil {
-			q.abort()
-			return nil, err
-		}
-	}
-	if q.stream, err = q.conn.OpenStream(); err != nil {
-		q.abort()
-		return nil, fmt.Errorf("opening the QUIC control stream: %w", quicError(err))
-	}
-	return q, nil
-}
-
-// resolveUDP resolves host:port to a UDP address.
-func resolveUDP(ctx context.Context, hostport string) (*net.UDPAddr, error) {
-	host, portText, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return nil, err
-	}
-	port, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("port %q: %w", portText, err)
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), nil
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return nil, err
-	}
-	if len(ips) == 0 {
-		return nil, fmt.Errorf("no address for %s", host)
-	}
-	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ips[0].Unmap(), uint16(port))), nil
-}
 
 // quicConn is the Conn of quic://: the control stream of a quic-go
 // connection over a UDP socket of its own.
@@ -584,154 +453,4 @@ func quicError(err error) error {
 		return fmt.Errorf("%w: %w", errQUICClosed, err)
 	}
 	return err
-}
-
-// quicWake is the value the tracer sends on Readiness.Signal.
-type quicWake struct{}
-
-func (quicWake) String() string { return "quic readable" }
-func (quicWake) Signal()        {}
-
-// quicReady is the receive accounting of one connection's control stream,
-// fed by quic-go's tracer on quic-go's goroutine and read by the loop.
-//
-// Why no bytes can be stranded: the tracer runs after quic-go has put a
-// packet's stream data into the stream; it then updates the accounting
-// under mu and, if armed, signals. The loop arms (armed = true) before its
-// last ReadNow, which consults the accounting under mu. Either that
-// ReadNow sees the update (and reads), or the update came later, in which
-// case the tracer sees armed and signals. Arm also queues a signal itself
-// when the accounting already shows unread bytes.
-type quicReady struct {
-	sig   chan os.Signal
-	armed atomic.Bool
-
-	mu       sync.Mutex
-	end      int64      // contiguous bytes received on the control stream
-	spans    [][2]int64 // received ranges beyond end, unordered
-	finAt    int64      // final size once FIN arrived, else -1
-	terminal bool       // the stream was reset or the connection closed
-	hsDone   bool       // the handshake completed
-}
-
-func newQUICReady() *quicReady {
-	return &quicReady{sig: make(chan os.Signal, 1), finAt: -1}
-}
-
-// controlStreamID is the id of the first client-initiated bidirectional
-// stream.
-const controlStreamID quic.StreamID = 0
-
-// reset forgets what was received (the control stream was reopened after
-// a 0-RTT rejection).
-func (r *quicReady) reset() {
-	r.mu.Lock()
-	r.end, r.spans, r.finAt = 0, nil, -1
-	r.mu.Unlock()
-}
-
-// readable reports whether a read at readPos would return at once.
-func (r *quicReady) readable(readPos int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.terminal || r.end > readPos || (r.finAt >= 0 && r.end >= r.finAt)
-}
-
-// arm enables signalling and queues a signal if there is something to
-// read already (or an early handshake to settle).
-func (r *quicReady) arm(readPos int64, early bool) {
-	r.armed.Store(true)
-	r.mu.Lock()
-	now := r.terminal || r.end > readPos || (r.finAt >= 0 && r.end >= r.finAt) || (early && r.hsDone)
-	r.mu.Unlock()
-	if now {
-		r.wake()
-	}
-}
-
-func (r *quicReady) wake() {
-	select {
-	case r.sig <- quicWake{}:
-	default:
-	}
-}
-
-// tracer is quic.Config.Tracer.
-func (r *quicReady) tracer(context.Context, bool, quic.ConnectionID) qlogwriter.Trace {
-	return r
-}
-
-// AddProducer implements qlogwriter.Trace.
-func (r *quicReady) AddProducer() qlogwriter.Recorder { return r }
-
-// Close implements qlogwriter.Recorder.
-func (r *quicReady) Close() error { return nil }
-
-// RecordEvent implements qlogwriter.Recorder: it runs on quic-go's
-// goroutine after each packet was handled and at state changes.
-func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
-	changed := false
-	switch e := ev.(type) {
-	case qlog.PacketReceived:
-		r.mu.Lock()
-		for _, f := range e.Frames {
-			switch fr := f.Frame.(type) {
-			case *qlog.StreamFrame:
-				if fr.StreamID == controlStreamID && r.received(fr.Offset, fr.Offset+fr.Length, fr.Fin) {
-					changed = true
-				}
-			case *qlog.ResetStreamFrame:
-				if fr.StreamID == controlStreamID {
-					r.terminal, changed = true, true
-				}
-			}
-		}
-		r.mu.Unlock()
-	case qlog.ConnectionClosed:
-		r.mu.Lock()
-		r.terminal, changed = true, true
-		r.mu.Unlock()
-	case qlog.ConnectionStateUpdated:
-		if e.State == qlog.ConnectionStateHandshakeComplete {
-			r.mu.Lock()
-			r.hsDone, changed = true, true
-			r.mu.Unlock()
-		}
-	}
-	if changed && r.armed.Load() {
-		r.wake()
-	}
-}
-
-// received records the stream bytes [from, to) and reports whether the
-// contiguous end or the FIN state moved. Called with mu held.
-func (r *quicReady) received(from, to int64, fin bool) bool {
-	changed := false
-	if fin && r.finAt < 0 {
-		r.finAt, changed = to, true
-	}
-	if to <= r.end {
-		return changed
-	}
-	if from > r.end {
-		r.spans = append(r.spans, [2]int64{from, to})
-		return changed
-	}
-	r.end = to
-	// Merge the spans the new end reaches, until none does.
-	for merged := true; merged; {
-		merged = false
-		for i := 0; i < len(r.spans); i++ {
-			s := r.spans[i]
-			if s[0] > r.end {
-				continue
-			}
-			r.end = max(r.end, s[1])
-			r.spans[i] = r.spans[len(r.spans)-1]
-			r.spans = r.spans[:len(r.spans)-1]
-			i--
-			merged = true
-		}
-	}
-	return true
 }
