@@ -68,9 +68,10 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
 	"github.com/mqttloop/mqttloop/internal/sink"
-	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
+	"github.com/mqttloop/mqttloop/internal/wire"
 	"github.com/mqttloop/mqttloop/keepalive"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/state"
 )
@@ -406,16 +407,16 @@ func (c *loopClient) Close() {
 
 // baselineClient does the loop's work with the classic design: one
 // goroutine reads the socket with blocking reads, frames and decodes the
-// packets (netio.Reader) and sends them on a channel; Next, on the
+// packets (wire.Reader) and sends them on a channel; Next, on the
 // caller's goroutine, handles packets from that channel, takes requests
-// from the requests channel without blocking, sends them (netio.Writer,
+// from the requests channel without blocking, sends them (wire.Writer,
 // state.MqttState, one flush per iteration), and when there is nothing to
 // do blocks in a select over the packet channel, the requests channel, the
 // context and the keepalive timer.
 type baselineClient struct {
 	nc   baselineConn
 	conn blockingConn
-	wr   *netio.Writer
+	wr   *wire.Writer
 	st   *state.MqttState
 	ka   *keepalive.Timer
 	ctx  context.Context
@@ -609,7 +610,7 @@ func dialBaseline(cfg clientConfig) (*baselineClient, error) {
 	c := &baselineClient{
 		nc:        nc,
 		conn:      conn,
-		wr:        netio.NewWriter(0),
+		wr:        wire.NewWriter(0),
 		st:        state.New(state.Config{MaxInflight: maxInflight}),
 		ctx:       ctx,
 		reqs:      cfg.reqs,
@@ -636,7 +637,7 @@ func dialBaseline(cfg clientConfig) (*baselineClient, error) {
 		nc.Close()
 		return nil, err
 	}
-	rd := netio.NewReader(eventloop.DefaultMaxPacketSize)
+	rd := wire.NewReader(eventloop.DefaultMaxPacketSize)
 	var ack *packets.Connack
 	for ack == nil {
 		cp, err := rd.Next()
@@ -667,7 +668,7 @@ func dialBaseline(cfg clientConfig) (*baselineClient, error) {
 }
 
 // readLoop is the reader goroutine.
-func (c *baselineClient) readLoop(rd *netio.Reader) {
+func (c *baselineClient) readLoop(rd *wire.Reader) {
 	defer close(c.rdone)
 	defer close(c.pkts)
 	for {
@@ -1314,12 +1315,12 @@ func pacedPublish(addr, topic string, n int, credits io.Reader, out io.Writer) e
 	}
 	defer nc.Close()
 	conn := blockingConn{nc, "tcp"}
-	wr := netio.NewWriter(0)
+	wr := wire.NewWriter(0)
 	_ = wr.Append(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: uniqueID("pub"), CleanStart: true, Properties: &packets.Properties{}})
 	if err := wr.Flush(conn, time.Now().Add(10*time.Second)); err != nil {
 		return err
 	}
-	rd := netio.NewReader(0)
+	rd := wire.NewReader(0)
 	for {
 		cp, err := rd.Next()
 		if err != nil {
@@ -1337,7 +1338,7 @@ func pacedPublish(addr, topic string, n int, credits io.Reader, out io.Writer) e
 	}
 	var chunk []byte
 	for range paceChunk {
-		chunk, _ = netio.AppendPacket(chunk, &packets.Publish{Topic: topic, Payload: benchPayload}, 0)
+		chunk, _ = wire.AppendPacket(chunk, &packets.Publish{Topic: topic, Payload: benchPayload}, 0)
 	}
 	one := len(chunk) / paceChunk
 	if _, err := fmt.Fprintln(out, "READY"); err != nil {
@@ -1361,7 +1362,7 @@ func pacedPublish(addr, topic string, n int, credits io.Reader, out io.Writer) e
 			break // EOF: the benchmark is done
 		}
 	}
-	d, _ := netio.AppendPacket(nil, &packets.Disconnect{Properties: &packets.Properties{}}, 0)
+	d, _ := wire.AppendPacket(nil, &packets.Disconnect{Properties: &packets.Properties{}}, 0)
 	_, _ = nc.Write(d)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 
+	"github.com/mqttloop/mqttloop/internal/wire"
 	"github.com/mqttloop/mqttloop/keepalive"
 	"github.com/mqttloop/mqttloop/netio"
 )
@@ -39,8 +40,8 @@ func (l *EventLoop) connect() {
 		return
 	}
 	if l.rd == nil {
-		l.rd = netio.NewReader(int(l.opts.MaxPacketSize))
-		l.wr = netio.NewWriter(0)
+		l.rd = wire.NewReader(int(l.opts.MaxPacketSize))
+		l.wr = wire.NewWriter(0)
 	}
 	l.rd.Reset()
 	l.wr.Reset()

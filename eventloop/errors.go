@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mqttloop/mqttloop/internal/wire"
 	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/state"
 )
@@ -43,11 +44,11 @@ var (
 	ErrProtocol = state.ErrProtocol
 	// ErrMalformedPacket: the broker sent bytes that are not a valid MQTT
 	// packet.
-	ErrMalformedPacket = netio.ErrMalformedPacket
+	ErrMalformedPacket = wire.ErrMalformedPacket
 	// ErrPacketTooLarge: a packet exceeds the maximum packet size — an
 	// incoming one ours (the connection ends), or an outgoing one the
 	// broker's (the request fails, the loop goes on).
-	ErrPacketTooLarge = netio.ErrPacketTooLarge
+	ErrPacketTooLarge = wire.ErrPacketTooLarge
 	// ErrConnectRefused: the broker refused the connection in CONNACK; a
 	// *ReasonCodeError carries the reason code.
 	ErrConnectRefused = errors.New("mqttloop: connection refused by the broker")

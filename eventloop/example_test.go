@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // The whole client is a loop on your goroutine: requests go in through any

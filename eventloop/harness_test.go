@@ -15,8 +15,8 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
-	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
@@ -30,10 +30,10 @@ const testTimeout = 60 * time.Second
 type brokerCase struct {
 	name      string // broker, transport and version: "mochi/tcp/v5", "mosquitto/wss/v4", ...
 	url       string
-	transport string             // "tcp", "tls", "ws", "wss", "quic" or "unix"
+	transport string           // "tcp", "tls", "ws", "wss", "quic" or "unix"
 	mochi     *mqtttest.Broker // nil for mosquitto
-	version   byte               // Options.ProtocolVersion of the case's clients (0: 5)
-	tcpURL    string             // the same broker over plain TCP
+	version   byte             // Options.ProtocolVersion of the case's clients (0: 5)
+	tcpURL    string           // the same broker over plain TCP
 }
 
 // endpoint is one way into a broker.

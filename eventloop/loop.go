@@ -32,6 +32,7 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 
+	"github.com/mqttloop/mqttloop/internal/wire"
 	"github.com/mqttloop/mqttloop/keepalive"
 	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/reconnect"
@@ -100,8 +101,8 @@ type EventLoop struct {
 	// per connection
 	conn        netio.Conn
 	server      string
-	rd          *netio.Reader
-	wr          *netio.Writer
+	rd          *wire.Reader
+	wr          *wire.Writer
 	ka          *keepalive.Timer
 	connects    int     // successful CONNACKs in this loop
 	tries       int     // connection attempts in this loop, for rotating Servers
@@ -721,12 +722,12 @@ func (l *EventLoop) write(p packets.Packet) error {
 // the protocol version cannot express (a session saved by an MQTT 5 loop
 // and resumed with ProtocolVersion 4).
 func refused(err error, p packets.Packet) bool {
-	if errors.Is(err, netio.ErrPacketTooLarge) {
+	if errors.Is(err, wire.ErrPacketTooLarge) {
 		return true
 	}
 	switch p.(type) {
 	case *packets.Publish, *packets.Subscribe, *packets.Unsubscribe:
-		return errors.Is(err, netio.ErrInvalidPacket)
+		return errors.Is(err, wire.ErrInvalidPacket)
 	}
 	return false
 }
@@ -735,7 +736,7 @@ func refused(err error, p packets.Packet) bool {
 // one the protocol version cannot express is an invalid request (on MQTT
 // 3.1.1, one that needs MQTT 5).
 func (l *EventLoop) refusal(err error) error {
-	if !errors.Is(err, netio.ErrInvalidPacket) {
+	if !errors.Is(err, wire.ErrInvalidPacket) {
 		return err
 	}
 	if l.opts.ProtocolVersion == 4 {

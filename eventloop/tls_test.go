@@ -14,8 +14,8 @@ import (
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/mosquitto"
-	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // startTLSMosquitto starts mosquitto with a TLS listener using the test

@@ -1,18 +1,3 @@
-// Package netio moves MQTT packets between the event loop and a broker without
-// starting goroutines: it dials transports, frames and encodes packets, buffers
-// writes, and tells the loop when bytes may have arrived.
-//
-// The event loop runs on its caller's goroutine. It cannot park a reader
-// goroutine on the socket, so every transport implements Conn: a
-// non-blocking read, a read that parks in the Go runtime's network poller
-// until a deadline (the fastest way to wait for a reply that is expected
-// soon), and a readiness notification that can be selected on together with
-// the user's request channel (slower to wake up, but it lets requests in
-// while waiting).
-//
-// Packets are the structs of github.com/eclipse/paho.golang/packets (MQTT 5).
-// Reader frames and decodes them out of a Conn, Writer encodes and batches
-// them, AppendPacket and Decode are the codec underneath both.
 package netio
 
 import (

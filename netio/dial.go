@@ -31,6 +31,10 @@ var defaultPorts = map[string]string{
 	"quic": DefaultQUICPort,
 }
 
+// ErrUnsupportedScheme means a server URL uses a scheme that Dial does
+// not support.
+var ErrUnsupportedScheme = errors.New("netio: unsupported URL scheme")
+
 // ParseServer parses and checks a broker URL. Supported forms:
 //
 //	mqtt://host[:port]        MQTT over TCP, port 1883 by default

@@ -51,8 +51,8 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
-	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 func main() {

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // runDemo runs the demo with args and returns what it printed.

@@ -1,4 +1,4 @@
-package netio
+package wire
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 // that packet is consumed.
 const defaultReadBuffer = 64 << 10
 
-// Reader frames MQTT packets out of the byte stream of a Conn. It reads
+// Reader frames MQTT packets out of the byte stream of a Source. It reads
 // into one internal buffer that it reuses: 64 KiB, grown only to hold a
 // single legal packet that is larger and shrunk back afterwards. A packet
 // whose announced size exceeds the maximum packet size is refused as soon
@@ -110,7 +110,7 @@ func (rd *Reader) Reset() {
 // also report the framing errors of Next when it checks the header of a
 // packet it must make room for; once either has failed, FillNow returns
 // that error and reads nothing.
-func (rd *Reader) FillNow(c Conn) (int, error) {
+func (rd *Reader) FillNow(c Source) (int, error) {
 	free, err := rd.space()
 	if err != nil || len(free) == 0 {
 		return 0, err
@@ -124,7 +124,7 @@ func (rd *Reader) FillNow(c Conn) (int, error) {
 // the deadline passes; a zero deadline means none. On timeout it returns
 // 0 and an error satisfying errors.Is(err, os.ErrDeadlineExceeded). Other
 // errors are those of FillNow.
-func (rd *Reader) FillWait(c Conn, deadline time.Time) (int, error) {
+func (rd *Reader) FillWait(c Source, deadline time.Time) (int, error) {
 	free, err := rd.space()
 	if err != nil || len(free) == 0 {
 		return 0, err

@@ -1,4 +1,4 @@
-package netio
+package wire
 
 import (
 	"fmt"
@@ -101,20 +101,20 @@ func (w *Writer) Reset() {
 //
 // The buffer is emptied even when Flush fails: part of a packet may have
 // been written, so the connection is unusable and must be closed.
-func (w *Writer) Flush(c Conn, deadline time.Time) error {
+func (w *Writer) Flush(c Sink, deadline time.Time) error {
 	if len(w.buf) == 0 {
 		return nil
 	}
 	defer w.Reset()
 	if err := c.SetWriteDeadline(deadline); err != nil {
-		return fmt.Errorf("netio: flush: set write deadline: %w", err)
+		return fmt.Errorf("mqttloop: flush: set write deadline: %w", err)
 	}
 	n, err := c.Write(w.buf)
 	if err != nil {
-		return fmt.Errorf("netio: flush %d bytes (%d written): %w", len(w.buf), n, err)
+		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(w.buf), n, err)
 	}
 	if n != len(w.buf) {
-		return fmt.Errorf("netio: flush %d bytes (%d written): %w", len(w.buf), n, io.ErrShortWrite)
+		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(w.buf), n, io.ErrShortWrite)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package netio
+package wire
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ const (
 
 // ErrUnsupportedVersion means a Reader or Writer was asked for a protocol
 // version other than MQTT311 and MQTT5.
-var ErrUnsupportedVersion = errors.New("netio: unsupported MQTT protocol version")
+var ErrUnsupportedVersion = errors.New("mqttloop: unsupported MQTT protocol version")
 
 // normVersion maps 0 to MQTT5 and refuses versions this package does not
 // speak.

@@ -1,4 +1,4 @@
-package netio
+package wire
 
 import (
 	"bytes"
@@ -20,23 +20,19 @@ var (
 	// flags, a remaining length longer than four bytes, or a body that
 	// does not decode. The connection must be closed (MQTT 5 reason code
 	// 0x81, Malformed Packet).
-	ErrMalformedPacket = errors.New("netio: malformed packet")
+	ErrMalformedPacket = errors.New("mqttloop: malformed packet")
 
 	// ErrPacketTooLarge means a packet is larger than the allowed maximum
 	// packet size: an incoming packet announced more bytes than the
 	// Reader accepts (MQTT 5 reason code 0x95, Packet too large), or an
 	// outgoing packet would exceed the broker's Maximum Packet Size or the
 	// protocol limit.
-	ErrPacketTooLarge = errors.New("netio: packet too large")
+	ErrPacketTooLarge = errors.New("mqttloop: packet too large")
 
 	// ErrInvalidPacket means AppendPacket was given a packet it cannot
 	// encode faithfully: a nil or unknown packet, a PUBLISH with QoS
 	// above 2, or a topic longer than 65,535 bytes.
-	ErrInvalidPacket = errors.New("netio: packet cannot be encoded")
-
-	// ErrUnsupportedScheme means a server URL uses a scheme that Dial
-	// does not support.
-	ErrUnsupportedScheme = errors.New("netio: unsupported URL scheme")
+	ErrInvalidPacket = errors.New("mqttloop: packet cannot be encoded")
 )
 
 // MaxRemainingLength is the largest remaining length (the size of a
