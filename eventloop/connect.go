@@ -18,8 +18,7 @@ import (
 // within Options.ConnectTimeout. On success the loop is connected and the
 // session's replay is written; on failure the connection is lost.
 func (l *EventLoop) connect() {
-	server := l.opts.Servers[l.tries%len(l.opts.Servers)]
-	l.tries++
+	server := l.opts.Servers[l.rotation.Next()]
 	l.server = redact(server)
 	start := time.Now()
 	deadline := start.Add(l.opts.ConnectTimeout)
@@ -165,6 +164,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	l.connects++
 	l.attempt = 0
 	l.roundErrs = nil
+	l.rotation.NewRound()
 	l.upSince = now
 	l.phase = phaseConnected
 	l.pollMissed = false

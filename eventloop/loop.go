@@ -104,10 +104,10 @@ type EventLoop struct {
 	rd          *wire.Reader
 	wr          *wire.Writer
 	ka          *keepalive.Timer
-	connects    int     // successful CONNACKs in this loop
-	tries       int     // connection attempts in this loop, for rotating Servers
-	roundErrs   []error // failures of the servers tried since the round began (see nextServerAtOnce)
-	attempt     int     // failed attempts since the last success
+	connects    int                 // successful CONNACKs in this loop
+	rotation    *reconnect.Rotation // which of Servers to try next
+	roundErrs   []error             // failures of the servers tried since the round began (see nextServerAtOnce)
+	attempt     int                 // failed attempts since the last success
 	sched       *reconnect.Schedule
 	retryAt     time.Time
 	upSince     time.Time
@@ -149,7 +149,7 @@ func New(opts Options) (*EventLoop, error) {
 			return nil, fmt.Errorf("%w: %w", ErrStore, err)
 		}
 	}
-	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), tls: tlsConfig(&o)}
+	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), rotation: reconnect.NewRotation(len(o.Servers)), tls: tlsConfig(&o)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
 	}
@@ -177,6 +177,7 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 	l.reqDone = false
 	l.phase = phaseDisconnected
 	l.roundErrs = nil
+	l.rotation.NewRound()
 	l.endErr = nil
 	l.events = l.events[:0]
 	l.evHead = 0

@@ -60,3 +60,63 @@ func TestScheduleStops(t *testing.T) {
 		t.Fatal("did not stop")
 	}
 }
+
+func TestPermanent(t *testing.T) {
+	for code := 0; code < 256; code++ {
+		want := false
+		switch code {
+		case 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C:
+			want = true
+		}
+		if got := Permanent(byte(code)); got != want {
+			t.Errorf("Permanent(%#02x) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+func TestRotation(t *testing.T) {
+	r := NewRotation(3)
+	// A round: each server once, the next at once after a failure.
+	if got := r.Next(); got != 0 {
+		t.Fatalf("first server %d", got)
+	}
+	if !r.Failed(false) {
+		t.Fatal("after the first of three failed, the next should be tried at once")
+	}
+	if got := r.Next(); got != 1 {
+		t.Fatalf("second server %d", got)
+	}
+	if !r.Failed(false) || r.InRound() != 2 {
+		t.Fatalf("second failure: in round %d", r.InRound())
+	}
+	if got := r.Next(); got != 2 {
+		t.Fatalf("third server %d", got)
+	}
+	if r.Failed(false) {
+		t.Fatal("every server failed: the round must end")
+	}
+	if r.InRound() != 0 {
+		t.Fatalf("a new round begins empty, has %d", r.InRound())
+	}
+	// The next round starts where the last one stopped: server 0 again.
+	if got := r.Next(); got != 0 {
+		t.Fatalf("next round starts with %d", got)
+	}
+	// A permanent refusal ends the round at once.
+	if r.Failed(true) {
+		t.Fatal("a permanent refusal must end the round")
+	}
+	// A success starts a new round.
+	r.Next()
+	r.Failed(false)
+	r.NewRound()
+	if r.InRound() != 0 {
+		t.Fatal("NewRound did not reset")
+	}
+	// One server: never "at once".
+	one := NewRotation(1)
+	one.Next()
+	if one.Failed(false) {
+		t.Fatal("with one server the round ends at its first failure")
+	}
+}

@@ -1,3 +1,6 @@
+// What happens between connections: a connection that failed or was lost,
+// the choice of the next server, and the back-off wait.
+
 package eventloop
 
 import (
@@ -5,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mqttloop/mqttloop/reconnect"
 )
 
 // connectionDown handles a connection that failed to come up or broke:
@@ -48,13 +53,15 @@ func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 }
 
 // nextServerAtOnce records a failed attempt to connect and reports whether
-// another of Servers should be tried at once: each server gets one try per
-// round (a round begins when a connection is lost or a retry delay ends),
-// so that a blocked transport (QUIC where UDP is dropped) falls back to
-// the next one without waiting for the back-off or ending the run.
-// Refusals that no server can fix end the round.
+// another of Servers should be tried at once (see reconnect.Rotation), so
+// that a blocked transport (QUIC where UDP is dropped) falls back to the
+// next one without waiting for the back-off or ending the run.
 func (l *EventLoop) nextServerAtOnce(cause error) bool {
-	if permanent(cause) || len(l.roundErrs)+1 >= len(l.opts.Servers) || l.ctx.Err() != nil || l.closed.Load() {
+	if l.ctx.Err() != nil || l.closed.Load() {
+		l.rotation.NewRound()
+		return false
+	}
+	if !l.rotation.Failed(permanent(cause)) {
 		return false
 	}
 	l.roundErrs = append(l.roundErrs, cause)
@@ -84,19 +91,11 @@ func (l *EventLoop) endLost(cause error) {
 	l.end(nil, fmt.Errorf("%w: %w", ErrConnectionLost, cause))
 }
 
-// permanent reports whether retrying cannot fix a refusal: bad
-// credentials, not authorized, unsupported protocol version, banned client
-// id, bad authentication method, invalid client id.
+// permanent reports whether retrying cannot fix a refusal (see
+// reconnect.Permanent): only a CONNACK's reason code can say so.
 func permanent(err error) bool {
 	var rerr *ReasonCodeError
-	if !errors.As(err, &rerr) || rerr.Packet != "CONNACK" {
-		return false
-	}
-	switch rerr.Code {
-	case 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C:
-		return true
-	}
-	return false
+	return errors.As(err, &rerr) && rerr.Packet == "CONNACK" && reconnect.Permanent(rerr.Code)
 }
 
 // backoffStep waits for the next connection attempt while still taking
