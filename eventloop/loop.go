@@ -1,22 +1,3 @@
-// Package eventloop is an MQTT 5 and MQTT 3.1.1 client whose whole connection lifecycle is
-// one event loop running on the caller's goroutine.
-//
-//	loop, err := eventloop.New(eventloop.Options{Servers: []string{"mqtt://127.0.0.1:1883"}})
-//	events := loop.Run(ctx, requests) // requests: any <-chan eventloop.Request
-//	for {
-//		ev, err := events.Next() // all protocol work happens in here
-//		if err != nil {
-//			break // the run ended; err says why
-//		}
-//		// handle ev: Connected, Message, Published, ...
-//	}
-//	saved := loop.State() // the session, for the next run or loop
-//
-// The loop starts no goroutines. It makes progress only inside Next: it
-// reads and handles what the broker sent, takes requests from the channel
-// while its window has room, writes, keeps the connection alive, and waits
-// (on the socket, the channel, the context and its timers) when there is
-// nothing to do. Not calling Next is backpressure: nothing is read.
 package eventloop
 
 import (

@@ -5,7 +5,8 @@ import (
 )
 
 // Notification is what Next returns: Connected, Message, Published,
-// Subscribed, Unsubscribed, RequestFailed or Disconnected.
+// Subscribed, Unsubscribed, RequestFailed, Disconnected, Reconnecting or
+// Dropped.
 type Notification interface{ isNotification() }
 
 // Connected: the broker accepted the connection (CONNACK with success).

@@ -48,35 +48,9 @@ type Options struct {
 	// reconnecting, acks, the offline queue and every transport work the
 	// same on both.
 	//
-	// MQTT 3.1.1 lacks what MQTT 5 added. With version 4, options that
-	// need it are refused by New (ErrInvalidOptions wrapping ErrMQTT5Only):
-	// SessionExpiry, ReceiveMaximum, Will.Delay, Will.Properties, a
-	// Password without a Username, and an empty ClientID without
-	// CleanStart; requests that need it fail with RequestFailed
-	// (ErrInvalidRequest wrapping ErrMQTT5Only): Publish.Properties,
-	// Subscribe.SubscriptionID and UserProperties, the no-local,
-	// retain-as-published and retain-handling options of a Filter,
-	// Unsubscribe.UserProperties, an Ack or Disconnect with a reason code
-	// and Disconnect.SessionExpiry. Nothing is left out silently.
-	//
-	// Sessions on 3.1.1: the Clean Session flag of every CONNECT is
-	// CleanStart. CleanStart true means a session that lasts as long as
-	// each connection (the loop then re-queues unacknowledged publishes and
-	// re-subscribes after a reconnect, as on MQTT 5 when the broker lost
-	// the session); CleanStart false, the default, means a persistent
-	// session that the broker keeps after a disconnect for as long as it
-	// is configured to (3.1.1 has no Session Expiry Interval; mosquitto's
-	// persistent_client_expiration, for example). Connected.SessionPresent
-	// is reported and handled exactly as on MQTT 5. The broker-side limits
-	// MQTT 5 announces in CONNACK (Receive Maximum, Maximum Packet Size,
-	// Topic Alias Maximum, Maximum QoS, Retain Available) do not exist on
-	// 3.1.1 and stay at their defaults; MaxPacketSize is not announced but
-	// still enforced on incoming packets; MaxInflight defaults to 20 (see
-	// there). Unsubscribed.ReasonCodes holds
-	// one 0 (success) per topic, since a 3.1.1 UNSUBACK has none, and a
-	// refused CONNECT is reported with the MQTT 5 reason code of the same
-	// meaning (return code 1 as 0x84, 2 as 0x85, 3 as 0x88, 4 as 0x86, 5
-	// as 0x87).
+	// MQTT 3.1.1 lacks what MQTT 5 added: what needs it is refused, never
+	// left out silently, and sessions map onto the Clean Session flag; see
+	// "MQTT 3.1.1" in the package documentation.
 	ProtocolVersion byte
 
 	// KeepAlive is the MQTT keepalive (default 60 s; a negative value

@@ -5,8 +5,8 @@ import (
 )
 
 // Request is something the user asks the loop to do: Publish, Subscribe,
-// Unsubscribe, Ack, Disconnect, Pause or Resume. Send requests on the
-// channel given to Run.
+// Unsubscribe, Ack, Disconnect, Shutdown, Pause, Resume or Throttle. Send
+// requests on the channel given to Run.
 type Request interface{ isRequest() }
 
 // Publish sends an application message. With QoS 1 or 2 the loop reports

@@ -1,0 +1,97 @@
+// Package eventloop is an MQTT 5 and MQTT 3.1.1 client whose whole
+// connection lifecycle is one event loop running on the caller's goroutine.
+//
+//	loop, err := eventloop.New(eventloop.Options{Servers: []string{"mqtt://127.0.0.1:1883"}})
+//	events := loop.Run(ctx, requests) // requests: any <-chan eventloop.Request
+//	for {
+//		ev, err := events.Next() // all protocol work happens in here
+//		if err != nil {
+//			break // the run ended; err says why
+//		}
+//		// handle ev: Connected, Message, Published, ...
+//	}
+//	saved := loop.State() // the session, for the next run or loop
+//
+// The loop starts no goroutines. It makes progress only inside Next: it
+// reads and handles what the broker sent, takes requests from the channel
+// while its window has room, writes, keeps the connection alive, and waits
+// (on the socket, the channel, the context and its timers) when there is
+// nothing to do. Not calling Next is backpressure: nothing is read.
+//
+// # Requests
+//
+// Send requests on the channel given to Run: Publish, Subscribe,
+// Unsubscribe, Ack (manual acknowledgement, Options.ManualAcks),
+// Disconnect, Shutdown, Pause, Resume and Throttle. A request that cannot
+// be carried out (an invalid topic, too large for the broker, a feature
+// the protocol version lacks) ends in a RequestFailed notification and the
+// loop goes on. Close and Resume may also be called from other goroutines.
+//
+// # Notifications
+//
+// Next returns Connected (with what the broker's CONNACK announced),
+// Message, Published (every QoS 1 or 2 publish ends in exactly one, with
+// the request and its Tag), Subscribed, Unsubscribed, RequestFailed,
+// Disconnected, Reconnecting and Dropped.
+//
+// # How a run ends
+//
+// Next returns a nil notification and an error wrapping one of
+// ErrRequestsDone (the channel was closed and everything taken from it
+// completed), ErrDisconnected (a Disconnect request), ErrStopped (a
+// Shutdown request, the context ended, or Close), ErrConnectionLost (the
+// connection failed and Options.Reconnect does not retry, or the broker
+// refused for good; the cause is wrapped too) or ErrStore (the session
+// store failed). After any of them State holds everything the next run
+// needs, and Run may be called again.
+//
+// # Sessions and reconnecting
+//
+// The session (state.MqttState) holds publishes in flight with their
+// stage, incoming QoS 2 ids, queued requests and subscriptions. When the
+// broker kept the session, unacknowledged publishes are replayed with DUP
+// and their original ids; when it lost it, they are sent again as new and
+// subscriptions are re-established. Options.Reconnect chooses which
+// failures are retried, with back-off (package reconnect); Options.Store
+// makes the session durable across process restarts.
+//
+// # MQTT 3.1.1
+//
+// Options.ProtocolVersion 4 speaks MQTT 3.1.1 to brokers that speak
+// nothing newer. Everything above the codec works the same. What MQTT 3.1.1
+// cannot express is refused, never left out silently: New refuses, with
+// ErrInvalidOptions wrapping ErrMQTT5Only, SessionExpiry, ReceiveMaximum,
+// Will.Delay, Will.Properties, a Password without a Username, and an empty
+// ClientID without CleanStart; requests that need MQTT 5 fail with
+// RequestFailed (ErrInvalidRequest wrapping ErrMQTT5Only):
+// Publish.Properties, Subscribe.SubscriptionID and UserProperties, the
+// no-local, retain-as-published and retain-handling options of a Filter,
+// Unsubscribe.UserProperties, an Ack or Disconnect with a reason code, and
+// Disconnect.SessionExpiry.
+//
+// Sessions on 3.1.1: the Clean Session flag of every CONNECT is
+// CleanStart. CleanStart true means a session that lasts as long as each
+// connection (the loop then re-queues unacknowledged publishes and
+// re-subscribes after a reconnect, as on MQTT 5 when the broker lost the
+// session); CleanStart false, the default, means a persistent session that
+// the broker keeps after a disconnect for as long as it is configured to
+// (3.1.1 has no Session Expiry Interval; mosquitto's
+// persistent_client_expiration, for example). Connected.SessionPresent is
+// reported and handled exactly as on MQTT 5. The broker-side limits MQTT 5
+// announces in CONNACK (Receive Maximum, Maximum Packet Size, Topic Alias
+// Maximum, Maximum QoS, Retain Available) do not exist on 3.1.1 and stay
+// at their defaults; MaxPacketSize is not announced but still enforced on
+// incoming packets; MaxInflight defaults to 20. Unsubscribed.ReasonCodes
+// holds one 0 (success) per topic, since a 3.1.1 UNSUBACK has none, and a
+// refused CONNECT is reported with the MQTT 5 reason code of the same
+// meaning (return code 1 as 0x84, 2 as 0x85, 3 as 0x88, 4 as 0x86, 5 as
+// 0x87).
+//
+// # Goroutines
+//
+// Run and Next start no goroutine on any transport; tests prove it with
+// goroutine profiles. The standard library runs one of its own for the
+// whole process once SIGIO readiness is first used (os/signal's
+// dispatcher), and over quic:// the QUIC library runs its own per
+// connection.
+package eventloop
