@@ -24,7 +24,16 @@ func (l *EventLoop) connect() {
 	deadline := start.Add(l.opts.ConnectTimeout)
 
 	dialCtx, cancel := context.WithDeadline(l.ctx, deadline)
-	conn, err := netio.Dial(dialCtx, server, l.dialOptions())
+	var conn netio.Conn
+	var err error
+	if l.opts.Dial != nil {
+		conn, err = l.opts.Dial(dialCtx, server)
+		if err == nil && conn == nil {
+			err = errors.New("Options.Dial returned no connection and no error")
+		}
+	} else {
+		conn, err = netio.Dial(dialCtx, server, l.dialOptions())
+	}
 	cancel()
 	if err != nil {
 		if l.ctx.Err() != nil {

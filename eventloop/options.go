@@ -1,6 +1,7 @@
 package eventloop
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -171,6 +172,16 @@ type Options struct {
 	// SSLKEYLOGFILE environment variable, if it is set (the convention of
 	// browsers and curl). Off by default; KeyLogWriter takes precedence.
 	KeyLogFromEnv bool
+
+	// Dial, if set, opens the byte transport to a server instead of the
+	// built-in transports: a custom transport, a connection through a
+	// tunnel, or an in-memory connection in tests. server is one of Servers
+	// as written; ctx carries the connect deadline (ConnectTimeout). The
+	// loop then speaks MQTT over the returned Conn exactly as over its own
+	// (netio.WrapConn turns any net.Conn into one; a TCP or Unix socket
+	// keeps the loop's fast readiness). Servers are still parsed by New, so
+	// they must be URLs of a supported scheme.
+	Dial func(ctx context.Context, server string) (netio.Conn, error)
 
 	// Logger receives debug records of every packet in and out (never
 	// passwords; payloads truncated). Nil logs nothing.
