@@ -81,10 +81,7 @@ func (l *EventLoop) connect() {
 		return
 	}
 	if ack.ReasonCode >= 0x80 {
-		rerr := &ReasonCodeError{Packet: "CONNACK", Code: ack.ReasonCode}
-		if ack.Properties != nil {
-			rerr.ReasonString = ack.Properties.ReasonString
-		}
+		rerr := reasonCodeError("CONNACK", ack.ReasonCode, ack.Properties)
 		if ack.ReasonCode == 0x84 { // permanent: the run ends under every policy
 			if l.opts.ProtocolVersion == 5 {
 				l.connectFailed(fmt.Errorf("connecting to %s: broker refused MQTT 5 (unsupported protocol version); set ProtocolVersion 4 if it speaks MQTT 3.1.1: %w", l.server, rerr))
@@ -116,7 +113,7 @@ func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
 			case *packets.Connack:
 				return p, nil
 			case *packets.Disconnect:
-				return nil, fmt.Errorf("connecting to %s: %w", l.server, &ReasonCodeError{Packet: "DISCONNECT", Code: p.ReasonCode})
+				return nil, fmt.Errorf("connecting to %s: %w", l.server, reasonCodeError("DISCONNECT", p.ReasonCode, p.Properties))
 			default:
 				return nil, fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
 			}
@@ -194,7 +191,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	}
 	l.ka = keepalive.New(ka, l.opts.PingTimeout, now)
 
-	l.emit(Connected{
+	c := Connected{
 		Server:            l.server,
 		Transport:         l.conn.Transport(),
 		ProtocolVersion:   l.protocolVersion(),
@@ -209,7 +206,9 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 		Requeued:          resumed.Requeued,
 		Resubscribed:      resumed.Resubscribed,
 		Used0RTT:          used0RTT(l.conn),
-	})
+	}
+	l.fillConnack(&c, ack)
+	l.emit(c)
 	for _, done := range resumed.Completed {
 		l.emit(publishedFrom(done))
 	}
@@ -279,6 +278,10 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 	if o.ReceiveMaximum > 0 {
 		rm := o.ReceiveMaximum
 		c.Properties.ReceiveMaximum = &rm
+	}
+	if o.RequestResponseInformation {
+		one := byte(1)
+		c.Properties.RequestResponseInfo = &one
 	}
 	if w := o.Will; w != nil {
 		c.WillProperties = toPacketProps(w.Properties)

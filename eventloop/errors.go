@@ -150,6 +150,10 @@ type ReasonCodeError struct {
 	Packet       string // "CONNACK", "DISCONNECT", "PUBACK", "PUBREC", "SUBACK", ...
 	Code         byte
 	ReasonString string // the broker's Reason String property, if any
+	// ServerReference is the broker's Server Reference property, if any:
+	// with "use another server" (0x9C) or "server moved" (0x9D), the
+	// server to use instead (its format is the broker's).
+	ServerReference string
 }
 
 // Error describes the code.

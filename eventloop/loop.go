@@ -461,11 +461,7 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 		l.emit(Unsubscribed{Request: req, ReasonCodes: codes})
 	case state.BrokerDisconnect:
 		d := ev.Disconnect
-		rerr := &ReasonCodeError{Packet: "DISCONNECT", Code: d.ReasonCode}
-		if d.Properties != nil {
-			rerr.ReasonString = d.Properties.ReasonString
-		}
-		l.lost(rerr)
+		l.lost(reasonCodeError("DISCONNECT", d.ReasonCode, d.Properties))
 		return false
 	}
 	return true

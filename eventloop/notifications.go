@@ -26,6 +26,35 @@ type Connected struct {
 	MaximumPacketSize uint32
 	MaximumQoS        byte
 	RetainAvailable   bool
+	// TopicAliasMaximum is the highest topic alias the broker accepts in
+	// publishes from the client (0: none); see Options.OutgoingTopicAliases.
+	TopicAliasMaximum uint16
+	// WildcardSubscriptionAvailable, SharedSubscriptionAvailable and
+	// SubscriptionIdentifiersAvailable say whether the broker supports
+	// wildcard filters, shared subscriptions ($share/...) and subscription
+	// identifiers. Each is true unless the broker said otherwise (an MQTT
+	// 3.1.1 broker cannot say, so they are true there).
+	WildcardSubscriptionAvailable    bool
+	SharedSubscriptionAvailable      bool
+	SubscriptionIdentifiersAvailable bool
+	// ServerKeepAlive: the broker imposed KeepAlive (MQTT 5 Server Keep
+	// Alive) instead of accepting Options.KeepAlive.
+	ServerKeepAlive bool
+	// SessionExpiry is the session expiry interval in force:
+	// Options.SessionExpiry, unless the broker set another in CONNACK.
+	SessionExpiry time.Duration
+	// ResponseInformation is what the broker offers as the basis of
+	// response topics (MQTT 5 Response Information), sent only when
+	// Options.RequestResponseInformation asks for it and the broker
+	// supports it; "" otherwise.
+	ResponseInformation string
+	// ServerReference names another server the client should use instead,
+	// or as well (MQTT 5 Server Reference; its format is the broker's).
+	ServerReference string
+	// ReasonString and UserProperties are what the broker added to its
+	// CONNACK for diagnostics or for the application (MQTT 5).
+	ReasonString   string
+	UserProperties []UserProperty
 	// Replayed counts packets resent because the broker kept the session;
 	// Requeued counts requests sent again as new because it did not.
 	Replayed, Requeued int

@@ -99,6 +99,11 @@ type Options struct {
 	// A cap also bounds what a broker resends after every reconnect. MQTT 5
 	// only.
 	ReceiveMaximum uint16
+	// RequestResponseInformation asks the broker for Response Information
+	// (the basis of response topics for request/response), reported in
+	// Connected.ResponseInformation when the broker supports it. MQTT 5
+	// only.
+	RequestResponseInformation bool
 	// ManualAcks: incoming QoS 1/2 messages are acknowledged only when the
 	// user sends Message.Ack() (or calls EventLoop.Ack).
 	ManualAcks bool
@@ -328,6 +333,8 @@ func (o Options) check311() error {
 		return only5("SessionExpiry (3.1.1 has no session expiry: leave it 0; CleanStart false keeps the session on the broker)")
 	case o.ReceiveMaximum != 0:
 		return only5("ReceiveMaximum")
+	case o.RequestResponseInformation:
+		return only5("RequestResponseInformation")
 	case o.Will != nil && o.Will.Delay != 0:
 		return only5("Will.Delay")
 	case o.Will != nil && !o.Will.Properties.empty():

@@ -45,6 +45,23 @@ type Options struct {
 	// this many seconds and announces it with the Server Keep Alive
 	// property in MQTT 5 CONNACKs.
 	ServerKeepAlive uint16
+	// NoWildcardSubscriptions, NoSharedSubscriptions and
+	// NoSubscriptionIdentifiers announce in MQTT 5 CONNACKs that the
+	// broker does not support these features (Wildcard Subscription
+	// Available, Shared Subscription Available, Subscription Identifiers
+	// Available set to 0). They only change the announcement: mochi goes on
+	// serving the features.
+	NoWildcardSubscriptions   bool
+	NoSharedSubscriptions     bool
+	NoSubscriptionIdentifiers bool
+	// ResponseInformation, when non-empty, is sent as Response Information
+	// in the MQTT 5 CONNACK of clients that request it.
+	ResponseInformation string
+	// ServerReference, when non-empty, is sent as Server Reference in
+	// every MQTT 5 CONNACK.
+	ServerReference string
+	// ConnackUserProperties are added to every MQTT 5 CONNACK.
+	ConnackUserProperties []UserProperty
 	// RefuseMQTT5 makes the broker behave like an MQTT 3.1.1-only broker
 	// towards MQTT 5 clients: it answers their CONNECT with a 3.1.1 CONNACK
 	// with return code 0x01 (unacceptable protocol version) and closes the
@@ -71,6 +88,9 @@ type Options struct {
 	// testcerts.Set.ServerConfig makes one.
 	TLS *tls.Config
 }
+
+// UserProperty is an MQTT 5 user property.
+type UserProperty struct{ Key, Value string }
 
 // Broker is a running embedded broker. Its methods are safe for concurrent
 // use.

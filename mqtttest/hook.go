@@ -131,6 +131,22 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		if h.opts.TopicAliasMaximum > 0 {
 			pk.Properties.TopicAliasMaximum = h.opts.TopicAliasMaximum
 		}
+		if h.opts.NoWildcardSubscriptions {
+			pk.Properties.WildcardSubAvailable, pk.Properties.WildcardSubAvailableFlag = 0, true
+		}
+		if h.opts.NoSharedSubscriptions {
+			pk.Properties.SharedSubAvailable, pk.Properties.SharedSubAvailableFlag = 0, true
+		}
+		if h.opts.NoSubscriptionIdentifiers {
+			pk.Properties.SubIDAvailable, pk.Properties.SubIDAvailableFlag = 0, true
+		}
+		if h.opts.ResponseInformation != "" {
+			pk.Properties.ResponseInfo = h.opts.ResponseInformation // mochi sends it only when requested
+		}
+		pk.Properties.ServerReference = h.opts.ServerReference
+		for _, u := range h.opts.ConnackUserProperties {
+			pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: u.Key, Val: u.Value})
+		}
 	}
 	return pk
 }
