@@ -24,15 +24,23 @@ func (l *EventLoop) connect() {
 	deadline := start.Add(l.opts.ConnectTimeout)
 
 	dialCtx, cancel := context.WithDeadline(l.ctx, deadline)
+	creds, err := l.credentials(dialCtx, server)
+	if err != nil {
+		cancel()
+		if l.ctx.Err() != nil {
+			return // checkStop ends the run
+		}
+		l.connectFailed(err)
+		return
+	}
 	var conn netio.Conn
-	var err error
 	if l.opts.Dial != nil {
 		conn, err = l.opts.Dial(dialCtx, server)
 		if err == nil && conn == nil {
 			err = errors.New("Options.Dial returned no connection and no error")
 		}
 	} else {
-		conn, err = netio.Dial(dialCtx, server, l.dialOptions())
+		conn, err = netio.Dial(dialCtx, server, l.dialOptions(creds))
 	}
 	cancel()
 	if err != nil {
@@ -59,7 +67,7 @@ func (l *EventLoop) connect() {
 	_ = l.rd.SetProtocolVersion(l.opts.ProtocolVersion)
 	_ = l.wr.SetProtocolVersion(l.opts.ProtocolVersion)
 
-	connect := l.connectPacket()
+	connect := l.connectPacket(creds)
 	if err := l.wr.Append(connect); err != nil {
 		l.connectFailed(fmt.Errorf("encoding CONNECT: %w", err))
 		return
@@ -234,7 +242,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 // properties, and the Clean Session flag is CleanStart on every connection
 // (see Options.ProtocolVersion); New refused what 3.1.1 cannot carry. On
 // MQTT 5 Clean Start applies to the loop's first connection only.
-func (l *EventLoop) connectPacket() *packets.Connect {
+func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	o := &l.opts
 	v5 := o.ProtocolVersion != 4
 	c := &packets.Connect{
@@ -247,14 +255,6 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 	if !v5 {
 		c.ProtocolVersion, c.CleanStart = 4, o.CleanStart
 	}
-	if o.Username != "" {
-		c.UsernameFlag = true
-		c.Username = o.Username
-	}
-	if o.Password != nil {
-		c.PasswordFlag = true
-		c.Password = o.Password
-	}
 	if w := o.Will; w != nil {
 		c.WillFlag = true
 		c.WillTopic = w.Topic
@@ -263,6 +263,7 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 		c.WillRetain = w.Retain
 	}
 	if !v5 {
+		applyCredentials(c, creds)
 		return c
 	}
 	if c.ClientID == "" && l.assignedID != "" {
@@ -290,14 +291,15 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 			c.WillProperties.WillDelayInterval = &secs
 		}
 	}
+	applyCredentials(c, creds)
 	return c
 }
 
 // dialOptions returns the transport options of the next dial.
-func (l *EventLoop) dialOptions() netio.DialOptions {
+func (l *EventLoop) dialOptions(creds Credentials) netio.DialOptions {
 	return netio.DialOptions{
 		TLS:    l.tls,
-		Header: l.opts.WebSocketHeader,
+		Header: creds.WebSocketHeader,
 		QUIC: netio.QUICOptions{
 			KeepAlive:        l.opts.KeepAlive,
 			HandshakeTimeout: l.opts.QUICHandshakeTimeout,

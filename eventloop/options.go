@@ -42,6 +42,18 @@ type Options struct {
 	// with a user name.
 	Username string
 	Password []byte
+	// Credentials, if set, supplies the user name, password, CONNECT user
+	// properties and WebSocket headers afresh before every connection
+	// attempt, e.g. a short-lived token signed now. ctx carries the
+	// connect deadline (ConnectTimeout covers the call, dialing and
+	// CONNACK) and ends with the run; server is one of Servers as written.
+	// It runs on the goroutine calling Next. An error counts as a failed
+	// connection attempt: reported and retried as Reconnect says, wrapped
+	// in ErrCredentials. With Credentials set, a refusal for bad
+	// credentials (0x86) or not authorized (0x87) is retried too (the
+	// next call can fetch a valid token) rather than ending the run.
+	// Username and Password must then be left empty.
+	Credentials func(ctx context.Context, server string) (Credentials, error)
 
 	// ProtocolVersion is the MQTT version spoken: 5 (MQTT 5, the default
 	// when 0) or 4 (MQTT 3.1.1, for brokers and fleets that speak only
@@ -299,6 +311,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if o.Credentials != nil && (o.Username != "" || o.Password != nil) {
+		return bad("Credentials and Username/Password are both set: the hook supplies them")
+	}
+	if len(o.Username) > 65535 || len(o.Password) > 65535 {
+		return bad("user name or password longer than 65535 bytes")
 	}
 	if o.Store != nil {
 		if o.Session != nil {

@@ -163,11 +163,13 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 }
 
-// allowAll lets every client connect and publish or subscribe to any topic.
-// (mochi's hooks/auth.AllowHook does the same, but its package pulls in a
-// YAML dependency this module does not otherwise need.)
+// allowAll lets every client connect (unless check says otherwise) and
+// publish or subscribe to any topic. (mochi's hooks/auth.AllowHook does
+// the same, but its package pulls in a YAML dependency this module does
+// not otherwise need.)
 type allowAll struct {
 	mqtt.HookBase
+	check func(ConnectInfo) bool // Options.Authenticate; nil: allow
 }
 
 // ID returns the hook's id.
@@ -178,8 +180,21 @@ func (*allowAll) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 
-// OnConnectAuthenticate accepts every client.
-func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+// OnConnectAuthenticate accepts every client, or those check accepts.
+func (a *allowAll) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if a.check == nil {
+		return true
+	}
+	info := ConnectInfo{
+		ClientID: pk.Connect.ClientIdentifier,
+		Username: string(pk.Connect.Username),
+		Password: pk.Connect.Password,
+	}
+	for _, u := range pk.Properties.User {
+		info.UserProperties = append(info.UserProperties, UserProperty{Key: u.Key, Value: u.Val})
+	}
+	return a.check(info)
+}
 
 // OnACLCheck allows every topic.
 func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
