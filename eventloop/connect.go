@@ -300,6 +300,7 @@ func (l *EventLoop) dialOptions(creds Credentials) netio.DialOptions {
 	return netio.DialOptions{
 		TLS:    l.tls,
 		Header: creds.WebSocketHeader,
+		Proxy:  l.proxy(),
 		QUIC: netio.QUICOptions{
 			KeepAlive:        l.opts.KeepAlive,
 			HandshakeTimeout: l.opts.QUICHandshakeTimeout,

@@ -190,6 +190,28 @@ type Options struct {
 	// browsers and curl). Off by default; KeyLogWriter takes precedence.
 	KeyLogFromEnv bool
 
+	// Proxy is the URL of a proxy to reach the servers through:
+	//
+	//	socks5://[user:password@]host[:1080]   SOCKS5, server names resolved locally
+	//	socks5h://[user:password@]host[:1080]  SOCKS5, server names resolved by the proxy
+	//	http://[user:password@]host[:80]       HTTP CONNECT
+	//
+	// It carries mqtt://, mqtts://, ws:// and wss:// (TLS and WebSocket
+	// run inside the tunnel, end to end with the broker); unix:// servers
+	// are reached directly, and quic:// ones fail (QUIC is UDP), so the next
+	// of Servers is tried. The tunnel is the proxy's TCP socket: readiness
+	// stays as fast as without a proxy. Refused proxy credentials end the
+	// attempt with ErrProxyAuth, a proxy that cannot reach the broker with
+	// ErrProxy; the proxy's password never appears in errors or logs.
+	Proxy string
+	// ProxyFromEnvironment, when Proxy is empty, takes the proxy from the
+	// environment as curl does: HTTP_PROXY for ws://, HTTPS_PROXY for
+	// wss://, ALL_PROXY for those without their own and for mqtt:// and
+	// mqtts://, and NO_PROXY for the hosts to reach directly (see
+	// netio.ProxyFromEnvironment). Off by default: a library should not
+	// change its route because of a variable set for other programs.
+	ProxyFromEnvironment bool
+
 	// Dial, if set, opens the byte transport to a server instead of the
 	// built-in transports: a custom transport, a connection through a
 	// tunnel, or an in-memory connection in tests. server is one of Servers
@@ -325,6 +347,14 @@ func (o Options) withDefaults() (Options, error) {
 		if o.ClientID == "" {
 			return bad("a Store needs a ClientID: a broker-assigned id cannot be resumed")
 		}
+	}
+	if o.Proxy != "" {
+		if _, err := netio.ParseProxy(o.Proxy); err != nil {
+			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	if o.Dial != nil && (o.Proxy != "" || o.ProxyFromEnvironment) {
+		return bad("Dial and a proxy are both set: Dial replaces the built-in transports, proxies included")
 	}
 	if !o.Reconnect.Valid() {
 		return bad("unknown reconnect policy %v", o.Reconnect)
