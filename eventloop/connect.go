@@ -67,7 +67,15 @@ func (l *EventLoop) connect() {
 	_ = l.rd.SetProtocolVersion(l.opts.ProtocolVersion)
 	_ = l.wr.SetProtocolVersion(l.opts.ProtocolVersion)
 
+	authCtx, authCancel := context.WithDeadline(l.ctx, deadline)
+	defer authCancel()
 	connect := l.connectPacket(creds)
+	if l.opts.Authenticator != nil {
+		if err := l.startAuth(authCtx, connect); err != nil {
+			l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
+			return
+		}
+	}
 	if err := l.wr.Append(connect); err != nil {
 		l.connectFailed(fmt.Errorf("encoding CONNECT: %w", err))
 		return
@@ -80,7 +88,7 @@ func (l *EventLoop) connect() {
 		return
 	}
 
-	ack, err := l.awaitConnack(deadline)
+	ack, err := l.awaitConnack(authCtx, deadline)
 	if err != nil {
 		if l.ctx.Err() != nil || l.closed.Load() {
 			return
@@ -101,13 +109,21 @@ func (l *EventLoop) connect() {
 		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, rerr))
 		return
 	}
+	if l.opts.Authenticator != nil {
+		if err := l.finishAuth(authCtx, ack.Properties); err != nil {
+			l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
+			return
+		}
+	}
 	l.connected(ack, time.Now())
 }
 
 func (l *EventLoop) connectFailed(err error) { l.connectionDown(err, false) }
 
-// awaitConnack reads until the first packet, which must be CONNACK.
-func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
+// awaitConnack reads until CONNACK, answering the AUTH packets of
+// enhanced authentication on the way; any other packet first is a
+// protocol error.
+func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*packets.Connack, error) {
 	for {
 		cp, err := l.rd.Next()
 		if err != nil {
@@ -122,6 +138,21 @@ func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
 				return p, nil
 			case *packets.Disconnect:
 				return nil, fmt.Errorf("connecting to %s: %w", l.server, reasonCodeError("DISCONNECT", p.ReasonCode, p.Properties))
+			case *packets.Auth:
+				reply, err := l.continueAuth(ctx, p)
+				if err != nil {
+					return nil, fmt.Errorf("connecting to %s: %w", l.server, err)
+				}
+				if err := l.wr.Append(reply); err != nil {
+					return nil, fmt.Errorf("encoding AUTH: %w", err)
+				}
+				if l.dbg {
+					l.logPacket("out", reply)
+				}
+				if err := l.wr.Flush(l.conn, deadline); err != nil {
+					return nil, fmt.Errorf("sending AUTH to %s: %w", l.server, err)
+				}
+				continue
 			default:
 				return nil, fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
 			}
@@ -183,6 +214,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	l.phase = phaseConnected
 	l.pollMissed = false
 	l.pendingRead = nil
+	l.reauthing = false
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}

@@ -99,6 +99,7 @@ type EventLoop struct {
 	rxAt        time.Time // when bytes last arrived
 	session     uint64    // counts broker sessions: +1 at each CONNACK without session present
 	pendingRead error     // a read error seen while waiting, handled next step
+	reauthing   bool      // a re-authentication is under way (auth.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -420,6 +421,9 @@ func (l *EventLoop) handleBuffered(now time.Time) bool {
 
 // handle applies one packet from the broker.
 func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
+	if a, ok := cp.Content.(*packets.Auth); ok && l.opts.Authenticator != nil {
+		return l.handleAuth(a)
+	}
 	ev, reply, err := l.st.HandleIncoming(cp)
 	if err != nil {
 		l.lost(err)
@@ -565,6 +569,12 @@ func (l *EventLoop) accept(r Request) {
 		if err := l.throttle.set(r, time.Now()); err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
+	case Reauthenticate:
+		if l.opts.ProtocolVersion == 4 {
+			l.emit(RequestFailed{Request: r, Err: only5("Reauthenticate")})
+			return
+		}
+		l.reauthenticate(r)
 	case Pause:
 		l.paused = true
 	case Resume:

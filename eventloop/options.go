@@ -190,6 +190,13 @@ type Options struct {
 	// browsers and curl). Off by default; KeyLogWriter takes precedence.
 	KeyLogFromEnv bool
 
+	// Authenticator, if set, carries out MQTT 5 enhanced authentication
+	// (AUTH packets) at every CONNECT, and re-authentication on a
+	// Reauthenticate request: see Authenticator, and package scram for
+	// SCRAM-SHA-256. It works beside Username/Password or Credentials,
+	// which still go into CONNECT. MQTT 5 only.
+	Authenticator Authenticator
+
 	// Proxy is the URL of a proxy to reach the servers through:
 	//
 	//	socks5://[user:password@]host[:1080]   SOCKS5, server names resolved locally
@@ -383,6 +390,8 @@ func (o Options) check311() error {
 		return only5("ReceiveMaximum")
 	case o.RequestResponseInformation:
 		return only5("RequestResponseInformation")
+	case o.Authenticator != nil:
+		return only5("Authenticator (enhanced authentication)")
 	case o.Will != nil && o.Will.Delay != 0:
 		return only5("Will.Delay")
 	case o.Will != nil && !o.Will.Properties.empty():

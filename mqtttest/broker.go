@@ -68,6 +68,15 @@ type Options struct {
 	// user name or password). It is called on the connection's goroutine.
 	// Nil accepts every client.
 	Authenticate func(c ConnectInfo) bool
+	// EnhancedAuth, when set, serves MQTT 5 enhanced authentication:
+	// clients whose CONNECT names its method go through its conversation
+	// (AUTH packets) before CONNACK, and can re-authenticate; a CONNECT
+	// naming another method is refused with 0x8C (bad authentication
+	// method). SCRAMSHA256 provides SCRAM-SHA-256.
+	EnhancedAuth EnhancedAuth
+	// RequireEnhancedAuth refuses MQTT 5 clients that do not use
+	// EnhancedAuth (0x8C).
+	RequireEnhancedAuth bool
 	// RefuseMQTT5 makes the broker behave like an MQTT 3.1.1-only broker
 	// towards MQTT 5 clients: it answers their CONNECT with a 3.1.1 CONNACK
 	// with return code 0x01 (unacceptable protocol version) and closes the

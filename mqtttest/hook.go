@@ -26,6 +26,13 @@ type connState struct {
 	connackEncoded bool          // a successful CONNACK is being written; guarded by hook.mu
 	connackSent    chan struct{} // closed once it was written
 	ended          chan struct{} // closed when the connection's goroutine returned
+
+	// Enhanced authentication (auth.go): what the CONNACK carries, and a
+	// re-authentication under way (only the connection's goroutine uses
+	// reauth).
+	authMethod string
+	authFinal  []byte
+	reauth     AuthConversation
 }
 
 // track registers a connection the listener accepted.
@@ -78,6 +85,8 @@ func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent:
 		return true
+	case mqtt.OnAuthPacket:
+		return h.opts.EnhancedAuth != nil
 	}
 	return false
 }
@@ -97,6 +106,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if h.opts.ServerKeepAlive > 0 {
 		cl.State.Keepalive = h.opts.ServerKeepAlive
 		cl.State.ServerKeepalive = true
+	}
+	if h.opts.EnhancedAuth != nil && (pk.Properties.AuthenticationMethod != "" || h.opts.RequireEnhancedAuth) {
+		return h.enhancedAuthConnect(cl, pk)
 	}
 	return nil
 }
@@ -123,8 +135,13 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	if st := h.conns[cl.Net.Conn]; st != nil {
 		st.connackEncoded = true
 	}
+	authMethod, authData := h.authFinal(cl.Net.Conn)
 	h.mu.Unlock()
 	if pk.ProtocolVersion == 5 {
+		if authMethod != "" {
+			pk.Properties.AuthenticationMethod = authMethod
+			pk.Properties.AuthenticationData = authData
+		}
 		if h.opts.MaximumPacketSize > 0 {
 			pk.Properties.MaximumPacketSize = h.opts.MaximumPacketSize
 		}
