@@ -224,6 +224,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	resumed := l.st.Connected(ack, !l.opts.NoResubscribe)
 	lim := l.st.Limits()
 	l.wr.SetMaxPacketSize(int(lim.MaximumPacketSize))
+	l.resetAliases(lim.TopicAliasMaximum)
 
 	ka := l.opts.KeepAlive
 	if ack.Properties != nil && ack.Properties.ServerKeepAlive != nil {
@@ -311,6 +312,10 @@ func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	if o.ReceiveMaximum > 0 {
 		rm := o.ReceiveMaximum
 		c.Properties.ReceiveMaximum = &rm
+	}
+	if o.TopicAliasMaximum > 0 {
+		tam := o.TopicAliasMaximum
+		c.Properties.TopicAliasMaximum = &tam
 	}
 	if o.RequestResponseInformation {
 		one := byte(1)

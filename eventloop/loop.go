@@ -100,6 +100,8 @@ type EventLoop struct {
 	session     uint64    // counts broker sessions: +1 at each CONNACK without session present
 	pendingRead error     // a read error seen while waiting, handled next step
 	reauthing   bool      // a re-authentication is under way (auth.go)
+	aliasIn     inAliases // the broker's topic aliases (alias.go)
+	aliasOut    outAliases
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -421,8 +423,17 @@ func (l *EventLoop) handleBuffered(now time.Time) bool {
 
 // handle applies one packet from the broker.
 func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
-	if a, ok := cp.Content.(*packets.Auth); ok && l.opts.Authenticator != nil {
-		return l.handleAuth(a)
+	switch p := cp.Content.(type) {
+	case *packets.Auth:
+		if l.opts.Authenticator != nil {
+			return l.handleAuth(p)
+		}
+	case *packets.Publish:
+		if code, err := l.aliasIn.resolve(p); err != nil {
+			l.farewell(code, nil)
+			l.lost(err)
+			return false
+		}
 	}
 	ev, reply, err := l.st.HandleIncoming(cp)
 	if err != nil {
@@ -686,7 +697,13 @@ func (l *EventLoop) commit() bool {
 // write encodes a packet into the write buffer, flushing when it is large.
 // An error for which refused is false has already ended the connection.
 func (l *EventLoop) write(p packets.Packet) error {
-	if err := l.wr.Append(p); err != nil {
+	var err error
+	if pub, ok := p.(*packets.Publish); ok {
+		p, err = l.appendPublish(pub) // with a topic alias when allowed
+	} else {
+		err = l.wr.Append(p)
+	}
+	if err != nil {
 		if refused(err, p) {
 			return err
 		}

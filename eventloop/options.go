@@ -111,6 +111,22 @@ type Options struct {
 	// A cap also bounds what a broker resends after every reconnect. MQTT 5
 	// only.
 	ReceiveMaximum uint16
+	// TopicAliasMaximum is the highest topic alias the broker may use in
+	// publishes to this client (MQTT 5 Topic Alias Maximum, announced in
+	// CONNECT; 0: none). A broker that uses aliases sends a repeated topic
+	// once per connection; the loop resolves them, so Message.Topic is
+	// always the topic. MQTT 5 only.
+	TopicAliasMaximum uint16
+	// OutgoingTopicAliases is how many topic aliases the loop may assign
+	// to publishes it sends (0: none), within the broker's Topic Alias
+	// Maximum (Connected.TopicAliasMaximum). The first publish to a topic
+	// sends the topic and an alias, later ones the alias alone; when all
+	// are taken, the least recently used one goes to the next new topic.
+	// Aliases belong to one connection: they are assigned as packets are
+	// written and never stored in the session, so a replay or a queued
+	// publish starts afresh on the next connection. Topics shorter than 4
+	// bytes are sent as they are. MQTT 5 only.
+	OutgoingTopicAliases uint16
 	// RequestResponseInformation asks the broker for Response Information
 	// (the basis of response topics for request/response), reported in
 	// Connected.ResponseInformation when the broker supports it. MQTT 5
@@ -390,6 +406,10 @@ func (o Options) check311() error {
 		return only5("ReceiveMaximum")
 	case o.RequestResponseInformation:
 		return only5("RequestResponseInformation")
+	case o.TopicAliasMaximum != 0:
+		return only5("TopicAliasMaximum")
+	case o.OutgoingTopicAliases != 0:
+		return only5("OutgoingTopicAliases")
 	case o.Authenticator != nil:
 		return only5("Authenticator (enhanced authentication)")
 	case o.Will != nil && o.Will.Delay != 0:
