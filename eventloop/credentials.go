@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -54,8 +56,8 @@ func (l *EventLoop) credentials(ctx context.Context, server string) (Credentials
 			return Credentials{}, fmt.Errorf("%w for %s: %w: UserProperties", ErrCredentials, l.server, ErrMQTT5Only)
 		}
 	}
-	if len(c.Username) > 65535 || len(c.Password) > 65535 {
-		return Credentials{}, fmt.Errorf("%w for %s: user name or password longer than 65535 bytes", ErrCredentials, l.server)
+	if err := checkCredentials(c); err != nil {
+		return Credentials{}, fmt.Errorf("%w for %s: %w", ErrCredentials, l.server, err)
 	}
 	if len(o.WebSocketHeader) > 0 {
 		h := o.WebSocketHeader.Clone()
@@ -81,4 +83,38 @@ func applyCredentials(c *packets.Connect, cr Credentials) {
 	if len(cr.UserProperties) > 0 && c.Properties != nil {
 		c.Properties.User = userProps(cr.UserProperties)
 	}
+}
+
+// checkCredentials checks what the hook returned against MQTT's rules for
+// strings and binary data (at most 65,535 bytes; strings well-formed UTF-8
+// without U+0000). Errors never quote the password.
+func checkCredentials(c Credentials) error {
+	if err := checkMQTTString("Username", c.Username); err != nil {
+		return err
+	}
+	if len(c.Password) > 65535 {
+		return fmt.Errorf("Password: %d bytes, at most 65535 fit", len(c.Password))
+	}
+	for i, u := range c.UserProperties {
+		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Key", i), u.Key); err != nil {
+			return err
+		}
+		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Value", i), u.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkMQTTString checks an MQTT UTF-8 string field.
+func checkMQTTString(field, s string) error {
+	switch {
+	case len(s) > 65535:
+		return fmt.Errorf("%s: %d bytes, at most 65535 fit in an MQTT string", field, len(s))
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s: not valid UTF-8", field)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%s: contains U+0000, which MQTT forbids", field)
+	}
+	return nil
 }

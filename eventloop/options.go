@@ -371,6 +371,14 @@ func (o Options) withDefaults() (Options, error) {
 			return bad("a Store needs a ClientID: a broker-assigned id cannot be resumed")
 		}
 	}
+	if a := o.Authenticator; a != nil {
+		if a.Method() == "" {
+			return bad("Authenticator.Method() is empty")
+		}
+		if err := checkMQTTString("Authenticator.Method()", a.Method()); err != nil {
+			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
 	if o.Proxy != "" {
 		if _, err := netio.ParseProxy(o.Proxy); err != nil {
 			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
