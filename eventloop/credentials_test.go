@@ -182,6 +182,14 @@ func TestCredentialsErrorEndsRun(t *testing.T) {
 		t.Fatalf("New with both Username and Credentials: %v, want ErrInvalidOptions", err)
 	}
 
+	// A user name MQTT cannot carry fails the attempt, clearly.
+	c = newClient(t, mb.URL(), eventloop.Options{Credentials: func(context.Context, string) (eventloop.Credentials, error) {
+		return eventloop.Credentials{Username: "a\x00b", Password: []byte("pw")}, nil
+	}})
+	if err := c.end(); !errors.Is(err, eventloop.ErrCredentials) || !strings.Contains(err.Error(), "U+0000") {
+		t.Fatalf("user name with U+0000: %v", err)
+	}
+
 	// MQTT 3.1.1 cannot carry user properties: the attempt fails clearly.
 	c = newClient(t, mb.URL(), eventloop.Options{ProtocolVersion: 4, Credentials: func(context.Context, string) (eventloop.Credentials, error) {
 		return eventloop.Credentials{Username: "ok", UserProperties: []eventloop.UserProperty{{Key: "a", Value: "b"}}}, nil
