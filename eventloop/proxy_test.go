@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
 	"github.com/mqttloop/mqttloop/internal/proxyserver"
+	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
 // TestThroughProxies runs a QoS 1 round trip over every TCP-based
@@ -88,5 +90,44 @@ func TestProxyWrongCredentialsEndRun(t *testing.T) {
 	}
 	if _, err := eventloop.New(eventloop.Options{Servers: []string{url}, Proxy: "https://u:" + secret + "@proxy:3128"}); !errors.Is(err, eventloop.ErrInvalidOptions) || strings.Contains(err.Error(), secret) {
 		t.Errorf("an https proxy: %v, want ErrInvalidOptions without the password", err)
+	}
+}
+
+// TestProxyStartsNoGoroutine: connecting through each proxy and
+// exchanging a QoS 1 publish, all in Next on the test's goroutine, starts
+// no goroutine.
+func TestProxyStartsNoGoroutine(t *testing.T) {
+	mb := mqtttest.StartT(t, mqtttest.Options{DisableCapture: true})
+	for _, proxy := range []string{
+		proxyserver.StartTinyproxy(t, proxyserver.Options{}).URL("", ""),
+		proxyserver.StartDante(t, proxyserver.Options{Auth: true}).URL(proxyserver.DanteUser, proxyserver.DantePassword),
+	} {
+		ignore := append(leakcheck.Standard(), brokerGoroutines...)
+		before := leakcheck.Snapshot()
+		loop, err := eventloop.New(eventloop.Options{Servers: []string{mb.URL()}, ClientID: uniqueID("proxy-nogo"), Proxy: proxy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs := make(chan eventloop.Request, 2)
+		reqs <- eventloop.Publish{Topic: "nogo", QoS: 1}
+		events := loop.Run(testContext(t), reqs)
+		for {
+			n, err := events.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gs := leakcheck.Started(before, leakcheck.Snapshot(), ignore...); len(gs) > 0 {
+				t.Fatalf("through %s the loop started goroutines:\n%s", strings.Split(proxy, "@")[len(strings.Split(proxy, "@"))-1], leakcheck.Report(gs))
+			}
+			if _, ok := n.(eventloop.Published); ok {
+				break
+			}
+		}
+		reqs <- eventloop.Disconnect{}
+		for {
+			if _, err := events.Next(); err != nil {
+				break
+			}
+		}
 	}
 }
