@@ -50,7 +50,7 @@ func SHA1(username, password string) (*Client, error) {
 func newClient(method string, h xdg.HashGeneratorFcn, username, password string) (*Client, error) {
 	c, err := h.NewClient(username, password, "")
 	if err != nil {
-		// xdg's error names neither secret; say which step failed.
+		// xdg's error never echoes the password.
 		return nil, fmt.Errorf("scram: preparing user name or password: %w", err)
 	}
 	return &Client{method: method, client: c}, nil
