@@ -34,7 +34,7 @@ func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 	if l.checkStop() {
 		return
 	}
-	if permanent(cause) || !l.opts.Reconnect.Retry(l.connects > 0) {
+	if l.permanent(cause) || !l.opts.Reconnect.Retry(l.connects > 0) {
 		l.endLost(cause)
 		return
 	}
@@ -61,7 +61,7 @@ func (l *EventLoop) nextServerAtOnce(cause error) bool {
 		l.rotation.NewRound()
 		return false
 	}
-	if !l.rotation.Failed(permanent(cause)) {
+	if !l.rotation.Failed(l.permanent(cause)) {
 		return false
 	}
 	l.roundErrs = append(l.roundErrs, cause)
@@ -92,10 +92,19 @@ func (l *EventLoop) endLost(cause error) {
 }
 
 // permanent reports whether retrying cannot fix a refusal (see
-// reconnect.Permanent): only a CONNACK's reason code can say so.
-func permanent(err error) bool {
+// reconnect.Permanent): only a CONNACK's reason code can say so. With
+// Options.Credentials, bad credentials and not authorized are not
+// permanent: the hook supplies new ones at the next attempt (an expired
+// token is refused like a wrong one).
+func (l *EventLoop) permanent(err error) bool {
 	var rerr *ReasonCodeError
-	return errors.As(err, &rerr) && rerr.Packet == "CONNACK" && reconnect.Permanent(rerr.Code)
+	if !errors.As(err, &rerr) || rerr.Packet != "CONNACK" || !reconnect.Permanent(rerr.Code) {
+		return false
+	}
+	if l.opts.Credentials != nil && (rerr.Code == 0x86 || rerr.Code == 0x87) {
+		return false
+	}
+	return true
 }
 
 // backoffStep waits for the next connection attempt while still taking

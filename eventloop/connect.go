@@ -24,15 +24,23 @@ func (l *EventLoop) connect() {
 	deadline := start.Add(l.opts.ConnectTimeout)
 
 	dialCtx, cancel := context.WithDeadline(l.ctx, deadline)
+	creds, err := l.credentials(dialCtx, server)
+	if err != nil {
+		cancel()
+		if l.ctx.Err() != nil {
+			return // checkStop ends the run
+		}
+		l.connectFailed(err)
+		return
+	}
 	var conn netio.Conn
-	var err error
 	if l.opts.Dial != nil {
 		conn, err = l.opts.Dial(dialCtx, server)
 		if err == nil && conn == nil {
 			err = errors.New("Options.Dial returned no connection and no error")
 		}
 	} else {
-		conn, err = netio.Dial(dialCtx, server, l.dialOptions())
+		conn, err = netio.Dial(dialCtx, server, l.dialOptions(creds))
 	}
 	cancel()
 	if err != nil {
@@ -59,7 +67,15 @@ func (l *EventLoop) connect() {
 	_ = l.rd.SetProtocolVersion(l.opts.ProtocolVersion)
 	_ = l.wr.SetProtocolVersion(l.opts.ProtocolVersion)
 
-	connect := l.connectPacket()
+	authCtx, authCancel := context.WithDeadline(l.ctx, deadline)
+	defer authCancel()
+	connect := l.connectPacket(creds)
+	if l.opts.Authenticator != nil {
+		if err := l.startAuth(authCtx, connect); err != nil {
+			l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
+			return
+		}
+	}
 	if err := l.wr.Append(connect); err != nil {
 		l.connectFailed(fmt.Errorf("encoding CONNECT: %w", err))
 		return
@@ -72,7 +88,7 @@ func (l *EventLoop) connect() {
 		return
 	}
 
-	ack, err := l.awaitConnack(deadline)
+	ack, err := l.awaitConnack(authCtx, deadline)
 	if err != nil {
 		if l.ctx.Err() != nil || l.closed.Load() {
 			return
@@ -93,13 +109,21 @@ func (l *EventLoop) connect() {
 		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, rerr))
 		return
 	}
+	if l.opts.Authenticator != nil {
+		if err := l.finishAuth(authCtx, ack.Properties); err != nil {
+			l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
+			return
+		}
+	}
 	l.connected(ack, time.Now())
 }
 
 func (l *EventLoop) connectFailed(err error) { l.connectionDown(err, false) }
 
-// awaitConnack reads until the first packet, which must be CONNACK.
-func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
+// awaitConnack reads until CONNACK, answering the AUTH packets of
+// enhanced authentication on the way; any other packet first is a
+// protocol error.
+func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*packets.Connack, error) {
 	for {
 		cp, err := l.rd.Next()
 		if err != nil {
@@ -114,6 +138,21 @@ func (l *EventLoop) awaitConnack(deadline time.Time) (*packets.Connack, error) {
 				return p, nil
 			case *packets.Disconnect:
 				return nil, fmt.Errorf("connecting to %s: %w", l.server, reasonCodeError("DISCONNECT", p.ReasonCode, p.Properties))
+			case *packets.Auth:
+				reply, err := l.continueAuth(ctx, p)
+				if err != nil {
+					return nil, fmt.Errorf("connecting to %s: %w", l.server, err)
+				}
+				if err := l.wr.Append(reply); err != nil {
+					return nil, fmt.Errorf("encoding AUTH: %w", err)
+				}
+				if l.dbg {
+					l.logPacket("out", reply)
+				}
+				if err := l.wr.Flush(l.conn, deadline); err != nil {
+					return nil, fmt.Errorf("sending AUTH to %s: %w", l.server, err)
+				}
+				continue
 			default:
 				return nil, fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
 			}
@@ -175,6 +214,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	l.phase = phaseConnected
 	l.pollMissed = false
 	l.pendingRead = nil
+	l.reauthing = false
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}
@@ -184,6 +224,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	resumed := l.st.Connected(ack, !l.opts.NoResubscribe)
 	lim := l.st.Limits()
 	l.wr.SetMaxPacketSize(int(lim.MaximumPacketSize))
+	l.resetAliases(lim.TopicAliasMaximum)
 
 	ka := l.opts.KeepAlive
 	if ack.Properties != nil && ack.Properties.ServerKeepAlive != nil {
@@ -234,7 +275,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 // properties, and the Clean Session flag is CleanStart on every connection
 // (see Options.ProtocolVersion); New refused what 3.1.1 cannot carry. On
 // MQTT 5 Clean Start applies to the loop's first connection only.
-func (l *EventLoop) connectPacket() *packets.Connect {
+func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	o := &l.opts
 	v5 := o.ProtocolVersion != 4
 	c := &packets.Connect{
@@ -247,14 +288,6 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 	if !v5 {
 		c.ProtocolVersion, c.CleanStart = 4, o.CleanStart
 	}
-	if o.Username != "" {
-		c.UsernameFlag = true
-		c.Username = o.Username
-	}
-	if o.Password != nil {
-		c.PasswordFlag = true
-		c.Password = o.Password
-	}
 	if w := o.Will; w != nil {
 		c.WillFlag = true
 		c.WillTopic = w.Topic
@@ -263,6 +296,7 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 		c.WillRetain = w.Retain
 	}
 	if !v5 {
+		applyCredentials(c, creds)
 		return c
 	}
 	if c.ClientID == "" && l.assignedID != "" {
@@ -279,6 +313,10 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 		rm := o.ReceiveMaximum
 		c.Properties.ReceiveMaximum = &rm
 	}
+	if o.TopicAliasMaximum > 0 {
+		tam := o.TopicAliasMaximum
+		c.Properties.TopicAliasMaximum = &tam
+	}
 	if o.RequestResponseInformation {
 		one := byte(1)
 		c.Properties.RequestResponseInfo = &one
@@ -290,14 +328,16 @@ func (l *EventLoop) connectPacket() *packets.Connect {
 			c.WillProperties.WillDelayInterval = &secs
 		}
 	}
+	applyCredentials(c, creds)
 	return c
 }
 
 // dialOptions returns the transport options of the next dial.
-func (l *EventLoop) dialOptions() netio.DialOptions {
+func (l *EventLoop) dialOptions(creds Credentials) netio.DialOptions {
 	return netio.DialOptions{
 		TLS:    l.tls,
-		Header: l.opts.WebSocketHeader,
+		Header: creds.WebSocketHeader,
+		Proxy:  l.proxy(),
 		QUIC: netio.QUICOptions{
 			KeepAlive:        l.opts.KeepAlive,
 			HandshakeTimeout: l.opts.QUICHandshakeTimeout,

@@ -224,6 +224,9 @@ func (l *EventLoop) logPacket(dir string, p packets.Packet) {
 		if len(payload) > maxLoggedPayload {
 			payload = payload[:maxLoggedPayload]
 		}
+		if p.Properties != nil && p.Properties.TopicAlias != nil {
+			attrs = append(attrs, slog.Int("alias", int(*p.Properties.TopicAlias)))
+		}
 		attrs = append(attrs, slog.String("type", "PUBLISH"), slog.String("topic", p.Topic),
 			slog.Int("qos", int(p.QoS)), slog.Int("id", int(p.PacketID)), slog.Bool("retain", p.Retain),
 			slog.Bool("dup", p.Duplicate), slog.Int("size", len(p.Payload)), slog.String("payload", fmt.Sprintf("%q", payload)))

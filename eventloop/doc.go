@@ -22,7 +22,7 @@
 //
 // Send requests on the channel given to Run: Publish, Subscribe,
 // Unsubscribe, Ack (manual acknowledgement, Options.ManualAcks),
-// Disconnect, Shutdown, Pause, Resume and Throttle. A request that cannot
+// Disconnect, Shutdown, Pause, Resume, Throttle and Reauthenticate. A request that cannot
 // be carried out (an invalid topic, too large for the broker, a feature
 // the protocol version lacks) ends in a RequestFailed notification and the
 // loop goes on. Close and Resume may also be called from other goroutines.
@@ -32,7 +32,20 @@
 // Next returns Connected (with what the broker's CONNACK announced),
 // Message, Published (every QoS 1 or 2 publish ends in exactly one, with
 // the request and its Tag), Subscribed, Unsubscribed, RequestFailed,
-// Disconnected, Reconnecting and Dropped.
+// Disconnected, Reconnecting, Dropped and Reauthenticated.
+//
+// # Connecting in deployments
+//
+// Options.Credentials supplies user name, password, CONNECT user
+// properties and WebSocket headers afresh before every connection attempt
+// (short-lived tokens). Options.Proxy sends mqtt://, mqtts://, ws:// and
+// wss:// through a SOCKS5 or HTTP CONNECT proxy (Options.ProxyFromEnvironment
+// to follow ALL_PROXY and friends); the tunnel stays a socket, with the same
+// readiness. Options.Authenticator carries out MQTT 5 enhanced
+// authentication (package scram: SCRAM-SHA-256) and re-authentication on a
+// Reauthenticate request. Options.OutgoingTopicAliases and
+// Options.TopicAliasMaximum use MQTT 5 topic aliases in each direction,
+// per connection.
 //
 // # How a run ends
 //

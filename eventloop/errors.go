@@ -71,6 +71,12 @@ var (
 	// waiting for CONNACK; it wraps ErrTLSHandshake and the server's
 	// tls.AlertError either way.
 	ErrClientCertificateRequired = netio.ErrClientCertificateRequired
+	// ErrProxyAuth: the proxy (Options.Proxy) refused its credentials or
+	// requires some.
+	ErrProxyAuth = netio.ErrProxyAuth
+	// ErrProxy: the proxy could not or would not connect to the broker, or
+	// does not speak its protocol; quic:// servers fail with it too.
+	ErrProxy = netio.ErrProxy
 )
 
 // Causes specific to quic:// connections, carried by Disconnected (and

@@ -99,6 +99,9 @@ type EventLoop struct {
 	rxAt        time.Time // when bytes last arrived
 	session     uint64    // counts broker sessions: +1 at each CONNACK without session present
 	pendingRead error     // a read error seen while waiting, handled next step
+	reauthing   bool      // a re-authentication is under way (auth.go)
+	aliasIn     inAliases // the broker's topic aliases (alias.go)
+	aliasOut    outAliases
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -420,6 +423,18 @@ func (l *EventLoop) handleBuffered(now time.Time) bool {
 
 // handle applies one packet from the broker.
 func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
+	switch p := cp.Content.(type) {
+	case *packets.Auth:
+		if l.opts.Authenticator != nil {
+			return l.handleAuth(p)
+		}
+	case *packets.Publish:
+		if code, err := l.aliasIn.resolve(p); err != nil {
+			l.farewell(code, nil)
+			l.lost(err)
+			return false
+		}
+	}
 	ev, reply, err := l.st.HandleIncoming(cp)
 	if err != nil {
 		l.lost(err)
@@ -565,6 +580,12 @@ func (l *EventLoop) accept(r Request) {
 		if err := l.throttle.set(r, time.Now()); err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
+	case Reauthenticate:
+		if l.opts.ProtocolVersion == 4 {
+			l.emit(RequestFailed{Request: r, Err: only5("Reauthenticate")})
+			return
+		}
+		l.reauthenticate(r)
 	case Pause:
 		l.paused = true
 	case Resume:
@@ -676,7 +697,13 @@ func (l *EventLoop) commit() bool {
 // write encodes a packet into the write buffer, flushing when it is large.
 // An error for which refused is false has already ended the connection.
 func (l *EventLoop) write(p packets.Packet) error {
-	if err := l.wr.Append(p); err != nil {
+	var err error
+	if pub, ok := p.(*packets.Publish); ok {
+		p, err = l.appendPublish(pub) // with a topic alias when allowed
+	} else {
+		err = l.wr.Append(p)
+	}
+	if err != nil {
 		if refused(err, p) {
 			return err
 		}

@@ -5,8 +5,8 @@ import (
 )
 
 // Notification is what Next returns: Connected, Message, Published,
-// Subscribed, Unsubscribed, RequestFailed, Disconnected, Reconnecting or
-// Dropped.
+// Subscribed, Unsubscribed, RequestFailed, Disconnected, Reconnecting,
+// Dropped or Reauthenticated.
 type Notification interface{ isNotification() }
 
 // Connected: the broker accepted the connection (CONNACK with success).

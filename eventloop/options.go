@@ -42,6 +42,18 @@ type Options struct {
 	// with a user name.
 	Username string
 	Password []byte
+	// Credentials, if set, supplies the user name, password, CONNECT user
+	// properties and WebSocket headers afresh before every connection
+	// attempt, e.g. a short-lived token signed now. ctx carries the
+	// connect deadline (ConnectTimeout covers the call, dialing and
+	// CONNACK) and ends with the run; server is one of Servers as written.
+	// It runs on the goroutine calling Next. An error counts as a failed
+	// connection attempt: reported and retried as Reconnect says, wrapped
+	// in ErrCredentials. With Credentials set, a refusal for bad
+	// credentials (0x86) or not authorized (0x87) is retried too (the
+	// next call can fetch a valid token) rather than ending the run.
+	// Username and Password must then be left empty.
+	Credentials func(ctx context.Context, server string) (Credentials, error)
 
 	// ProtocolVersion is the MQTT version spoken: 5 (MQTT 5, the default
 	// when 0) or 4 (MQTT 3.1.1, for brokers and fleets that speak only
@@ -99,6 +111,22 @@ type Options struct {
 	// A cap also bounds what a broker resends after every reconnect. MQTT 5
 	// only.
 	ReceiveMaximum uint16
+	// TopicAliasMaximum is the highest topic alias the broker may use in
+	// publishes to this client (MQTT 5 Topic Alias Maximum, announced in
+	// CONNECT; 0: none). A broker that uses aliases sends a repeated topic
+	// once per connection; the loop resolves them, so Message.Topic is
+	// always the topic. MQTT 5 only.
+	TopicAliasMaximum uint16
+	// OutgoingTopicAliases is how many topic aliases the loop may assign
+	// to publishes it sends (0: none), within the broker's Topic Alias
+	// Maximum (Connected.TopicAliasMaximum). The first publish to a topic
+	// sends the topic and an alias, later ones the alias alone; when all
+	// are taken, the least recently used one goes to the next new topic.
+	// Aliases belong to one connection: they are assigned as packets are
+	// written and never stored in the session, so a replay or a queued
+	// publish starts afresh on the next connection. Topics shorter than 4
+	// bytes are sent as they are. MQTT 5 only.
+	OutgoingTopicAliases uint16
 	// RequestResponseInformation asks the broker for Response Information
 	// (the basis of response topics for request/response), reported in
 	// Connected.ResponseInformation when the broker supports it. MQTT 5
@@ -177,6 +205,35 @@ type Options struct {
 	// SSLKEYLOGFILE environment variable, if it is set (the convention of
 	// browsers and curl). Off by default; KeyLogWriter takes precedence.
 	KeyLogFromEnv bool
+
+	// Authenticator, if set, carries out MQTT 5 enhanced authentication
+	// (AUTH packets) at every CONNECT, and re-authentication on a
+	// Reauthenticate request: see Authenticator, and package scram for
+	// SCRAM-SHA-256. It works beside Username/Password or Credentials,
+	// which still go into CONNECT. MQTT 5 only.
+	Authenticator Authenticator
+
+	// Proxy is the URL of a proxy to reach the servers through:
+	//
+	//	socks5://[user:password@]host[:1080]   SOCKS5, server names resolved locally
+	//	socks5h://[user:password@]host[:1080]  SOCKS5, server names resolved by the proxy
+	//	http://[user:password@]host[:80]       HTTP CONNECT
+	//
+	// It carries mqtt://, mqtts://, ws:// and wss:// (TLS and WebSocket
+	// run inside the tunnel, end to end with the broker); unix:// servers
+	// are reached directly, and quic:// ones fail (QUIC is UDP), so the next
+	// of Servers is tried. The tunnel is the proxy's TCP socket: readiness
+	// stays as fast as without a proxy. Refused proxy credentials end the
+	// attempt with ErrProxyAuth, a proxy that cannot reach the broker with
+	// ErrProxy; the proxy's password never appears in errors or logs.
+	Proxy string
+	// ProxyFromEnvironment, when Proxy is empty, takes the proxy from the
+	// environment as curl does: HTTP_PROXY for ws://, HTTPS_PROXY for
+	// wss://, ALL_PROXY for those without their own and for mqtt:// and
+	// mqtts://, and NO_PROXY for the hosts to reach directly (see
+	// netio.ProxyFromEnvironment). Off by default: a library should not
+	// change its route because of a variable set for other programs.
+	ProxyFromEnvironment bool
 
 	// Dial, if set, opens the byte transport to a server instead of the
 	// built-in transports: a custom transport, a connection through a
@@ -300,6 +357,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxPacketSize == 0 {
 		o.MaxPacketSize = DefaultMaxPacketSize
 	}
+	if o.Credentials != nil && (o.Username != "" || o.Password != nil) {
+		return bad("Credentials and Username/Password are both set: the hook supplies them")
+	}
+	if len(o.Username) > 65535 || len(o.Password) > 65535 {
+		return bad("user name or password longer than 65535 bytes")
+	}
 	if o.Store != nil {
 		if o.Session != nil {
 			return bad("Session and Store are both set: a store holds its own session")
@@ -307,6 +370,22 @@ func (o Options) withDefaults() (Options, error) {
 		if o.ClientID == "" {
 			return bad("a Store needs a ClientID: a broker-assigned id cannot be resumed")
 		}
+	}
+	if a := o.Authenticator; a != nil {
+		if a.Method() == "" {
+			return bad("Authenticator.Method() is empty")
+		}
+		if err := checkMQTTString("Authenticator.Method()", a.Method()); err != nil {
+			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	if o.Proxy != "" {
+		if _, err := netio.ParseProxy(o.Proxy); err != nil {
+			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	if o.Dial != nil && (o.Proxy != "" || o.ProxyFromEnvironment) {
+		return bad("Dial and a proxy are both set: Dial replaces the built-in transports, proxies included")
 	}
 	if !o.Reconnect.Valid() {
 		return bad("unknown reconnect policy %v", o.Reconnect)
@@ -335,6 +414,12 @@ func (o Options) check311() error {
 		return only5("ReceiveMaximum")
 	case o.RequestResponseInformation:
 		return only5("RequestResponseInformation")
+	case o.TopicAliasMaximum != 0:
+		return only5("TopicAliasMaximum")
+	case o.OutgoingTopicAliases != 0:
+		return only5("OutgoingTopicAliases")
+	case o.Authenticator != nil:
+		return only5("Authenticator (enhanced authentication)")
 	case o.Will != nil && o.Will.Delay != 0:
 		return only5("Will.Delay")
 	case o.Will != nil && !o.Will.Properties.empty():

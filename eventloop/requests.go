@@ -5,7 +5,8 @@ import (
 )
 
 // Request is something the user asks the loop to do: Publish, Subscribe,
-// Unsubscribe, Ack, Disconnect, Shutdown, Pause, Resume or Throttle. Send
+// Unsubscribe, Ack, Disconnect, Shutdown, Pause, Resume, Throttle or
+// Reauthenticate. Send
 // requests on the channel given to Run.
 type Request interface{ isRequest() }
 

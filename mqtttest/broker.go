@@ -62,6 +62,21 @@ type Options struct {
 	ServerReference string
 	// ConnackUserProperties are added to every MQTT 5 CONNACK.
 	ConnackUserProperties []UserProperty
+	// Authenticate, when set, decides whether a client may connect from
+	// its client id, user name and password (and, for MQTT 5, the user
+	// properties of its CONNECT); a refused client gets CONNACK 0x86 (bad
+	// user name or password). It is called on the connection's goroutine.
+	// Nil accepts every client.
+	Authenticate func(c ConnectInfo) bool
+	// EnhancedAuth, when set, serves MQTT 5 enhanced authentication:
+	// clients whose CONNECT names its method go through its conversation
+	// (AUTH packets) before CONNACK, and can re-authenticate; a CONNECT
+	// naming another method is refused with 0x8C (bad authentication
+	// method). SCRAMSHA256 provides SCRAM-SHA-256.
+	EnhancedAuth EnhancedAuth
+	// RequireEnhancedAuth refuses MQTT 5 clients that do not use
+	// EnhancedAuth (0x8C).
+	RequireEnhancedAuth bool
 	// RefuseMQTT5 makes the broker behave like an MQTT 3.1.1-only broker
 	// towards MQTT 5 clients: it answers their CONNECT with a 3.1.1 CONNACK
 	// with return code 0x01 (unacceptable protocol version) and closes the
@@ -87,6 +102,14 @@ type Options struct {
 	// port that serves MQTT over TLS with this configuration (see TLSURL).
 	// testcerts.Set.ServerConfig makes one.
 	TLS *tls.Config
+}
+
+// ConnectInfo is what Options.Authenticate decides on.
+type ConnectInfo struct {
+	ClientID       string
+	Username       string
+	Password       []byte
+	UserProperties []UserProperty
 }
 
 // UserProperty is an MQTT 5 user property.
@@ -135,7 +158,7 @@ func Start(opts Options) (*Broker, error) {
 		b.capture = newCapture()
 	}
 	b.hook = &hook{srv: srv, opts: opts, capture: b.capture, conns: map[net.Conn]*connState{}}
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	if err := srv.AddHook(&allowAll{check: opts.Authenticate}, nil); err != nil {
 		return nil, fmt.Errorf("mqtttest: add auth hook: %w", err)
 	}
 	if err := srv.AddHook(b.hook, nil); err != nil {

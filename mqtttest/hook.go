@@ -26,6 +26,13 @@ type connState struct {
 	connackEncoded bool          // a successful CONNACK is being written; guarded by hook.mu
 	connackSent    chan struct{} // closed once it was written
 	ended          chan struct{} // closed when the connection's goroutine returned
+
+	// Enhanced authentication (auth.go): what the CONNACK carries, and a
+	// re-authentication under way (only the connection's goroutine uses
+	// reauth).
+	authMethod string
+	authFinal  []byte
+	reauth     AuthConversation
 }
 
 // track registers a connection the listener accepted.
@@ -78,6 +85,8 @@ func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent:
 		return true
+	case mqtt.OnAuthPacket:
+		return h.opts.EnhancedAuth != nil
 	}
 	return false
 }
@@ -97,6 +106,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if h.opts.ServerKeepAlive > 0 {
 		cl.State.Keepalive = h.opts.ServerKeepAlive
 		cl.State.ServerKeepalive = true
+	}
+	if h.opts.EnhancedAuth != nil && (pk.Properties.AuthenticationMethod != "" || h.opts.RequireEnhancedAuth) {
+		return h.enhancedAuthConnect(cl, pk)
 	}
 	return nil
 }
@@ -123,8 +135,13 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	if st := h.conns[cl.Net.Conn]; st != nil {
 		st.connackEncoded = true
 	}
+	authMethod, authData := h.authFinal(cl.Net.Conn)
 	h.mu.Unlock()
 	if pk.ProtocolVersion == 5 {
+		if authMethod != "" {
+			pk.Properties.AuthenticationMethod = authMethod
+			pk.Properties.AuthenticationData = authData
+		}
 		if h.opts.MaximumPacketSize > 0 {
 			pk.Properties.MaximumPacketSize = h.opts.MaximumPacketSize
 		}
@@ -163,11 +180,13 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 }
 
-// allowAll lets every client connect and publish or subscribe to any topic.
-// (mochi's hooks/auth.AllowHook does the same, but its package pulls in a
-// YAML dependency this module does not otherwise need.)
+// allowAll lets every client connect (unless check says otherwise) and
+// publish or subscribe to any topic. (mochi's hooks/auth.AllowHook does
+// the same, but its package pulls in a YAML dependency this module does
+// not otherwise need.)
 type allowAll struct {
 	mqtt.HookBase
+	check func(ConnectInfo) bool // Options.Authenticate; nil: allow
 }
 
 // ID returns the hook's id.
@@ -178,8 +197,21 @@ func (*allowAll) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 
-// OnConnectAuthenticate accepts every client.
-func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+// OnConnectAuthenticate accepts every client, or those check accepts.
+func (a *allowAll) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if a.check == nil {
+		return true
+	}
+	info := ConnectInfo{
+		ClientID: pk.Connect.ClientIdentifier,
+		Username: string(pk.Connect.Username),
+		Password: pk.Connect.Password,
+	}
+	for _, u := range pk.Properties.User {
+		info.UserProperties = append(info.UserProperties, UserProperty{Key: u.Key, Value: u.Val})
+	}
+	return a.check(info)
+}
 
 // OnACLCheck allows every topic.
 func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

@@ -155,6 +155,15 @@ type DialOptions struct {
 
 	// QUIC configures quic://.
 	QUIC QUICOptions
+
+	// Proxy, if set, returns the proxy through which to reach a server (nil:
+	// directly): see ParseProxy for the kinds, FixedProxy and
+	// ProxyFromEnvironment for ready-made functions. It applies to mqtt://,
+	// mqtts://, ws:// and wss:// (TLS and WebSocket run inside the
+	// tunnel); unix:// is always reached directly, and a quic:// server
+	// with a proxy fails (these proxies carry TCP only). A tunnel is the
+	// proxy's TCP socket, so readiness stays that of a socket.
+	Proxy func(server *url.URL) (*url.URL, error)
 }
 
 // QUICOptions configures MQTT over QUIC.
@@ -206,7 +215,15 @@ func Dial(ctx context.Context, server string, opts DialOptions) (Conn, error) {
 	case "ws", "wss":
 		c, err = dialWebSocket(ctx, u, opts)
 	case "quic":
-		c, err = dialQUIC(ctx, u, opts)
+		if opts.Proxy != nil {
+			var p *url.URL
+			if p, err = opts.Proxy(u); err == nil && p != nil {
+				err = fmt.Errorf("%w: quic:// cannot go through proxy %s (it carries TCP, QUIC is UDP)", ErrProxy, redact(p))
+			}
+		}
+		if err == nil {
+			c, err = dialQUIC(ctx, u, opts)
+		}
 	default:
 		c, err = dialSocket(ctx, u, opts)
 	}
@@ -233,6 +250,15 @@ func dialNet(ctx context.Context, u *url.URL, opts DialOptions) (net.Conn, error
 		d = &net.Dialer{}
 	}
 	if u.Scheme != "unix" {
+		if opts.Proxy != nil {
+			p, err := opts.Proxy(u)
+			if err != nil {
+				return nil, err
+			}
+			if p != nil {
+				return dialProxy(ctx, d, p, u.Host)
+			}
+		}
 		return d.DialContext(ctx, "tcp", u.Host)
 	}
 	// A Unix socket whose listen backlog is full refuses a non-blocking

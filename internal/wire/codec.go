@@ -123,6 +123,9 @@ func AppendPacket(dst []byte, p packets.Packet, maxSize int) ([]byte, error) {
 		if publishPropsEmpty(v.Properties) {
 			return appendPublish(dst, v, maxSize)
 		}
+		if publishAliasOnly(v.Properties) {
+			return appendPublishAlias(dst, v, maxSize)
+		}
 	case *packets.Puback:
 		if v != nil && ackPropsEmpty(v.Properties) {
 			return appendAck(dst, packets.PUBACK<<4, v.PacketID, v.ReasonCode, maxSize)
