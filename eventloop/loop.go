@@ -97,7 +97,6 @@ type EventLoop struct {
 	assignedID  string
 	pollMissed  bool      // the last park in the poller timed out
 	rxAt        time.Time // when bytes last arrived
-	session     uint64    // counts broker sessions: +1 at each CONNACK without session present
 	pendingRead error     // a read error seen while waiting, handled next step
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
@@ -452,7 +451,7 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 	case nil:
 	case state.Delivered:
 		m := messageFrom(ev.Publish)
-		m.session = l.session
+		m.session = ev.Session
 		l.emit(m)
 	case state.PublishDone:
 		l.emit(publishedFrom(ev))
@@ -599,10 +598,7 @@ func (l *EventLoop) ack(a Ack) error {
 	if a.ReasonCode != 0 && l.opts.ProtocolVersion == 4 {
 		return only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
 	}
-	if a.session != 0 && a.session != l.session {
-		return fmt.Errorf("%w: packet id %d", ErrStaleAck, a.PacketID)
-	}
-	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode)
+	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode, a.session)
 	if err != nil {
 		return err
 	}

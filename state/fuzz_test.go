@@ -98,7 +98,7 @@ func FuzzHandleIncoming(f *testing.F) {
 				s.Connected(connack(mode&0x10 != 0, nil), false)
 			}
 			if d, ok := ev.(Delivered); ok && s.cfg.ManualAcks && d.Publish.QoS > 0 {
-				if _, err := s.Ack(d.Publish.PacketID, d.Publish.QoS, mode&0x80); err != nil {
+				if _, err := s.Ack(d.Publish.PacketID, d.Publish.QoS, mode&0x80, 0); err != nil {
 					t.Fatalf("Ack of a delivered message: %v", err)
 				}
 			}

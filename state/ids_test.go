@@ -230,7 +230,7 @@ func TestPacketIDAvoidsBrokerIDs(t *testing.T) {
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 1})
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: 2})
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 4})
-	if _, err := s.Ack(4, 2, 0); err != nil {
+	if _, err := s.Ack(4, 2, 0, 0); err != nil {
 		t.Fatalf("Ack(4) = %v", err)
 	}
 	for _, want := range []uint16{3, 5} {
@@ -239,11 +239,11 @@ func TestPacketIDAvoidsBrokerIDs(t *testing.T) {
 			t.Fatalf("outgoing id %d, want %d (skipping the broker's 1, 2 and 4)", id, want)
 		}
 	}
-	if _, err := s.Ack(1, 2, 0); err != nil {
+	if _, err := s.Ack(1, 2, 0, 0); err != nil {
 		t.Fatalf("Ack(1) = %v", err)
 	}
 	handle(t, s, &packets.Pubrel{PacketID: 1})
-	if _, err := s.Ack(2, 1, 0); err != nil {
+	if _, err := s.Ack(2, 1, 0, 0); err != nil {
 		t.Fatalf("Ack(2) = %v", err)
 	}
 	s.nextID = 0 // next lap

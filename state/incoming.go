@@ -11,8 +11,14 @@ import (
 type (
 	// Delivered: an application message arrived and is new (not a
 	// duplicate of a QoS 2 message already delivered). With ManualAcks,
-	// QoS 1 and 2 messages wait for Ack.
-	Delivered struct{ Publish *packets.Publish }
+	// QoS 1 and 2 messages wait for Ack, which takes Session back.
+	Delivered struct {
+		Publish *packets.Publish
+		// Session numbers the broker session the message came from:
+		// Connected starts a new one at the first CONNACK and at every
+		// CONNACK without session present (0 before the first).
+		Session uint64
+	}
 	// PublishDone: an outgoing QoS 1 or 2 publish completed (PUBACK,
 	// PUBCOMP, or a PUBREC with a failure reason code).
 	PublishDone struct {
@@ -186,7 +192,7 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 	}
 	switch p.QoS {
 	case 0:
-		return Delivered{Publish: p}, nil, nil
+		return Delivered{Publish: p, Session: s.session}, nil, nil
 	case 1:
 		if p.PacketID == 0 {
 			return nil, nil, fmt.Errorf("%w: QoS 1 PUBLISH with packet id 0", ErrProtocol)
@@ -196,7 +202,7 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 				s.touchUnackedQoS1(p.PacketID)
 				s.unackedQoS1[p.PacketID] = struct{}{}
 			}
-			return Delivered{Publish: p}, nil, nil
+			return Delivered{Publish: p, Session: s.session}, nil, nil
 		}
 		if _, ok := s.unackedQoS1[p.PacketID]; ok {
 			// Awaited a manual ack under an earlier configuration.
@@ -204,7 +210,7 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 			delete(s.unackedQoS1, p.PacketID)
 		}
 		s.puback = packets.Puback{PacketID: p.PacketID}
-		return Delivered{Publish: p}, &s.puback, nil
+		return Delivered{Publish: p, Session: s.session}, &s.puback, nil
 	case 2:
 		if p.PacketID == 0 {
 			return nil, nil, fmt.Errorf("%w: QoS 2 PUBLISH with packet id 0", ErrProtocol)
@@ -221,9 +227,9 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 						s.touchIncomingQoS2(p.PacketID)
 						s.incomingQoS2[p.PacketID] = true
 						s.pubrec = packets.Pubrec{PacketID: p.PacketID}
-						return Delivered{Publish: p}, &s.pubrec, nil
+						return Delivered{Publish: p, Session: s.session}, &s.pubrec, nil
 					}
-					return Delivered{Publish: p}, nil, nil
+					return Delivered{Publish: p, Session: s.session}, nil, nil
 				}
 				return nil, nil, nil
 			}
@@ -233,11 +239,11 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 		s.touchIncomingQoS2(p.PacketID)
 		if s.cfg.ManualAcks {
 			s.incomingQoS2[p.PacketID] = false
-			return Delivered{Publish: p}, nil, nil
+			return Delivered{Publish: p, Session: s.session}, nil, nil
 		}
 		s.incomingQoS2[p.PacketID] = true
 		s.pubrec = packets.Pubrec{PacketID: p.PacketID}
-		return Delivered{Publish: p}, &s.pubrec, nil
+		return Delivered{Publish: p, Session: s.session}, &s.pubrec, nil
 	default:
 		// Both QoS bits set: a malformed packet [MQTT-3.3.1-4].
 		return nil, nil, fmt.Errorf("%w: PUBLISH with QoS %d", ErrProtocol, p.QoS)
@@ -247,7 +253,15 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 // Ack acknowledges an incoming message delivered in manual-ack mode: it
 // returns the PUBACK (QoS 1) or PUBREC (QoS 2) to send. reason is the reason
 // code (0 for success). Acks may come in any order.
-func (s *MqttState) Ack(packetID uint16, qos byte, reason byte) (packets.Packet, error) {
+//
+// session is the Session of the message's Delivered event, or 0 to skip
+// the check: an ack for a message of a broker session lost since fails
+// with ErrStaleAck, and acknowledges nothing (its packet id may belong to
+// a newer message by now).
+func (s *MqttState) Ack(packetID uint16, qos byte, reason byte, session uint64) (packets.Packet, error) {
+	if session != 0 && session != s.session {
+		return nil, fmt.Errorf("%w: packet id %d", ErrStaleAck, packetID)
+	}
 	switch qos {
 	case 1:
 		if _, ok := s.unackedQoS1[packetID]; !ok {

@@ -550,7 +550,7 @@ func TestSetConfig(t *testing.T) {
 	noSend(t, s)
 	_, reply := handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: 1})
 	wantReply(t, reply, nil)
-	if _, err := s.Ack(1, 1, 0); err != nil {
+	if _, err := s.Ack(1, 1, 0, 0); err != nil {
 		t.Fatalf("Ack after SetConfig(ManualAcks) = %v", err)
 	}
 }

@@ -124,7 +124,7 @@ func richSession(t testing.TB) *richFixture {
 	s.Enqueue(Pending{Packet: q2, Tag: "q2"})
 
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 20})
-	if _, err := s.Ack(20, 2, 0); err != nil {
+	if _, err := s.Ack(20, 2, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 21})

@@ -155,14 +155,14 @@ func TestLoadedSessionResumesWithSession(t *testing.T) {
 	wantNoEvent(t, ev)
 	ev, _ = handle(t, s, dup) // once only
 	wantNoEvent(t, ev)
-	if reply, err := s.Ack(21, 2, 0); err != nil {
+	if reply, err := s.Ack(21, 2, 0, 0); err != nil {
 		t.Fatal(err)
 	} else {
 		wantReply(t, reply, &packets.Pubrec{PacketID: 21})
 	}
 	_, reply = handle(t, s, &packets.Pubrel{PacketID: 21})
 	wantReply(t, reply, &packets.Pubcomp{PacketID: 21})
-	if reply, err := s.Ack(22, 1, 0); err != nil {
+	if reply, err := s.Ack(22, 1, 0, 0); err != nil {
 		t.Fatal(err)
 	} else {
 		wantReply(t, reply, &packets.Puback{PacketID: 22})

@@ -46,7 +46,15 @@ type Resumed struct {
 // belong to one connection): the property is removed and the topic
 // restored. The times recorded by MarkSent belong to the previous
 // connection and are forgotten.
+//
+// The first CONNACK, and every one without session present, starts a new
+// broker session (Delivered.Session): manual acks owed for messages of
+// the earlier one fail with ErrStaleAck.
 func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
+	if !ack.SessionPresent || s.session == 0 {
+		// A new broker session: acks owed for the old one are stale.
+		s.session++
+	}
 	s.limits = DefaultLimits
 	if pr := ack.Properties; pr != nil {
 		if pr.ReceiveMaximum != nil && *pr.ReceiveMaximum > 0 {

@@ -23,6 +23,12 @@ var (
 	// ErrNotSupported: the broker said in CONNACK that it does not support
 	// what the request needs (e.g. retained messages, this QoS).
 	ErrNotSupported = errors.New("not supported by the broker")
+	// ErrStaleAck: the user acknowledged a message delivered in a broker
+	// session that has been lost since (a CONNACK without session
+	// present came in between). The broker has forgotten that message;
+	// its packet id may now belong to a newer one, which the ack must not
+	// acknowledge.
+	ErrStaleAck = errors.New("ack for a message of a lost broker session")
 )
 
 // Stage is where an outgoing QoS 1 or 2 publish is in its flow.
@@ -154,6 +160,12 @@ type MqttState struct {
 	// connection because the broker's Receive Maximum is smaller than
 	// what is in flight (per connection, not saved).
 	replayHold []uint16
+
+	// session numbers the broker sessions this MqttState has seen: 0
+	// before the first CONNACK, then +1 at the first and at every CONNACK
+	// without session present (in memory only). Delivered carries it;
+	// Ack refuses an ack from an earlier one.
+	session uint64
 }
 
 // New returns an empty session.

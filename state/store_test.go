@@ -402,7 +402,7 @@ func TestRandomOperationsDurable(t *testing.T) {
 						i := rng.Intn(len(delivered))
 						p := delivered[i]
 						delivered = append(delivered[:i], delivered[i+1:]...)
-						_, _ = s.Ack(p.PacketID, p.QoS, byte(rng.Intn(2)*0x80))
+						_, _ = s.Ack(p.PacketID, p.QoS, byte(rng.Intn(2)*0x80), 0)
 					}
 				case r < 93:
 					r := s.Connected(connack(rng.Intn(2) == 0, nil), rng.Intn(4) != 0)

@@ -751,7 +751,9 @@ func (c *client) appAck(m uint64, id uint16, qos byte, proc int) {
 		return // that process is gone
 	}
 	owner := c.idOwner[id]
-	pkt, err := c.st.Ack(id, qos, 0)
+	// Session 0: without state.Ack's broker-session check (ErrStaleAck),
+	// so that the known issue below stays reproducible at this level.
+	pkt, err := c.st.Ack(id, qos, 0, 0)
 	s.noteText(tAppAck, m, fmt.Sprintf("m=%d id=%d q%d err=%v", m, id, qos, err))
 	if err != nil {
 		if !errors.Is(err, state.ErrUnknownPacketID) {

@@ -121,7 +121,7 @@ func work(t testing.TB, s *state.MqttState, round int) {
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: uint16(200 + round)})
 	if round > 0 {
 		// (Forgotten if the broker lost the session meanwhile.)
-		if _, err := s.Ack(uint16(100+round-1), 2, 0); err != nil && !errors.Is(err, state.ErrUnknownPacketID) {
+		if _, err := s.Ack(uint16(100+round-1), 2, 0, 0); err != nil && !errors.Is(err, state.ErrUnknownPacketID) {
 			t.Fatal(err)
 		}
 		handle(t, s, &packets.Pubrel{PacketID: uint16(100 + round - 1)})
