@@ -629,21 +629,22 @@ func (l *EventLoop) sendQueued() bool {
 				return sent
 			}
 		}
-		p, pkt, ok, err := l.st.NextToSend()
-		if !ok {
+		next := l.st.NextToSend()
+		pkt := next.Packet
+		if pkt == nil {
 			// Nothing sendable now: queue empty, window full, or (with
-			// err set) out of packet ids until acks free some.
+			// Err set) out of packet ids until acks free some.
 			return sent
 		}
 		sent = true
-		if err != nil {
-			l.emit(RequestFailed{Request: requestOf(p), Err: err})
+		if next.Err != nil {
+			l.emit(RequestFailed{Request: requestOf(next.Pending), Err: next.Err})
 			continue
 		}
 		if err := l.write(pkt); err != nil {
 			if refused(err, pkt) {
 				l.st.Abandon(pkt)
-				l.emit(RequestFailed{Request: requestOf(p), Err: l.refusal(err)})
+				l.emit(RequestFailed{Request: requestOf(next.Pending), Err: l.refusal(err)})
 				continue
 			}
 			return sent

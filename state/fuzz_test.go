@@ -103,7 +103,7 @@ func FuzzHandleIncoming(f *testing.F) {
 				}
 			}
 			// Keep new flows going out.
-			if _, _, _, err := s.NextToSend(); err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
+			if err := s.NextToSend().Err; err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
 				t.Fatalf("NextToSend() = %v", err)
 			}
 			checkInvariants(t, s)

@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"testing"
 
@@ -171,7 +170,7 @@ type snapshot struct {
 }
 
 func snap(s *MqttState) snapshot {
-	return snapshot{s.QueuedRequests(), s.InFlightPublishes(), s.Outstanding(), s.AwaitingRelease(), s.Subscriptions(), maps.Clone(s.incomingQoS2), maps.Clone(s.unackedQoS1)}
+	return snapshot{s.QueuedRequests(), s.InFlightPublishes(), s.Outstanding(), s.AwaitingRelease(), s.Subscriptions(), s.incomingQoS2.Clone(), s.unackedQoS1.Clone()}
 }
 
 func TestIncomingProtocolViolations(t *testing.T) {

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
 	"slices"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/state/internal/tracked"
 )
 
 // Errors of Load, the stores and AttachStore.
@@ -252,21 +253,23 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 	if err := emit(KindMeta, len(countersKey)); err != nil {
 		return err
 	}
-	for _, f := range slices.Sorted(maps.Keys(s.subscriptions)) {
+	for _, f := range slices.Sorted(s.subscriptions.Keys()) {
+		sb, _ := s.subscriptions.Get(f)
 		buf = append(buf[:0], f...)
-		buf = appendSubscription(buf, s.subscriptions[f])
+		buf = appendSubscription(buf, sb)
 		if err := emit(KindSubscription, len(f)); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.incomingQoS2)) {
+	for _, id := range slices.Sorted(s.incomingQoS2.Keys()) {
+		sent, _ := s.incomingQoS2.Get(id)
 		buf = appendIDKey(buf[:0], id)
-		buf = appendIncomingQoS2(buf, s.incomingQoS2[id])
+		buf = appendIncomingQoS2(buf, sent)
 		if err := emit(KindIncomingQoS2, 2); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.unackedQoS1)) {
+	for _, id := range slices.Sorted(s.unackedQoS1.Keys()) {
 		buf = appendIDKey(buf[:0], id)
 		if err := emit(KindUnackedQoS1, 2); err != nil {
 			return err
@@ -279,22 +282,24 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.subscribing)) {
+	for _, id := range slices.Sorted(s.subscribing.Keys()) {
+		r, _ := s.subscribing.Get(id)
 		buf = appendIDKey(buf[:0], id)
-		buf = appendSubscribing(buf, s.subscribing[id])
+		buf = appendSubscribing(buf, r)
 		if err := emit(KindSubscribing, 2); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.unsubscribing)) {
+	for _, id := range slices.Sorted(s.unsubscribing.Keys()) {
+		r, _ := s.unsubscribing.Get(id)
 		buf = appendIDKey(buf[:0], id)
-		buf = appendUnsubscribing(buf, s.unsubscribing[id])
+		buf = appendUnsubscribing(buf, r)
 		if err := emit(KindUnsubscribing, 2); err != nil {
 			return err
 		}
 	}
-	for _, p := range s.queue[s.head:] {
-		buf = appendQueueKey(buf[:0], p.key)
+	for key, p := range s.queue.All() {
+		buf = appendQueueKey(buf[:0], key)
 		buf = appendQueued(buf, p)
 		if err := emit(KindQueued, 8); err != nil {
 			return err
@@ -706,7 +711,7 @@ type Rebuilder struct {
 	records int
 	// haveIdentity and haveCounters: the meta records were added.
 	haveIdentity, haveCounters bool
-	queued                     []Pending
+	queued                     []tracked.Entry[Pending]
 	err                        error
 }
 
@@ -780,7 +785,7 @@ func (b *Rebuilder) add(r Record) error {
 				return corrupt(r, fmt.Sprintf("QoS %d publish at stage %d", p.QoS, stage))
 			}
 			p.PacketID = id
-			s.outgoing[id] = &Outgoing{Publish: p, Stage: stage, seq: seq, topic: p.Topic}
+			s.outgoing.Set(id, &Outgoing{Publish: p, Stage: stage, seq: seq, topic: p.Topic})
 		case KindSubscribing:
 			seq := d.uvarint()
 			flags := d.u8()
@@ -796,7 +801,7 @@ func (b *Rebuilder) add(r Record) error {
 			if flags&flagResubscribe != 0 {
 				req.Tag = Resubscribe{}
 			}
-			s.subscribing[id] = req
+			s.subscribing.Set(id, req)
 		case KindUnsubscribing:
 			seq := d.uvarint()
 			p := d.unsubscribe()
@@ -804,19 +809,20 @@ func (b *Rebuilder) add(r Record) error {
 				break
 			}
 			p.PacketID = id
-			s.unsubscribing[id] = sentRequest{Pending{Packet: p}, seq}
+			s.unsubscribing.Set(id, sentRequest{Pending{Packet: p}, seq})
 		}
 		s.inUse[id] = struct{}{}
 	case KindQueued:
 		if len(r.Key) != 8 {
 			return corrupt(r, "key is not a queue position")
 		}
-		p := Pending{key: int64(binary.BigEndian.Uint64(r.Key) ^ (1 << 63))}
+		key := int64(binary.BigEndian.Uint64(r.Key) ^ (1 << 63))
 		// Positions are assigned one by one from 0 in both directions:
 		// anywhere near the ends of int64 they were not written by us.
-		if p.key < -1<<62 || p.key >= 1<<62 {
+		if key < -1<<62 || key >= 1<<62 {
 			return corrupt(r, "queue position out of range")
 		}
+		var p Pending
 		typ, flags := d.u8(), d.u8()
 		switch {
 		case typ == queuedPublish && flags == 0:
@@ -831,34 +837,34 @@ func (b *Rebuilder) add(r Record) error {
 		default:
 			return corrupt(r, "unknown request type")
 		}
-		b.queued = append(b.queued, p)
+		b.queued = append(b.queued, tracked.Entry[Pending]{Key: key, Value: p})
 	case KindIncomingQoS2:
-		if _, dup := s.incomingQoS2[id]; dup {
+		if s.incomingQoS2.Has(id) {
 			return corrupt(r, "duplicate")
 		}
 		switch d.u8() {
 		case 0:
-			s.incomingQoS2[id] = false
+			s.incomingQoS2.Set(id, false)
 			if s.undelivered == nil {
 				s.undelivered = make(map[uint16]struct{})
 			}
 			s.undelivered[id] = struct{}{}
 		case 1:
-			s.incomingQoS2[id] = true
+			s.incomingQoS2.Set(id, true)
 		default:
 			return corrupt(r, "bad PUBREC flag")
 		}
 	case KindUnackedQoS1:
-		if _, dup := s.unackedQoS1[id]; dup {
+		if s.unackedQoS1.Has(id) {
 			return corrupt(r, "duplicate")
 		}
-		s.unackedQoS1[id] = struct{}{}
+		s.unackedQoS1.Set(id, struct{}{})
 	case KindSubscription:
 		if len(r.Key) == 0 {
 			return corrupt(r, "empty topic filter")
 		}
 		f := string(r.Key)
-		if _, dup := s.subscriptions[f]; dup {
+		if s.subscriptions.Has(f) {
 			return corrupt(r, "duplicate")
 		}
 		opts, ok := unpackOptions(f, d.u8())
@@ -866,7 +872,7 @@ func (b *Rebuilder) add(r Record) error {
 		if !ok || subID > maxSubscriptionID {
 			return corrupt(r, "bad options")
 		}
-		s.subscriptions[f] = subscription{opts: opts, id: int(subID)}
+		s.subscriptions.Set(f, subscription{opts: opts, id: int(subID)})
 	default:
 		return corrupt(r, "unknown kind")
 	}
@@ -904,28 +910,25 @@ func (b *Rebuilder) Session() (*MqttState, error) {
 		seqs[seq] = struct{}{}
 		return nil
 	}
-	for _, o := range s.outgoing {
+	for _, o := range s.outgoing.All() {
 		if err := checkSeq(o.seq); err != nil {
 			return nil, err
 		}
 	}
-	for _, m := range []map[uint16]sentRequest{s.subscribing, s.unsubscribing} {
-		for _, r := range m {
+	for _, m := range []*tracked.Map[uint16, sentRequest]{&s.subscribing, &s.unsubscribing} {
+		for _, r := range m.All() {
 			if err := checkSeq(r.seq); err != nil {
 				return nil, err
 			}
 		}
 	}
-	slices.SortFunc(b.queued, func(x, y Pending) int { return cmp.Compare(x.key, y.key) })
+	slices.SortFunc(b.queued, func(x, y tracked.Entry[Pending]) int { return cmp.Compare(x.Key, y.Key) })
 	for i := 1; i < len(b.queued); i++ {
-		if b.queued[i].key == b.queued[i-1].key {
-			return nil, fmt.Errorf("%w: two queued requests at position %d", ErrCorruptState, b.queued[i].key)
+		if b.queued[i].Key == b.queued[i-1].Key {
+			return nil, fmt.Errorf("%w: two queued requests at position %d", ErrCorruptState, b.queued[i].Key)
 		}
 	}
-	s.queue = b.queued
-	if n := len(s.queue); n > 0 {
-		s.qFront, s.qBack = s.queue[0].key, s.queue[n-1].key+1
-	}
+	s.queue.Restore(b.queued)
 	b.s, b.queued, b.err = nil, nil, errors.New("state: Rebuilder already used")
 	return s, nil
 }

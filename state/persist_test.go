@@ -246,8 +246,8 @@ func TestLoadedManualAcksUnderAutomaticAcks(t *testing.T) {
 	ev, reply = handle(t, s, p1)
 	wantDelivered(t, ev, p1)
 	wantReply(t, reply, &packets.Puback{PacketID: 22})
-	if _, ok := s.unackedQoS1[22]; ok || s.AwaitingRelease() != 1 {
-		t.Fatalf("ids still awaiting: QoS 1 %v, QoS 2 %d (want only 20)", s.unackedQoS1, s.AwaitingRelease())
+	if s.unackedQoS1.Has(22) || s.AwaitingRelease() != 1 {
+		t.Fatalf("ids still awaiting: QoS 1 %v, QoS 2 %d (want only 20)", s.unackedQoS1.Clone(), s.AwaitingRelease())
 	}
 	checkInvariants(t, s)
 }
@@ -509,7 +509,7 @@ func FuzzLoad(f *testing.F) {
 		for _, present := range []bool{true, false} {
 			s.Connected(connack(present, nil), true)
 			for range 4 {
-				if _, _, _, err := s.NextToSend(); err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
+				if err := s.NextToSend().Err; err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
 					t.Fatalf("NextToSend: %v", err)
 				}
 			}

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/mqttloop/mqttloop/state/internal/tracked"
 )
 
 // Errors of AttachStore and the stores.
@@ -54,217 +56,130 @@ type Batch struct {
 	Deletes []Record
 }
 
-// tracker records which records changed since the last Commit. Each
-// entry says whether the record existed in the store before (so that
-// something created and removed between two commits costs nothing).
+// tracker writes the session's changes to the store. The tracked
+// containers of the session record which entries changed; the meta
+// records (identity and counters) are compared with what was committed.
 type tracker struct {
 	store Store
-	dirty bool
-	meta  bool
-	ids   [kindEnd]map[uint16]bool
-	subs  map[string]bool
-	queue map[int64]queueChange
+	// committed: the meta values the store holds.
+	committed meta
 
 	batch Batch
 	arena []byte
 }
 
-type queueChange struct {
-	had, present bool
-	p            Pending
+// meta is what the meta records hold.
+type meta struct {
+	identity Identity
+	nextID   uint16
+	seq      uint64
 }
 
-func newTracker(st Store) *tracker {
-	t := &tracker{store: st, subs: make(map[string]bool), queue: make(map[int64]queueChange)}
-	for _, k := range []Kind{KindInFlight, KindSubscribing, KindUnsubscribing, KindIncomingQoS2, KindUnackedQoS1} {
-		t.ids[k] = make(map[uint16]bool)
-	}
-	return t
+func (s *MqttState) meta() meta { return meta{s.identity, s.nextID, s.seq} }
+
+// track turns the recording of changes in every tracked container on or
+// off.
+func (s *MqttState) track(on bool) {
+	s.outgoing.Track(on)
+	s.subscribing.Track(on)
+	s.unsubscribing.Track(on)
+	s.incomingQoS2.Track(on)
+	s.unackedQoS1.Track(on)
+	s.subscriptions.Track(on)
+	s.queue.Track(on)
 }
 
-// The touch functions record a change; the session calls them before
-// changing what the record holds. Without a store they cost a nil check.
-
-func (s *MqttState) touchMeta() {
-	if s.trk != nil {
-		s.trk.meta, s.trk.dirty = true, true
-	}
+// changed reports whether anything changed since the last commit.
+func (s *MqttState) changed() bool {
+	return s.meta() != s.trk.committed ||
+		s.outgoing.Changed() || s.subscribing.Changed() || s.unsubscribing.Changed() ||
+		s.incomingQoS2.Changed() || s.unackedQoS1.Changed() || s.subscriptions.Changed() ||
+		s.queue.Changed()
 }
 
-func (s *MqttState) touchOut(id uint16) {
-	if s.trk != nil {
-		_, had := s.outgoing[id]
-		s.trk.touchID(KindInFlight, id, had)
-	}
-}
-
-func (s *MqttState) touchSubscribing(id uint16) {
-	if s.trk != nil {
-		_, had := s.subscribing[id]
-		s.trk.touchID(KindSubscribing, id, had)
-	}
-}
-
-func (s *MqttState) touchUnsubscribing(id uint16) {
-	if s.trk != nil {
-		_, had := s.unsubscribing[id]
-		s.trk.touchID(KindUnsubscribing, id, had)
-	}
-}
-
-func (s *MqttState) touchIncomingQoS2(id uint16) {
-	if s.trk != nil {
-		_, had := s.incomingQoS2[id]
-		s.trk.touchID(KindIncomingQoS2, id, had)
-	}
-}
-
-func (s *MqttState) touchUnackedQoS1(id uint16) {
-	if s.trk != nil {
-		_, had := s.unackedQoS1[id]
-		s.trk.touchID(KindUnackedQoS1, id, had)
-	}
-}
-
-func (s *MqttState) touchSubscription(filter string) {
-	if t := s.trk; t != nil {
-		t.dirty = true
-		if _, seen := t.subs[filter]; !seen {
-			_, had := s.subscriptions[filter]
-			t.subs[filter] = had
-		}
-	}
-}
-
-// touchQueue records that the queued request p was added (present), or
-// removed, or changed in place (had and present).
-func (s *MqttState) touchQueue(p Pending, had, present bool) {
-	if t := s.trk; t != nil {
-		t.dirty = true
-		c, seen := t.queue[p.key]
-		if !seen {
-			c.had = had
-		}
-		c.present, c.p = present, p
-		t.queue[p.key] = c
-	}
-}
-
-// touchID records a change of the record (k, id); had says whether it
-// exists now, before the change (and so in the store, unless it changed
-// since the last commit: the first touch decides).
-func (t *tracker) touchID(k Kind, id uint16, had bool) {
-	t.dirty = true
-	if _, seen := t.ids[k][id]; !seen {
-		t.ids[k][id] = had
-	}
+// committedChanges forgets the recorded changes once they are in the store.
+func (s *MqttState) committedChanges() {
+	s.outgoing.ResetChanges()
+	s.subscribing.ResetChanges()
+	s.unsubscribing.ResetChanges()
+	s.incomingQoS2.ResetChanges()
+	s.unackedQoS1.ResetChanges()
+	s.subscriptions.ResetChanges()
+	s.queue.ResetChanges()
+	s.trk.committed = s.meta()
+	s.trk.reset()
 }
 
 func (t *tracker) reset() {
-	t.dirty, t.meta = false, false
-	for _, m := range t.ids {
-		clear(m)
-	}
-	clear(t.subs)
-	clear(t.queue)
 	clear(t.batch.Puts)
 	clear(t.batch.Deletes)
 	t.batch = Batch{Puts: t.batch.Puts[:0], Deletes: t.batch.Deletes[:0]}
 	t.arena = t.arena[:0]
 }
 
-// put appends a record whose key and value the caller appends to the
-// arena.
+// put appends a record whose key and value the caller appended to the
+// arena from start, the key ending at keyEnd.
 func (t *tracker) put(k Kind, start, keyEnd int) {
 	t.batch.Puts = append(t.batch.Puts, Record{Kind: k, Key: t.arena[start:keyEnd:keyEnd], Value: t.arena[keyEnd:len(t.arena):len(t.arena)]})
 }
 
+// del appends a deletion whose key the caller appended to the arena from
+// start.
 func (t *tracker) del(k Kind, start int) {
 	t.batch.Deletes = append(t.batch.Deletes, Record{Kind: k, Key: t.arena[start:len(t.arena):len(t.arena)]})
+}
+
+// changes appends the records of a tracked map that changed: the present
+// ones to put, the others that were in the store to delete.
+func changes[K comparable, V any](t *tracker, m *tracked.Map[K, V], k Kind, key func([]byte, K) []byte, val func([]byte, V) []byte) {
+	for id, had := range m.Changes() {
+		st := len(t.arena)
+		t.arena = key(t.arena, id)
+		ke := len(t.arena)
+		if v, ok := m.Get(id); ok {
+			t.arena = val(t.arena, v)
+			t.put(k, st, ke)
+		} else if had {
+			t.del(k, st)
+		} else {
+			t.arena = t.arena[:st]
+		}
+	}
 }
 
 // build turns the recorded changes into a batch. Slices into the arena
 // stay valid when it grows (the old array is not written again).
 func (t *tracker) build(s *MqttState) *Batch {
-	a := func() int { return len(t.arena) }
-	if t.meta {
-		st := a()
+	now := s.meta()
+	if now.identity != t.committed.identity {
+		st := len(t.arena)
 		t.arena = append(t.arena, IdentityKey...)
-		ke := a()
+		ke := len(t.arena)
 		t.arena = s.appendIdentity(t.arena)
 		t.put(KindMeta, st, ke)
-		st = a()
+	}
+	if now.nextID != t.committed.nextID || now.seq != t.committed.seq {
+		st := len(t.arena)
 		t.arena = append(t.arena, countersKey...)
-		ke = a()
+		ke := len(t.arena)
 		t.arena = s.appendCounters(t.arena)
 		t.put(KindMeta, st, ke)
 	}
-	for _, k := range []Kind{KindInFlight, KindSubscribing, KindUnsubscribing, KindIncomingQoS2, KindUnackedQoS1} {
-		for id, had := range t.ids[k] {
-			st := a()
-			t.arena = appendIDKey(t.arena, id)
-			ke := a()
-			present := true
-			switch k {
-			case KindInFlight:
-				if o, ok := s.outgoing[id]; ok {
-					t.arena = appendInFlight(t.arena, o)
-				} else {
-					present = false
-				}
-			case KindSubscribing:
-				if r, ok := s.subscribing[id]; ok {
-					t.arena = appendSubscribing(t.arena, r)
-				} else {
-					present = false
-				}
-			case KindUnsubscribing:
-				if r, ok := s.unsubscribing[id]; ok {
-					t.arena = appendUnsubscribing(t.arena, r)
-				} else {
-					present = false
-				}
-			case KindIncomingQoS2:
-				if sent, ok := s.incomingQoS2[id]; ok {
-					t.arena = appendIncomingQoS2(t.arena, sent)
-				} else {
-					present = false
-				}
-			case KindUnackedQoS1:
-				_, present = s.unackedQoS1[id]
-			}
-			switch {
-			case present:
-				t.put(k, st, ke)
-			case had:
-				t.del(k, st)
-			default:
-				t.arena = t.arena[:st]
-			}
-		}
-	}
-	for f, had := range t.subs {
-		st := a()
-		t.arena = append(t.arena, f...)
-		ke := a()
-		if sb, ok := s.subscriptions[f]; ok {
-			t.arena = appendSubscription(t.arena, sb)
-			t.put(KindSubscription, st, ke)
-		} else if had {
-			t.del(KindSubscription, st)
-		} else {
-			t.arena = t.arena[:st]
-		}
-	}
-	for key, c := range t.queue {
-		if !c.present && !c.had {
+	changes(t, &s.outgoing, KindInFlight, appendIDKey, appendInFlight)
+	changes(t, &s.subscribing, KindSubscribing, appendIDKey, appendSubscribing)
+	changes(t, &s.unsubscribing, KindUnsubscribing, appendIDKey, appendUnsubscribing)
+	changes(t, &s.incomingQoS2, KindIncomingQoS2, appendIDKey, appendIncomingQoS2)
+	changes(t, &s.unackedQoS1, KindUnackedQoS1, appendIDKey, func(b []byte, _ struct{}) []byte { return b })
+	changes(t, &s.subscriptions, KindSubscription, func(b []byte, f string) []byte { return append(b, f...) }, appendSubscription)
+	for key, c := range s.queue.Changes() {
+		if !c.Present && !c.Had {
 			continue
 		}
-		st := a()
+		st := len(t.arena)
 		t.arena = appendQueueKey(t.arena, key)
-		ke := a()
-		if c.present {
-			t.arena = appendQueued(t.arena, c.p)
+		ke := len(t.arena)
+		if c.Present {
+			t.arena = appendQueued(t.arena, c.Value)
 			t.put(KindQueued, st, ke)
 		} else {
 			t.del(KindQueued, st)
@@ -302,6 +217,7 @@ func (t *tracker) snapshot(s *MqttState) *Batch {
 func (s *MqttState) AttachStore(st Store) error {
 	if st == nil {
 		s.trk = nil
+		s.track(false)
 		return nil
 	}
 	id, ok, err := st.Identity()
@@ -312,12 +228,13 @@ func (s *MqttState) AttachStore(st Store) error {
 		return fmt.Errorf("%w: it belongs to client id %q on %q, this session to client id %q on %q",
 			ErrStoreMismatch, id.ClientID, id.Server, s.identity.ClientID, s.identity.Server)
 	}
-	t := newTracker(st)
+	t := &tracker{store: st}
 	if err := st.Apply(t.snapshot(s)); err != nil {
 		return fmt.Errorf("state: writing the session to the store: %w", err)
 	}
-	t.reset()
 	s.trk = t
+	s.track(true)
+	s.committedChanges()
 	return nil
 }
 
@@ -355,21 +272,20 @@ func (s *MqttState) Store() Store {
 // and the packet id and send counters.
 func (s *MqttState) Commit() error {
 	t := s.trk
-	if t == nil || !t.dirty {
+	if t == nil || !s.changed() {
 		return nil
 	}
 	b := t.build(s)
 	if len(b.Puts) == 0 && len(b.Deletes) == 0 {
-		t.reset()
+		s.committedChanges()
 		return nil
 	}
 	if err := t.store.Apply(b); err != nil {
 		// Keep the changes for the next Commit; the batch is rebuilt.
-		t.batch = Batch{Puts: b.Puts[:0], Deletes: b.Deletes[:0]}
-		t.arena = t.arena[:0]
+		t.reset()
 		return fmt.Errorf("state: committing to the store: %w", err)
 	}
-	t.reset()
+	s.committedChanges()
 	return nil
 }
 

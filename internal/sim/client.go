@@ -179,16 +179,17 @@ func (c *client) sendQueued() bool {
 	s := c.s
 	sent := false
 	for {
-		p, pkt, ok, err := c.st.NextToSend()
-		if !ok {
-			if err != nil {
-				s.violation("NextToSend: %v", err)
+		next := c.st.NextToSend()
+		pkt := next.Packet
+		if pkt == nil {
+			if next.Err != nil {
+				s.violation("NextToSend: %v", next.Err)
 			}
 			return sent
 		}
 		sent = true
-		if err != nil {
-			s.violation("NextToSend refused %s: %v", describe(p.Packet), err)
+		if next.Err != nil {
+			s.violation("NextToSend refused %s: %v", describe(pkt), next.Err)
 			continue
 		}
 		c.write(pkt)

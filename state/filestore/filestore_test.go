@@ -34,7 +34,7 @@ func open(t testing.TB, path string) *Store {
 
 func in(p packets.Packet) *packets.ControlPacket { return &packets.ControlPacket{Content: p} }
 
-func handle(t testing.TB, s *state.MqttState, p packets.Packet) (any, packets.Packet) {
+func handle(t testing.TB, s *state.MqttState, p packets.Packet) (state.Event, packets.Packet) {
 	t.Helper()
 	ev, reply, err := s.HandleIncoming(in(p))
 	if err != nil {
@@ -45,11 +45,11 @@ func handle(t testing.TB, s *state.MqttState, p packets.Packet) (any, packets.Pa
 
 func send(t testing.TB, s *state.MqttState) packets.Packet {
 	t.Helper()
-	_, pkt, ok, err := s.NextToSend()
-	if !ok || err != nil {
-		t.Fatalf("NextToSend: ok %v, err %v", ok, err)
+	n := s.NextToSend()
+	if n.Packet == nil || n.Err != nil {
+		t.Fatalf("NextToSend: %+v", n)
 	}
-	return pkt
+	return n.Packet
 }
 
 func commit(t testing.TB, s *state.MqttState) {
@@ -128,7 +128,7 @@ func work(t testing.TB, s *state.MqttState, round int) {
 	}
 	commit(t, s)
 	for s.Queued() > 0 {
-		if _, pkt, ok, _ := s.NextToSend(); !ok {
+		if pkt := s.NextToSend().Packet; pkt == nil {
 			break
 		} else if sub, isSub := pkt.(*packets.Subscribe); isSub {
 			handle(t, s, &packets.Suback{PacketID: sub.PacketID, Reasons: []byte{1}})
@@ -407,7 +407,7 @@ func TestKilledProcessChild(t *testing.T) {
 		// Send while the window has room; the broker acks the oldest
 		// in flight now and then.
 		for {
-			if _, _, ok, _ := s.NextToSend(); !ok {
+			if s.NextToSend().Packet == nil {
 				break
 			}
 		}
