@@ -113,25 +113,22 @@ func New(opts Options) (*EventLoop, error) {
 	cfg := state.Config{MaxInflight: o.MaxInflight, ManualAcks: o.ManualAcks}
 	st := o.Session
 	if o.Store != nil {
-		if st, err = o.Store.Load(); err != nil {
+		// The session the store holds, attached to it (an empty one for
+		// an empty store).
+		if st, err = state.LoadStore(o.Store); err != nil {
 			return nil, fmt.Errorf("%w: loading the session: %w", ErrStore, err)
 		}
-	}
-	if st == nil {
-		st = state.New(cfg)
-	}
-	st.SetConfig(cfg)
-	if o.Store != nil {
 		id := state.Identity{Server: redact(o.Servers[0]), ClientID: o.ClientID}
 		if have := st.Identity(); have != (state.Identity{}) && have != id {
 			return nil, fmt.Errorf("%w: %w: it holds the session of client %q at %s, not %q at %s",
 				ErrStore, ErrStoreMismatch, have.ClientID, have.Server, id.ClientID, id.Server)
 		}
 		st.SetIdentity(id)
-		if err := st.AttachStore(o.Store); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrStore, err)
-		}
 	}
+	if st == nil {
+		st = state.New(cfg)
+	}
+	st.SetConfig(cfg)
 	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), rotation: reconnect.NewRotation(len(o.Servers)), tls: tlsConfig(&o)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)

@@ -44,8 +44,8 @@ type Kind uint8
 // The kinds of records. Keys are big-endian so that their byte order is
 // their numeric order.
 const (
-	// KindMeta: the identity (key IdentityKey) and the counters (key
-	// "counters": next packet id, send sequence).
+	// KindMeta: the identity (key "identity": server, client id) and
+	// the counters (key "counters": next packet id, send sequence).
 	KindMeta Kind = 1 + iota
 	// KindInFlight: a QoS 1/2 publish in flight; key: its packet id (2
 	// bytes).
@@ -113,16 +113,15 @@ type Record struct {
 	Value []byte // the encoded entry
 }
 
-// IdentityKey is the key of the KindMeta record that holds the session's
-// Identity; DecodeIdentity decodes its value.
-const IdentityKey = "identity"
+// identityKey is the key of the KindMeta record that holds the session's
+// Identity.
+const identityKey = "identity"
 
 // countersKey is the key of the KindMeta record of the counters.
 const countersKey = "counters"
 
-// DecodeIdentity decodes the value of the identity record (KindMeta,
-// IdentityKey), for a Store's Identity method.
-func DecodeIdentity(value []byte) (Identity, error) {
+// decodeIdentity decodes the value of the identity record.
+func decodeIdentity(value []byte) (Identity, error) {
 	d := dec{b: value}
 	id := Identity{Server: d.str(), ClientID: d.str()}
 	if !d.end() {
@@ -150,11 +149,7 @@ func (s *MqttState) Save(w io.Writer) error {
 	}
 	var rec []byte
 	err := s.eachRecord(nil, func(r Record) error {
-		rec = append(rec[:0], byte(r.Kind))
-		rec = binary.AppendUvarint(rec, uint64(len(r.Key)))
-		rec = append(rec, r.Key...)
-		rec = binary.AppendUvarint(rec, uint64(len(r.Value)))
-		rec = append(rec, r.Value...)
+		rec = appendFramed(rec[:0], r)
 		_, err := out.Write(rec)
 		return err
 	})
@@ -210,23 +205,12 @@ func decodeFile(data []byte) (*MqttState, error) {
 	case v > FormatVersion:
 		return nil, fmt.Errorf("%w: version %d (this package reads up to %d)", ErrUnsupportedVersion, v, FormatVersion)
 	}
-	d := dec{b: body[headLen:]}
-	var rb Rebuilder
-	for len(d.b) > 0 && !d.bad {
-		k := Kind(d.u8())
-		key := d.raw(d.uvarint())
-		val := d.raw(d.uvarint())
-		if d.bad {
-			break
-		}
-		if err := rb.Add(Record{Kind: k, Key: key, Value: val}); err != nil {
-			return nil, err
-		}
+	var rb rebuilder
+	err := eachFramed(body[headLen:], func(r Record) error { return rb.add(r) })
+	if err != nil {
+		return nil, err
 	}
-	if d.bad {
-		return nil, fmt.Errorf("%w: record framing", ErrCorruptState)
-	}
-	s, err := rb.Session()
+	s, err := rb.session()
 	if err != nil {
 		return nil, err
 	}
@@ -243,9 +227,9 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 	emit := func(k Kind, keyLen int) error {
 		return yield(Record{Kind: k, Key: buf[:keyLen], Value: buf[keyLen:]})
 	}
-	buf = append(buf[:0], IdentityKey...)
+	buf = append(buf[:0], identityKey...)
 	buf = s.appendIdentity(buf)
-	if err := emit(KindMeta, len(IdentityKey)); err != nil {
+	if err := emit(KindMeta, len(identityKey)); err != nil {
 		return err
 	}
 	buf = append(buf[:0], countersKey...)
@@ -701,40 +685,45 @@ func (d *dec) unsubscribe() *packets.Unsubscribe {
 	return p
 }
 
-// Rebuilder rebuilds a session from its records, for Load and for a
-// Store's Load: Add every record the store holds, in any order, then call
-// Session. It copies what it keeps, so the records' bytes may be reused
-// after Add returns. A Rebuilder's zero value is ready to use; use it for
-// one session only.
-type Rebuilder struct {
+// rebuilder rebuilds a session from its records, for Load and LoadStore:
+// add every record, in any order, then call session. It copies what it
+// keeps, so the records' bytes may be reused after add returns. Use one
+// for one session only.
+type rebuilder struct {
 	s       *MqttState
 	records int
 	// haveIdentity and haveCounters: the meta records were added.
 	haveIdentity, haveCounters bool
 	queued                     []tracked.Entry[Pending]
-	err                        error
 }
 
+// corrupt describes a damaged record. The key is shown in part: a damaged
+// length may make it as large as the input.
 func corrupt(r Record, why string) error {
-	return fmt.Errorf("%w: %s record %q: %s", ErrCorruptState, r.Kind, r.Key, why)
+	return fmt.Errorf("%w: %s record %s: %s", ErrCorruptState, r.Kind, keyText(r.Key), why)
 }
 
-// Add adds one record. An error wraps ErrCorruptState (the record is
-// malformed, or a duplicate); after an error the Rebuilder refuses
-// everything.
-func (b *Rebuilder) Add(r Record) error {
-	if b.err != nil {
-		return b.err
+// keyText quotes the start of a key, at most 32 bytes of it, and says how
+// long it is when that is not all.
+func keyText(k []byte) string {
+	const show = 32
+	if len(k) <= show {
+		return fmt.Sprintf("%q", k)
 	}
-	if err := b.add(r); err != nil {
-		b.err = err
+	return fmt.Sprintf("%q… (%d bytes)", k[:show], len(k))
+}
+
+// add adds one record. An error wraps ErrCorruptState (the record is
+// malformed, or a duplicate).
+func (b *rebuilder) add(r Record) error {
+	if err := b.add1(r); err != nil {
 		return err
 	}
 	b.records++
 	return nil
 }
 
-func (b *Rebuilder) add(r Record) error {
+func (b *rebuilder) add1(r Record) error {
 	if b.s == nil {
 		b.s = New(Config{})
 	}
@@ -753,7 +742,7 @@ func (b *Rebuilder) add(r Record) error {
 	switch r.Kind {
 	case KindMeta:
 		switch string(r.Key) {
-		case IdentityKey:
+		case identityKey:
 			if b.haveIdentity {
 				return corrupt(r, "duplicate")
 			}
@@ -886,13 +875,10 @@ func (b *Rebuilder) add(r Record) error {
 // byte integer).
 const maxSubscriptionID = 268435455
 
-// Session checks the records added as a whole and returns the session:
+// session checks the records added as a whole and returns the session:
 // nil and no error when no record was added (an empty store). An error
 // wraps ErrCorruptState.
-func (b *Rebuilder) Session() (*MqttState, error) {
-	if b.err != nil {
-		return nil, b.err
-	}
+func (b *rebuilder) session() (*MqttState, error) {
 	if b.records == 0 {
 		return nil, nil
 	}
@@ -929,6 +915,34 @@ func (b *Rebuilder) Session() (*MqttState, error) {
 		}
 	}
 	s.queue.Restore(b.queued)
-	b.s, b.queued, b.err = nil, nil, errors.New("state: Rebuilder already used")
+	b.s, b.queued = nil, nil
 	return s, nil
+}
+
+// appendFramed appends a record in the framing of FORMAT.md: kind, key
+// length, key, value length, value.
+func appendFramed(b []byte, r Record) []byte {
+	b = append(b, byte(r.Kind))
+	b = binary.AppendUvarint(b, uint64(len(r.Key)))
+	b = append(b, r.Key...)
+	b = binary.AppendUvarint(b, uint64(len(r.Value)))
+	return append(b, r.Value...)
+}
+
+// eachFramed calls fn with each record framed in data, the records'
+// bytes aliasing data. A framing error wraps ErrCorruptState.
+func eachFramed(data []byte, fn func(Record) error) error {
+	d := dec{b: data}
+	for len(d.b) > 0 {
+		k := Kind(d.u8())
+		key := d.raw(d.uvarint())
+		val := d.raw(d.uvarint())
+		if d.bad {
+			return fmt.Errorf("%w: record framing", ErrCorruptState)
+		}
+		if err := fn(Record{Kind: k, Key: key, Value: val}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -408,7 +408,7 @@ func TestLoadRejectsInconsistentRecords(t *testing.T) {
 func TestLoadBoundedMemory(t *testing.T) {
 	counters := New(Config{}).appendCounters(nil)
 	ident := New(Config{}).appendIdentity(nil)
-	meta := []Record{{KindMeta, []byte(IdentityKey), ident}, {KindMeta, []byte(countersKey), counters}}
+	meta := []Record{{KindMeta, []byte(identityKey), ident}, {KindMeta, []byte(countersKey), counters}}
 	huge := binary.AppendUvarint(nil, 1<<62)
 	// A queued publish whose topic claims 2^62 bytes.
 	topic := append([]byte{queuedPublish, 0, 1}, huge...)

@@ -20,25 +20,32 @@ var (
 )
 
 // Store keeps a session durable while it changes, so that a process that
-// is killed rather than shut down resumes where it was. The session writes
-// through it: AttachStore writes a full snapshot, then each Commit hands
-// the store the changes since the previous one in one Apply (one
-// transaction per event-loop iteration, not one per message).
+// is killed rather than shut down resumes where it was.
 //
-// A Store holds records (Record) as opaque bytes, keyed by Kind and key;
-// this package encodes and decodes them. A store belongs to one Identity.
+// A Store holds records (Record): bytes keyed by Kind and key, which this
+// package encodes, decodes and checks. It supplies them (Scan) and
+// applies changes to them (Apply); the session does the rest. LoadStore
+// rebuilds the session a store holds and attaches it; AttachStore makes
+// another session write through a store, starting with a full snapshot.
+// Each Commit of the session then hands the store the changes since the
+// previous one in one Apply (one transaction per event-loop iteration,
+// not one per message). A store belongs to one Identity.
+//
+// Scan reads the records of one kind from a key on, in key order, and
+// stops when told: a session may read part of a kind and the rest later
+// (the offline queue's records are keyed by position, in order).
 type Store interface {
-	// Identity returns the identity of the session the store holds; ok
-	// is false when the store is empty. DecodeIdentity decodes the
-	// record (KindMeta, IdentityKey) that holds it.
-	Identity() (id Identity, ok bool, err error)
+	// Scan calls yield with each record of kind k whose key is at least
+	// from (every record of k when from is nil), in increasing byte
+	// order of the keys, until yield returns false or no record is
+	// left. The key and value are valid only during the call to yield.
+	// A store that finds itself damaged returns an error wrapping
+	// ErrCorruptState.
+	Scan(k Kind, from []byte, yield func(key, value []byte) bool) error
 	// Apply applies a batch atomically: all of it or, with an error,
 	// none of it. The batch and its bytes are valid only during the
 	// call.
 	Apply(b *Batch) error
-	// Load rebuilds the session the store holds (with a Rebuilder); nil
-	// and no error when the store is empty.
-	Load() (*MqttState, error)
 	// Close releases the store.
 	Close() error
 }
@@ -61,8 +68,10 @@ type Batch struct {
 // records (identity and counters) are compared with what was committed.
 type tracker struct {
 	store Store
-	// committed: the meta values the store holds.
+	// committed: the meta values the store holds; none when fresh (an
+	// empty store), which the first batch writes.
 	committed meta
+	fresh     bool
 
 	batch Batch
 	arena []byte
@@ -107,6 +116,7 @@ func (s *MqttState) committedChanges() {
 	s.subscriptions.ResetChanges()
 	s.queue.ResetChanges()
 	s.trk.committed = s.meta()
+	s.trk.fresh = false
 	s.trk.reset()
 }
 
@@ -151,14 +161,14 @@ func changes[K comparable, V any](t *tracker, m *tracked.Map[K, V], k Kind, key 
 // stay valid when it grows (the old array is not written again).
 func (t *tracker) build(s *MqttState) *Batch {
 	now := s.meta()
-	if now.identity != t.committed.identity {
+	if t.fresh || now.identity != t.committed.identity {
 		st := len(t.arena)
-		t.arena = append(t.arena, IdentityKey...)
+		t.arena = append(t.arena, identityKey...)
 		ke := len(t.arena)
 		t.arena = s.appendIdentity(t.arena)
 		t.put(KindMeta, st, ke)
 	}
-	if now.nextID != t.committed.nextID || now.seq != t.committed.seq {
+	if t.fresh || now.nextID != t.committed.nextID || now.seq != t.committed.seq {
 		st := len(t.arena)
 		t.arena = append(t.arena, countersKey...)
 		ke := len(t.arena)
@@ -205,12 +215,69 @@ func (t *tracker) snapshot(s *MqttState) *Batch {
 	return &t.batch
 }
 
+// LoadStore rebuilds the session st holds and attaches it to st: from now
+// on the session writes through st (Commit), as after AttachStore, but
+// nothing is written now, since st holds it already. An empty store gives
+// an empty session (its Identity is the zero Identity).
+//
+// The records are checked as Load checks a saved file: damaged ones are
+// an error wrapping ErrCorruptState, and no session is returned. The
+// session has nil tags (except Resubscribe), a zero Config (set it with
+// SetConfig) and DefaultLimits; incoming QoS 2 messages that awaited a
+// manual ack are taken as undelivered (see Load).
+func LoadStore(st Store) (*MqttState, error) {
+	var rb rebuilder
+	for _, k := range Kinds() {
+		var err error
+		serr := st.Scan(k, nil, func(key, value []byte) bool {
+			err = rb.add(Record{Kind: k, Key: key, Value: value})
+			return err == nil
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: loading the session from the store: %w", err)
+		}
+	}
+	s, err := rb.session()
+	if err != nil {
+		return nil, fmt.Errorf("state: loading the session from the store: %w", err)
+	}
+	fresh := s == nil
+	if fresh {
+		s = New(Config{})
+	}
+	s.trk = &tracker{store: st}
+	s.track(true)
+	s.committedChanges()
+	s.trk.fresh = fresh
+	return s, nil
+}
+
+// storedIdentity reads the identity record of st; ok is false when there
+// is none (an empty store).
+func storedIdentity(st Store) (id Identity, ok bool, err error) {
+	var derr error
+	err = st.Scan(KindMeta, []byte(identityKey), func(key, value []byte) bool {
+		if string(key) == identityKey {
+			id, derr = decodeIdentity(value)
+			ok = derr == nil
+		}
+		return false
+	})
+	if err == nil {
+		err = derr
+	}
+	return id, ok, err
+}
+
 // AttachStore makes the session write through st from now on. It first
 // makes st hold exactly this session: a full snapshot in one Apply,
 // replacing what st held. It refuses, with an error wrapping
 // ErrStoreMismatch, a store that holds the session of another Identity
 // (set the identity with SetIdentity first). To resume the session a store
-// holds, Load it from the store and attach the loaded session.
+// holds, use LoadStore.
 //
 // AttachStore(nil) detaches the store; changes not committed are not
 // written. Attaching replaces any store attached before.
@@ -220,7 +287,7 @@ func (s *MqttState) AttachStore(st Store) error {
 		s.track(false)
 		return nil
 	}
-	id, ok, err := st.Identity()
+	id, ok, err := storedIdentity(st)
 	if err != nil {
 		return fmt.Errorf("state: reading the store's identity: %w", err)
 	}
@@ -303,19 +370,24 @@ type MemoryStore struct {
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
 
-// Identity returns the identity of the session the store holds.
-func (m *MemoryStore) Identity() (Identity, bool, error) {
+// Scan calls yield with the records of kind k from key from on, in key
+// order. yield must not call the store.
+func (m *MemoryStore) Scan(k Kind, from []byte, yield func(key, value []byte) bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return Identity{}, false, ErrStoreClosed
+		return ErrStoreClosed
 	}
-	v, ok := m.recs[KindMeta][IdentityKey]
-	if !ok {
-		return Identity{}, false, nil
+	kr := m.recs[k]
+	for _, key := range slices.Sorted(maps.Keys(kr)) {
+		if key < string(from) {
+			continue
+		}
+		if !yield([]byte(key), kr[key]) {
+			break
+		}
 	}
-	id, err := DecodeIdentity(v)
-	return id, err == nil, err
+	return nil
 }
 
 // Apply applies a batch, copying its bytes.
@@ -341,24 +413,6 @@ func (m *MemoryStore) Apply(b *Batch) error {
 	}
 	m.applies++
 	return nil
-}
-
-// Load rebuilds the session the store holds; nil when it is empty.
-func (m *MemoryStore) Load() (*MqttState, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrStoreClosed
-	}
-	var rb Rebuilder
-	for _, k := range slices.Sorted(maps.Keys(m.recs)) {
-		for _, key := range slices.Sorted(maps.Keys(m.recs[k])) {
-			if err := rb.Add(Record{Kind: k, Key: []byte(key), Value: m.recs[k][key]}); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return rb.Session()
 }
 
 // Records returns the number of records the store holds.

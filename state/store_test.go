@@ -2,9 +2,11 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,15 +56,28 @@ func (r *recordingStore) last(t *testing.T) (Batch, map[Kind]int, map[Kind]int) 
 	return b, puts, dels
 }
 
+// loadStore rebuilds the session a store holds, detached from it.
+func loadStore(t *testing.T, st Store) *MqttState {
+	t.Helper()
+	got, err := LoadStore(st)
+	if err != nil {
+		t.Fatalf("LoadStore: %v", err)
+	}
+	if got.Store() != st {
+		t.Fatalf("LoadStore did not attach the store")
+	}
+	if err := got.AttachStore(nil); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // stored loads the session a store holds and checks it is the live one.
 func stored(t *testing.T, st Store, live *MqttState) *MqttState {
 	t.Helper()
-	got, err := st.Load()
-	if err != nil {
-		t.Fatalf("store Load: %v", err)
-	}
-	if got == nil {
-		t.Fatalf("store Load: empty store")
+	got := loadStore(t, st)
+	if got.Identity() == (Identity{}) && live.Identity() != (Identity{}) {
+		t.Fatalf("LoadStore: empty store")
 	}
 	sameSession(t, live, got)
 	return got
@@ -88,7 +103,7 @@ func TestAttachStoreWritesSnapshot(t *testing.T) {
 		t.Fatalf("Store() = %v, want the attached store", f.s.Store())
 	}
 	stored(t, st, f.s)
-	if id, ok, err := st.Identity(); !ok || err != nil || id != f.s.Identity() {
+	if id, ok, err := storedIdentity(st); !ok || err != nil || id != f.s.Identity() {
 		t.Fatalf("store Identity() = %+v, %v, %v", id, ok, err)
 	}
 	// Nothing changed: Commit applies nothing.
@@ -132,7 +147,7 @@ func TestAttachStoreIdentity(t *testing.T) {
 	b := Identity{Server: "mqtt://b:1883", ClientID: "c1"}
 	o.SetIdentity(b)
 	commit(t, o)
-	if id, _, _ := st.Identity(); id != b {
+	if id, _, _ := storedIdentity(st); id != b {
 		t.Fatalf("store identity %+v after SetIdentity(%+v)", id, b)
 	}
 
@@ -142,7 +157,7 @@ func TestAttachStoreIdentity(t *testing.T) {
 	}
 	o.Enqueue(Pending{Packet: pub("y", 1)})
 	commit(t, o)
-	if got, _ := st.Load(); got.Queued() != 0 {
+	if got := loadStore(t, st); got.Queued() != 0 {
 		t.Fatalf("a detached session still writes to the store")
 	}
 }
@@ -226,7 +241,7 @@ func TestCommitRetriesAfterFailure(t *testing.T) {
 	if err == nil || !errors.Is(err, st.fail) {
 		t.Fatalf("Commit with a failing store: %v, want the store's error", err)
 	}
-	if got, _ := st.Load(); got.Queued() != 0 || got.AwaitingRelease() != 0 {
+	if got := loadStore(t, st); got.Queued() != 0 || got.AwaitingRelease() != 0 {
 		t.Fatalf("a failed Apply changed the store")
 	}
 	send(t, s)
@@ -279,15 +294,22 @@ func TestMemoryStoreClosed(t *testing.T) {
 	if err := s.Commit(); !errors.Is(err, ErrStoreClosed) {
 		t.Fatalf("Commit to a closed store: %v", err)
 	}
-	if _, err := st.Load(); !errors.Is(err, ErrStoreClosed) {
-		t.Fatalf("Load of a closed store: %v", err)
+	if _, err := LoadStore(st); !errors.Is(err, ErrStoreClosed) {
+		t.Fatalf("LoadStore of a closed store: %v", err)
 	}
-	if _, _, err := st.Identity(); !errors.Is(err, ErrStoreClosed) {
-		t.Fatalf("Identity of a closed store: %v", err)
+	if err := New(Config{}).AttachStore(st); !errors.Is(err, ErrStoreClosed) {
+		t.Fatalf("AttachStore of a closed store: %v", err)
 	}
 	var empty MemoryStore
-	if got, err := empty.Load(); got != nil || err != nil {
-		t.Fatalf("Load of an empty store = %v, %v; want nil, nil", got, err)
+	got, err := LoadStore(&empty)
+	if err != nil || got.Identity() != (Identity{}) || !got.Idle() || got.Store() != &empty {
+		t.Fatalf("LoadStore of an empty store = %v, %v; want an empty session attached", got, err)
+	}
+	// It writes through the store once it changes.
+	got.SetIdentity(Identity{ClientID: "c"})
+	commit(t, got)
+	if empty.Records() != 2 {
+		t.Fatalf("the session of an empty store wrote %d records, want the identity and counters", empty.Records())
 	}
 }
 
@@ -506,5 +528,69 @@ func BenchmarkPublishFlow100(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/msg")
 		})
+	}
+}
+
+// LoadStore attaches the rebuilt session without writing anything; its
+// changes then go to the store as those of any attached session.
+func TestLoadStoreAttaches(t *testing.T) {
+	f := richSession(t)
+	st := newRecordingStore()
+	if err := f.s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadStore(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.batches) != 1 || got.Store() != st {
+		t.Fatalf("LoadStore wrote %d batches (want none after the snapshot) or did not attach", len(st.batches)-1)
+	}
+	sameSession(t, f.s, got)
+	got.Enqueue(Pending{Packet: pub("after", 1)})
+	commit(t, got)
+	b, puts, dels := st.last(t)
+	if len(st.batches) != 2 || b.Reset || len(puts) != 1 || puts[KindQueued] != 1 || len(dels) != 0 {
+		t.Fatalf("commit after LoadStore: reset %v, puts %v, deletes %v; want one queued record", b.Reset, puts, dels)
+	}
+	stored(t, st, got)
+}
+
+// Scan reads a kind from a key on, in key order, and stops when told.
+func TestMemoryStoreScan(t *testing.T) {
+	st := NewMemoryStore()
+	s := New(Config{})
+	if err := s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		s.Enqueue(Pending{Packet: pub(fmt.Sprint(i), 1)})
+	}
+	s.pushFront([]Pending{{Packet: pub("front", 1)}})
+	commit(t, s)
+	var keys [][]byte
+	from := appendQueueKey(nil, 3)
+	if err := st.Scan(KindQueued, from, func(key, _ []byte) bool {
+		keys = append(keys, bytes.Clone(key))
+		return len(keys) < 4
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	for i := range int64(4) {
+		want = append(want, appendQueueKey(nil, 3+i))
+	}
+	if !slices.EqualFunc(keys, want, bytes.Equal) {
+		t.Fatalf("Scan from position 3, four records: %x, want %x", keys, want)
+	}
+	var all []int64
+	if err := st.Scan(KindQueued, nil, func(key, _ []byte) bool {
+		all = append(all, int64(binary.BigEndian.Uint64(key)^(1<<63)))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(all) || len(all) != 11 || all[0] != -1 {
+		t.Fatalf("Scan of every queued record: positions %v, want -1..9 in order", all)
 	}
 }

@@ -647,8 +647,8 @@ func (c *client) crash() {
 	if c.store != nil {
 		s.stats.CrashRestarts++
 		s.noteText(tCrash, 1, "killed; rebuilding the session from the store")
-		st, err = c.store.Load()
-		if err == nil && st == nil {
+		st, err = state.LoadStore(c.store)
+		if err == nil && st.Identity() == (state.Identity{}) {
 			err = errors.New("the store is empty")
 		}
 	} else {

@@ -157,24 +157,35 @@ func (s *Store) checkHeader(tx *bolt.Tx) error {
 // Path returns the file's path.
 func (s *Store) Path() string { return s.path }
 
-// Identity returns the identity of the session the store holds.
-func (s *Store) Identity() (id state.Identity, ok bool, err error) {
+// Scan calls yield with the records of kind k from key from on, in key
+// order (see state.Store).
+func (s *Store) Scan(k state.Kind, from []byte, yield func(key, value []byte) bool) (err error) {
 	defer guard(&err)
 	err = s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(state.KindMeta.String()))
+		b := tx.Bucket([]byte(k.String()))
 		if b == nil {
-			return fmt.Errorf("filestore: %s: %w: no meta bucket", s.path, state.ErrCorruptState)
+			return fmt.Errorf("filestore: %s: %w: no %s bucket", s.path, state.ErrCorruptState, k)
 		}
-		v := b.Get([]byte(state.IdentityKey))
-		if v == nil {
-			return nil
+		c := b.Cursor()
+		key, val := c.First()
+		if from != nil {
+			key, val = c.Seek(storedKey(k, from))
 		}
-		var err error
-		id, err = state.DecodeIdentity(v)
-		ok = err == nil
-		return err
+		for ; key != nil; key, val = c.Next() {
+			if val == nil {
+				return fmt.Errorf("filestore: %s: %w: nested bucket in %s", s.path, state.ErrCorruptState, k)
+			}
+			r, ok := record(k, key, val)
+			if !ok {
+				return fmt.Errorf("filestore: %s: %w: %s record with a bad long key", s.path, state.ErrCorruptState, k)
+			}
+			if !yield(r.Key, r.Value) {
+				break
+			}
+		}
+		return nil
 	})
-	return id, ok, s.wrap(err)
+	return s.wrap(err)
 }
 
 // Apply applies a batch in one read-write transaction.
@@ -263,39 +274,6 @@ func record(k state.Kind, key, val []byte) (state.Record, bool) {
 		return state.Record{}, false
 	}
 	return state.Record{Kind: k, Key: orig, Value: val[w+int(n):]}, true
-}
-
-// Load rebuilds the session the store holds; nil and no error when it is
-// empty. Damaged records are an error wrapping state.ErrCorruptState.
-func (s *Store) Load() (st *state.MqttState, err error) {
-	defer guard(&err)
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if err := s.checkHeader(tx); err != nil {
-			return err
-		}
-		var rb state.Rebuilder
-		for _, k := range state.Kinds() {
-			err := tx.Bucket([]byte(k.String())).ForEach(func(key, val []byte) error {
-				if val == nil {
-					return fmt.Errorf("%w: nested bucket in %s", state.ErrCorruptState, k)
-				}
-				r, ok := record(k, key, val)
-				if !ok {
-					return fmt.Errorf("%w: %s record with a bad long key", state.ErrCorruptState, k)
-				}
-				return rb.Add(r)
-			})
-			if err != nil {
-				return err
-			}
-		}
-		st, err = rb.Session()
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("filestore: loading %s: %w", s.path, s.wrap(err))
-	}
-	return st, nil
 }
 
 // wrap maps bbolt's "not open" to state.ErrStoreClosed.

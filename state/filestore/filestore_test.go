@@ -52,6 +52,19 @@ func send(t testing.TB, s *state.MqttState) packets.Packet {
 	return n.Packet
 }
 
+// load rebuilds the session the store holds, detached from the store.
+func load(t testing.TB, st *Store) *state.MqttState {
+	t.Helper()
+	got, err := state.LoadStore(st)
+	if err != nil {
+		t.Fatalf("LoadStore: %v", err)
+	}
+	if err := got.AttachStore(nil); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func commit(t testing.TB, s *state.MqttState) {
 	t.Helper()
 	if err := s.Commit(); err != nil {
@@ -72,13 +85,7 @@ func saved(t testing.TB, s *state.MqttState) []byte {
 // same bytes for both (Save is canonical and covers all that is stored).
 func same(t testing.TB, st *Store, live *state.MqttState) *state.MqttState {
 	t.Helper()
-	got, err := st.Load()
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	if got == nil {
-		t.Fatalf("Load: empty store")
-	}
+	got := load(t, st)
 	if !bytes.Equal(saved(t, got), saved(t, live)) {
 		t.Fatalf("the store does not hold the live session:\nstore: queued %d in flight %d outstanding %d subs %v\nlive:  queued %d in flight %d outstanding %d subs %v",
 			got.Queued(), got.InFlight(), got.Outstanding(), got.Subscriptions(), live.Queued(), live.InFlight(), live.Outstanding(), live.Subscriptions())
@@ -160,15 +167,13 @@ func TestWriteThroughCloseReopen(t *testing.T) {
 
 	st = open(t, path)
 	defer st.Close()
-	got := same(t, st, s)
-	if id, ok, err := st.Identity(); !ok || err != nil || id != ident {
-		t.Fatalf("Identity() = %+v, %v, %v", id, ok, err)
-	}
+	same(t, st, s)
 	// The reopened session goes on writing through the same file.
-	got.SetConfig(state.Config{ManualAcks: true})
-	if err := got.AttachStore(st); err != nil {
-		t.Fatalf("AttachStore of the loaded session: %v", err)
+	got, err := state.LoadStore(st)
+	if err != nil || got.Identity() != ident {
+		t.Fatalf("LoadStore: identity %+v, %v", got.Identity(), err)
 	}
+	got.SetConfig(state.Config{ManualAcks: true})
 	for round := 6; round < 9; round++ {
 		work(t, got, round)
 		same(t, st, got)
@@ -178,17 +183,14 @@ func TestWriteThroughCloseReopen(t *testing.T) {
 func TestEmptyStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "empty.db")
 	st := open(t, path)
-	if s, err := st.Load(); s != nil || err != nil {
-		t.Fatalf("Load of a new store = %v, %v; want nil, nil", s, err)
-	}
-	if _, ok, err := st.Identity(); ok || err != nil {
-		t.Fatalf("Identity of a new store: ok %v, err %v", ok, err)
+	if s := load(t, st); !s.Idle() || s.Identity() != (state.Identity{}) {
+		t.Fatalf("LoadStore of a new store: not an empty session")
 	}
 	st.Close()
 	st = open(t, path)
 	defer st.Close()
-	if s, err := st.Load(); s != nil || err != nil {
-		t.Fatalf("Load of a reopened empty store = %v, %v", s, err)
+	if s := load(t, st); !s.Idle() || s.Identity() != (state.Identity{}) {
+		t.Fatalf("LoadStore of a reopened empty store: not an empty session")
 	}
 }
 
@@ -259,8 +261,8 @@ func TestNotAStore(t *testing.T) {
 	})
 	st = open(t, damaged)
 	defer st.Close()
-	if got, err := st.Load(); got != nil || !errors.Is(err, state.ErrCorruptState) {
-		t.Fatalf("Load of a damaged record: %v, %v; want ErrCorruptState", got, err)
+	if got, err := state.LoadStore(st); got != nil || !errors.Is(err, state.ErrCorruptState) {
+		t.Fatalf("LoadStore of a damaged record: %v, %v; want ErrCorruptState", got, err)
 	}
 }
 
@@ -303,7 +305,7 @@ func TestDamagedFile(t *testing.T) {
 		st, err := Open(path, Options{})
 		if err == nil {
 			var got *state.MqttState
-			got, err = st.Load()
+			got, err = state.LoadStore(st)
 			st.Close()
 			if err == nil && !bytes.Equal(saved(t, got), saved(t, s)) {
 				t.Fatalf("%s: a damaged file loaded as a different session", tc.name)
@@ -345,11 +347,11 @@ func TestLockedAndClosed(t *testing.T) {
 	if err := s.Commit(); !errors.Is(err, state.ErrStoreClosed) {
 		t.Fatalf("Commit after Close: %v, want ErrStoreClosed", err)
 	}
-	if _, err := st.Load(); !errors.Is(err, state.ErrStoreClosed) {
-		t.Fatalf("Load after Close: %v", err)
+	if _, err := state.LoadStore(st); !errors.Is(err, state.ErrStoreClosed) {
+		t.Fatalf("LoadStore after Close: %v", err)
 	}
-	if _, _, err := st.Identity(); !errors.Is(err, state.ErrStoreClosed) {
-		t.Fatalf("Identity after Close: %v", err)
+	if err := state.New(state.Config{}).AttachStore(st); !errors.Is(err, state.ErrStoreClosed) {
+		t.Fatalf("AttachStore after Close: %v", err)
 	}
 }
 
@@ -476,9 +478,9 @@ func TestKilledProcess(t *testing.T) {
 
 			st := open(t, path)
 			defer st.Close()
-			s, err := st.Load()
-			if err != nil || s == nil {
-				t.Fatalf("Load after SIGKILL: %v, %v", s, err)
+			s, err := state.LoadStore(st)
+			if err != nil || s.Identity() != ident {
+				t.Fatalf("LoadStore after SIGKILL: %v", err)
 			}
 			// The child may have committed more after the line read.
 			seen := map[int]bool{}
