@@ -594,3 +594,26 @@ func TestMemoryStoreScan(t *testing.T) {
 		t.Fatalf("Scan of every queued record: positions %v, want -1..9 in order", all)
 	}
 }
+
+// A damaged record's error quotes a bounded part of its key: a damaged
+// length can make a key as large as the file (a 1.8 GB key once took 24 GB
+// to format).
+func TestCorruptRecordErrorBounded(t *testing.T) {
+	st := NewMemoryStore()
+	s := New(Config{})
+	if err := s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	huge := bytes.Repeat([]byte{0xfe}, 1<<20)
+	if err := st.Apply(&Batch{Puts: []Record{{Kind: KindQueued, Key: huge, Value: []byte{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadStore(st)
+	if !errors.Is(err, ErrCorruptState) {
+		t.Fatalf("LoadStore of a record with a 1 MiB key: %v, want ErrCorruptState", err)
+	}
+	if n := len(err.Error()); n > 512 {
+		t.Fatalf("the error is %d bytes long", n)
+	}
+	t.Log(err)
+}

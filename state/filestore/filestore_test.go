@@ -3,9 +3,12 @@ package filestore
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +19,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/mqttloop/mqttloop/state"
 )
@@ -214,39 +216,51 @@ func TestIdentityMismatch(t *testing.T) {
 
 func TestNotAStore(t *testing.T) {
 	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	wantErr := func(what, path string, sentinel error) {
+		t.Helper()
+		st, err := Open(path, Options{})
+		if err == nil {
+			st.Close()
+		}
+		if !errors.Is(err, sentinel) {
+			t.Fatalf("Open of %s: %v, want %v", what, err, sentinel)
+		}
+		t.Logf("%s: %v", what, err)
+	}
+	wantErr("a garbage file", write("garbage", bytes.Repeat([]byte("not a database "), 1000)), state.ErrCorruptState)
 
-	garbage := filepath.Join(dir, "garbage")
-	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a database "), 1000), 0o600); err != nil {
-		t.Fatal(err)
+	// The header of a newer format, or of newer records.
+	valid := func() []byte {
+		t.Helper()
+		path := filepath.Join(dir, "valid")
+		os.Remove(path)
+		open(t, path).Close()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
 	}
-	if _, err := Open(garbage, Options{}); !errors.Is(err, state.ErrCorruptState) {
-		t.Fatalf("Open of a garbage file: %v, want ErrCorruptState", err)
+	withHeader := func(version, records uint16) []byte {
+		data := valid()
+		binary.BigEndian.PutUint16(data[8:], version)
+		binary.BigEndian.PutUint16(data[10:], records)
+		binary.BigEndian.PutUint32(data[headerSize-4:], crc32.Checksum(data[:headerSize-4], castagnoli))
+		return data
 	}
+	wantErr("a newer file format", write("newer", withHeader(FormatVersion+1, state.FormatVersion)), state.ErrUnsupportedVersion)
+	wantErr("newer records", write("newer-records", withHeader(FormatVersion, state.FormatVersion+1)), state.ErrUnsupportedVersion)
+	wantErr("format version 1 in this format's header", write("v1-header", withHeader(1, state.FormatVersion)), state.ErrCorruptState)
 
-	foreign := filepath.Join(dir, "foreign.db")
-	db, err := bolt.Open(foreign, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("users")); return err }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if _, err := Open(foreign, Options{}); !errors.Is(err, state.ErrCorruptState) {
-		t.Fatalf("Open of another bbolt database: %v, want ErrCorruptState", err)
-	}
-
-	// A store of a newer format.
-	newer := filepath.Join(dir, "newer.db")
-	open(t, newer).Close()
-	rewrite(t, newer, func(tx *bolt.Tx) error {
-		return tx.Bucket(headerBucket).Put(formatKey, binary.BigEndian.AppendUint16([]byte(formatMagic), state.FormatVersion+1))
-	})
-	if _, err := Open(newer, Options{}); !errors.Is(err, state.ErrUnsupportedVersion) {
-		t.Fatalf("Open of a newer store: %v, want ErrUnsupportedVersion", err)
-	}
-
-	// A damaged record: Load refuses the whole session.
+	// A damaged record in an intact file: LoadStore refuses the session.
 	damaged := filepath.Join(dir, "damaged.db")
 	st := open(t, damaged)
 	s := state.New(state.Config{})
@@ -255,10 +269,10 @@ func TestNotAStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	work(t, s, 0)
+	if err := st.Apply(&state.Batch{Puts: []state.Record{{Kind: state.KindInFlight, Key: []byte{0, 1}, Value: []byte{9, 9, 9}}}}); err != nil {
+		t.Fatal(err)
+	}
 	st.Close()
-	rewrite(t, damaged, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(state.KindInFlight.String())).Put([]byte{0, 1}, []byte{9, 9, 9})
-	})
 	st = open(t, damaged)
 	defer st.Close()
 	if got, err := state.LoadStore(st); got != nil || !errors.Is(err, state.ErrCorruptState) {
@@ -266,9 +280,38 @@ func TestNotAStore(t *testing.T) {
 	}
 }
 
-// A file whose bbolt pages are damaged is refused with an error, never a
-// panic.
-func TestDamagedFile(t *testing.T) {
+// A store of format version 1 (a bbolt database) is refused as such, and
+// left as it was.
+func TestOldFormat(t *testing.T) {
+	gz, err := os.ReadFile("../../testdata/store-v1.bbolt.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v1.db")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, Options{})
+	if !errors.Is(err, state.ErrUnsupportedVersion) || !strings.Contains(err.Error(), "version 1") {
+		t.Fatalf("Open of a version 1 store: %v, want ErrUnsupportedVersion naming version 1", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, old) {
+		t.Fatalf("Open changed the version 1 file")
+	}
+}
+
+// Files too short to be a store, the empty file included, are refused; a
+// failed Open leaves the file closed and unlocked, so that the repaired
+// file opens at once.
+func TestShortFiles(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.db")
 	st := open(t, src)
@@ -277,57 +320,78 @@ func TestDamagedFile(t *testing.T) {
 	if err := s.AttachStore(st); err != nil {
 		t.Fatal(err)
 	}
-	for round := range 4 {
-		work(t, s, round)
-	}
+	work(t, s, 0)
 	st.Close()
-	data, err := os.ReadFile(src)
+	good, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const page = 4096
-	for _, tc := range []struct {
-		name string
-		off  int
-	}{{"meta pages", 0}, {"both meta pages", page}, {"freelist/data page", 2 * page}, {"data page", 3 * page}} {
-		bad := bytes.Clone(data)
-		end := min(tc.off+page, len(bad))
-		if tc.name == "both meta pages" {
-			end, tc.off = 2*page, 0
-		}
-		for i := tc.off; i < end; i++ {
-			bad[i] ^= 0x5a
-		}
-		path := filepath.Join(dir, strings.ReplaceAll(tc.name, "/", "-")+".db")
-		if err := os.WriteFile(path, bad, 0o600); err != nil {
+	path := filepath.Join(dir, "cut.db")
+	for _, n := range []int{0, 1, headerSize - 1, headerSize, 4095, 4096, 4097, len(good) - 1} {
+		if err := os.WriteFile(path, good[:n], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, err := Open(path, Options{})
+		st, err := Open(path, Options{Timeout: 10 * time.Millisecond})
 		if err == nil {
-			var got *state.MqttState
-			got, err = state.LoadStore(st)
 			st.Close()
-			if err == nil && !bytes.Equal(saved(t, got), saved(t, s)) {
-				t.Fatalf("%s: a damaged file loaded as a different session", tc.name)
-			}
 		}
-		if err != nil && !errors.Is(err, state.ErrCorruptState) {
-			t.Fatalf("%s: error %v, want one wrapping ErrCorruptState", tc.name, err)
+		if !errors.Is(err, state.ErrCorruptState) {
+			t.Fatalf("Open of the store cut to %d bytes: %v, want ErrCorruptState", n, err)
 		}
-		t.Logf("%s: %v", tc.name, err)
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, good[:n]) {
+			t.Fatalf("Open of the store cut to %d bytes changed it", n)
+		}
+		// Repaired, it opens: nothing of the failed Open is left.
+		if err := os.WriteFile(path, good, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st = open(t, path)
+		same(t, st, s)
+		st.Close()
 	}
 }
 
-func rewrite(t *testing.T, path string, fn func(*bolt.Tx) error) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
+// The log is compacted as it grows: the file stays within a bound of the
+// session's size however long the session runs, and every reopening finds
+// the session it held.
+func TestCompaction(t *testing.T) {
+	defer func(old int64) { compactMin = old }(compactMin)
+	compactMin = 8 << 10
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := open(t, path)
+	s := state.New(state.Config{ManualAcks: true})
+	s.SetIdentity(ident)
+	if err := s.AttachStore(st); err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	if err := db.Update(fn); err != nil {
-		t.Fatal(err)
+	var largest int64
+	for round := range 60 {
+		work(t, s, round)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		largest = max(largest, fi.Size())
+		if round%10 == 9 {
+			st.Close()
+			st = open(t, path)
+			got := same(t, st, s)
+			if err := got.AttachStore(st); err != nil {
+				t.Fatal(err)
+			}
+			got.SetConfig(state.Config{ManualAcks: true})
+			s = got
+		}
 	}
+	live := int64(len(saved(t, s)))
+	// The log holds at most 2 × live + compactMin before it is compacted,
+	// plus a snapshot written after it, plus the header.
+	bound := logStart + 3*(live+frameOverhead) + compactMin + 64<<10
+	if largest > bound {
+		t.Fatalf("the file grew to %d bytes for a session of %d (bound %d)", largest, live, bound)
+	}
+	t.Logf("60 rounds: largest file %d bytes, session %d bytes saved", largest, live)
+	st.Close()
 }
 
 func TestLockedAndClosed(t *testing.T) {
@@ -353,9 +417,11 @@ func TestLockedAndClosed(t *testing.T) {
 	if err := state.New(state.Config{}).AttachStore(st); !errors.Is(err, state.ErrStoreClosed) {
 		t.Fatalf("AttachStore after Close: %v", err)
 	}
+	// Closed, the file opens again at once.
+	open(t, path).Close()
 }
 
-// Topic filters may be longer than bbolt's longest key.
+// Topic filters may be as long as MQTT allows.
 func TestLongTopicFilter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	st := open(t, path)
@@ -524,7 +590,7 @@ func topicNum(t *testing.T, topic string) int {
 
 // BenchmarkApply100: one commit of 100 new 100-byte publishes, one of
 // sending them (100 queued records out, 100 in-flight records in) and one
-// of their acks (100 out): ns/commit is the cost of one bbolt transaction
+// of their acks (100 out): ns/commit is the cost of one commit
 // of ~100-200 changes.
 func BenchmarkApply100(b *testing.B) {
 	for _, noSync := range []bool{false, true} {
