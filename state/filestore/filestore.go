@@ -1,9 +1,9 @@
 package filestore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -200,17 +200,14 @@ func (s *Store) load() error {
 	if r.end > size {
 		return corruptf("truncated: the log ends at byte %d, the file at %d", r.end, size)
 	}
-	// Everything from the log's start: the committed frames, then any
-	// frame committed after the root was last written (see roll forward).
-	data := make([]byte, size-r.start)
-	if _, err := s.f.ReadAt(data, r.start); err != nil && !errors.Is(err, io.EOF) {
+	data := make([]byte, r.end-r.start)
+	if _, err := s.f.ReadAt(data, r.start); err != nil {
 		return fmt.Errorf("reading the log: %w", err)
 	}
 	s.recs = make(map[state.Kind]map[string][]byte)
-	committed := int(r.end - r.start)
 	pos, gen := 0, uint64(0)
-	for pos < committed {
-		fr, ok := parseFrame(data[pos:committed])
+	for pos < len(data) {
+		fr, ok := parseFrame(data[pos:])
 		switch {
 		case !ok:
 			return corruptf("damaged frame at byte %d", r.start+int64(pos))
@@ -232,19 +229,41 @@ func (s *Store) load() error {
 	// root (a crash in between, or a root damaged since). The frame is
 	// durable before its root is written, so a root that is missing or
 	// damaged loses nothing that was committed.
+	end := r.end
 	for {
-		fr, ok := parseFrame(data[pos:])
+		fr, ok := s.readFrame(end, size)
 		if !ok || fr.gen != gen+1 {
 			break
 		}
 		if err := s.applyPayload(fr.payload); err != nil {
 			return err
 		}
-		pos += int(fr.size)
+		end += fr.size
 		gen = fr.gen
 	}
-	s.root = root{gen: gen, start: r.start, end: r.start + int64(pos)}
+	s.root = root{gen: gen, start: r.start, end: end}
 	return nil
+}
+
+// readFrame reads the frame at offset at of a file of size bytes; ok is
+// false when there is no complete, intact frame there.
+func (s *Store) readFrame(at, size int64) (frame, bool) {
+	var head [frameHead]byte
+	if size-at < frameOverhead {
+		return frame{}, false
+	}
+	if _, err := s.f.ReadAt(head[:], at); err != nil {
+		return frame{}, false
+	}
+	n := int64(binary.BigEndian.Uint32(head[:]))
+	if n > maxFrame || n > size-at-frameOverhead {
+		return frame{}, false
+	}
+	b := make([]byte, frameOverhead+n)
+	if _, err := s.f.ReadAt(b, at); err != nil {
+		return frame{}, false
+	}
+	return parseFrame(b)
 }
 
 // applyPayload applies a frame's operations to the index.
@@ -430,6 +449,18 @@ func (s *Store) maybeCompact() error {
 	if s.root.end-s.root.start <= 2*(s.live+frameOverhead)+compactMin {
 		return nil
 	}
+	// The batch is committed: a compaction that fails before its root is
+	// written changes nothing (it is tried again after the next commit),
+	// one that fails later makes the store refuse further commits.
+	if err := s.compact(); err != nil && s.failed != nil {
+		return s.failed
+	}
+	return nil
+}
+
+// compact writes the whole session as one snapshot frame, the new start
+// of the log.
+func (s *Store) compact() error {
 	gen := s.root.gen + 1
 	s.fb.begin(gen)
 	s.fb.reset()

@@ -628,3 +628,60 @@ func BenchmarkApply100(b *testing.B) {
 		})
 	}
 }
+
+// A commit whose root was not written (a crash between the two writes, or
+// a root damaged since) is rolled forward from its frame; bytes after the
+// log that are not a whole next frame (a torn write) are ignored, and the
+// store goes on from there.
+func TestRollForwardAndTornTail(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.db")
+	st := open(t, path)
+	s := state.New(state.Config{ManualAcks: true})
+	s.SetIdentity(ident)
+	if err := s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		work(t, s, round)
+	}
+	st.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := activeRoot(data)
+	if !ok || int64(len(data)) != r.end {
+		t.Fatalf("active root %+v of a %d-byte file", r, len(data))
+	}
+
+	check := func(name string, bad []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st := open(t, path)
+		got := same(t, st, s)
+		// It goes on committing, and the result reopens.
+		if err := got.AttachStore(st); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got.SetConfig(state.Config{ManualAcks: true})
+		work(t, got, 10)
+		st.Close()
+		st = open(t, path)
+		same(t, st, got)
+		st.Close()
+	}
+	// The newest root never written: the older root, then its frame.
+	noRoot := bytes.Clone(data)
+	clear(noRoot[slotOf(r.gen) : slotOf(r.gen)+rootSize])
+	check("newest root missing", noRoot)
+	// Torn tails: garbage, and the first part of a next frame.
+	check("garbage tail", append(bytes.Clone(data), bytes.Repeat([]byte{0xa5}, 100)...))
+	var fb frameBuilder
+	fb.begin(r.gen + 1)
+	fb.put(state.KindQueued, []byte("12345678"), []byte("never committed"))
+	next, _ := fb.finish()
+	check("torn next frame", append(bytes.Clone(data), next[:len(next)-1]...))
+}
