@@ -118,11 +118,13 @@ func New(opts Options) (*EventLoop, error) {
 		if st, err = state.LoadStore(o.Store); err != nil {
 			return nil, fmt.Errorf("%w: loading the session: %w", ErrStore, err)
 		}
-		id := state.Identity{Server: redact(o.Servers[0]), ClientID: o.ClientID}
-		if have := st.Identity(); have != (state.Identity{}) && have != id {
-			return nil, fmt.Errorf("%w: %w: it holds the session of client %q at %s, not %q at %s",
+		id := sessionIdentity(&o)
+		if have := st.Identity(); have != (state.Identity{}) && !sameSession(have, id) {
+			return nil, fmt.Errorf("%w: %w: it holds the session of client %q at %s, not of client %q at %s (a broker reached under other addresses: name the session with Options.SessionName)",
 				ErrStore, ErrStoreMismatch, have.ClientID, have.Server, id.ClientID, id.Server)
 		}
+		// The store follows the servers as they are now (at the next
+		// commit).
 		st.SetIdentity(id)
 	}
 	if st == nil {
