@@ -189,8 +189,10 @@ type subscription struct {
 // client id. A session, its saved files and its store belong to one
 // identity; AttachStore refuses a store that holds another one.
 type Identity struct {
-	// Server names the broker, e.g. its URL. Keep it stable across the
-	// addresses of one broker or cluster.
+	// Server names the broker or cluster the session lives on. The event
+	// loop writes the normalised addresses of its servers, or the
+	// session's name (eventloop.Options.SessionName); this package only
+	// compares it.
 	Server string
 	// ClientID is the MQTT client identifier.
 	ClientID string
