@@ -38,13 +38,15 @@ type Store interface {
 	// Scan calls yield with each record of kind k whose key is at least
 	// from (every record of k when from is nil), in increasing byte
 	// order of the keys, until yield returns false or no record is
-	// left. The key and value are valid only during the call to yield.
-	// A store that finds itself damaged returns an error wrapping
-	// ErrCorruptState.
+	// left. The key and value are valid only during the call to yield,
+	// which must not call the store. A store that finds itself damaged
+	// returns an error wrapping ErrCorruptState.
 	Scan(k Kind, from []byte, yield func(key, value []byte) bool) error
 	// Apply applies a batch atomically: all of it or, with an error,
 	// none of it. The batch and its bytes are valid only during the
-	// call.
+	// call. A store that cannot tell which (a disk that failed in the
+	// middle of a commit) refuses every later batch: what it holds is
+	// then known by loading it again.
 	Apply(b *Batch) error
 	// Close releases the store.
 	Close() error

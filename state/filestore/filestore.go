@@ -337,7 +337,10 @@ func (s *Store) Scan(k state.Kind, from []byte, yield func(key, value []byte) bo
 }
 
 // Apply writes a batch as one frame at the end of the log and commits it:
-// unless Options.NoSync, the frame is on disk before Apply returns.
+// unless Options.NoSync, the frame is on disk before Apply returns. If the
+// disk fails after the frame was written (its fsync, or the root's write),
+// the batch may or may not be in the file, and the store refuses every
+// later batch: open it again to know.
 func (s *Store) Apply(b *state.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
