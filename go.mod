@@ -10,7 +10,6 @@ require (
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/quic-go/quic-go v0.65.0
 	github.com/xdg-go/scram v1.4.0
-	go.etcd.io/bbolt v1.5.0
 )
 
 require (

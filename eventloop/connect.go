@@ -218,9 +218,6 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}
-	if !ack.SessionPresent || l.session == 0 {
-		l.session++ // a new broker session: acks owed for the old one are stale
-	}
 	resumed := l.st.Connected(ack, !l.opts.NoResubscribe)
 	lim := l.st.Limits()
 	l.wr.SetMaxPacketSize(int(lim.MaximumPacketSize))

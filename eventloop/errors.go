@@ -124,7 +124,7 @@ var (
 	ErrUnknownPacketID = state.ErrUnknownPacketID
 	// ErrStaleAck: an Ack for a message from a broker session that has
 	// since been lost; the broker will deliver the message again.
-	ErrStaleAck = errors.New("mqttloop: ack for a message of a lost session")
+	ErrStaleAck = state.ErrStaleAck
 	// ErrInvalidRequest: a request the loop does not know, or an empty one.
 	ErrInvalidRequest = errors.New("mqttloop: invalid request")
 	// ErrInvalidOptions: New refused the options.

@@ -97,7 +97,6 @@ type EventLoop struct {
 	assignedID  string
 	pollMissed  bool      // the last park in the poller timed out
 	rxAt        time.Time // when bytes last arrived
-	session     uint64    // counts broker sessions: +1 at each CONNACK without session present
 	pendingRead error     // a read error seen while waiting, handled next step
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
@@ -114,25 +113,24 @@ func New(opts Options) (*EventLoop, error) {
 	cfg := state.Config{MaxInflight: o.MaxInflight, ManualAcks: o.ManualAcks}
 	st := o.Session
 	if o.Store != nil {
-		if st, err = o.Store.Load(); err != nil {
+		// The session the store holds, attached to it (an empty one for
+		// an empty store).
+		if st, err = state.LoadStore(o.Store); err != nil {
 			return nil, fmt.Errorf("%w: loading the session: %w", ErrStore, err)
 		}
+		id := sessionIdentity(&o)
+		if have := st.Identity(); have != (state.Identity{}) && !sameSession(have, id) {
+			return nil, fmt.Errorf("%w: %w: it holds the session of client %q at %s, not of client %q at %s (a broker reached under other addresses: name the session with Options.SessionName)",
+				ErrStore, ErrStoreMismatch, have.ClientID, have.Server, id.ClientID, id.Server)
+		}
+		// The store follows the servers as they are now (at the next
+		// commit).
+		st.SetIdentity(id)
 	}
 	if st == nil {
 		st = state.New(cfg)
 	}
 	st.SetConfig(cfg)
-	if o.Store != nil {
-		id := state.Identity{Server: redact(o.Servers[0]), ClientID: o.ClientID}
-		if have := st.Identity(); have != (state.Identity{}) && have != id {
-			return nil, fmt.Errorf("%w: %w: it holds the session of client %q at %s, not %q at %s",
-				ErrStore, ErrStoreMismatch, have.ClientID, have.Server, id.ClientID, id.Server)
-		}
-		st.SetIdentity(id)
-		if err := st.AttachStore(o.Store); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrStore, err)
-		}
-	}
 	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), rotation: reconnect.NewRotation(len(o.Servers)), tls: tlsConfig(&o)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
@@ -452,7 +450,7 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 	case nil:
 	case state.Delivered:
 		m := messageFrom(ev.Publish)
-		m.session = l.session
+		m.session = ev.Session
 		l.emit(m)
 	case state.PublishDone:
 		l.emit(publishedFrom(ev))
@@ -599,10 +597,7 @@ func (l *EventLoop) ack(a Ack) error {
 	if a.ReasonCode != 0 && l.opts.ProtocolVersion == 4 {
 		return only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
 	}
-	if a.session != 0 && a.session != l.session {
-		return fmt.Errorf("%w: packet id %d", ErrStaleAck, a.PacketID)
-	}
-	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode)
+	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode, a.session)
 	if err != nil {
 		return err
 	}
@@ -633,21 +628,22 @@ func (l *EventLoop) sendQueued() bool {
 				return sent
 			}
 		}
-		p, pkt, ok, err := l.st.NextToSend()
-		if !ok {
+		next := l.st.NextToSend()
+		pkt := next.Packet
+		if pkt == nil {
 			// Nothing sendable now: queue empty, window full, or (with
-			// err set) out of packet ids until acks free some.
+			// Err set) out of packet ids until acks free some.
 			return sent
 		}
 		sent = true
-		if err != nil {
-			l.emit(RequestFailed{Request: requestOf(p), Err: err})
+		if next.Err != nil {
+			l.emit(RequestFailed{Request: requestOf(next.Pending), Err: next.Err})
 			continue
 		}
 		if err := l.write(pkt); err != nil {
 			if refused(err, pkt) {
 				l.st.Abandon(pkt)
-				l.emit(RequestFailed{Request: requestOf(p), Err: l.refusal(err)})
+				l.emit(RequestFailed{Request: requestOf(next.Pending), Err: l.refusal(err)})
 				continue
 			}
 			return sent

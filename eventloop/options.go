@@ -170,10 +170,22 @@ type Options struct {
 	// the loop writes every change through it once per loop iteration,
 	// before the packets that announce the change reach the wire (see
 	// state/filestore for a file on disk). A store that holds a session
-	// continues it. A store belongs to one broker (the first of Servers)
-	// and ClientID; opening it with others fails with ErrStoreMismatch.
-	// The loop does not close the store.
+	// continues it. A store belongs to one session: the ClientID on the
+	// servers it was used with, or on the broker SessionName names. It
+	// continues under Servers that share an address with those (however
+	// spelt: tcp:// or mqtt://, the default port written or not, a
+	// trailing slash; a failover list in another order or with a server
+	// added), and then records the new list; under others, or another
+	// ClientID, New fails with ErrStoreMismatch. The loop does not close
+	// the store.
 	Store state.Store
+	// SessionName names the session in Store instead of its servers, for
+	// a broker or cluster whose addresses change (behind a load balancer,
+	// moved to new hosts): the store continues under any Servers as long
+	// as SessionName and ClientID stay the same. Set it from the start;
+	// a store named by its servers does not continue under a name, nor
+	// the other way round.
+	SessionName string
 
 	// TLSConfig configures mqtts://, wss:// and quic:// (server
 	// verification, a custom CA in RootCAs, client certificates for mTLS,

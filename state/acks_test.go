@@ -72,9 +72,9 @@ func TestReplayHeldToReceiveMaximum(t *testing.T) {
 	}
 	noSend(t, s) // window full: neither the held replays nor the new publish
 	handle(t, s, &packets.Puback{PacketID: ids[0]})
-	_, pkt, ok, err := s.NextToSend()
-	if !ok || err != nil || packetID(t, pkt) != ids[2] || !pkt.(*packets.Publish).Duplicate {
-		t.Fatalf("after one ack: %v %v %v, want the replay of id %d with DUP", pkt, ok, err, ids[2])
+	n := s.NextToSend()
+	if n.Packet == nil || n.Err != nil || packetID(t, n.Packet) != ids[2] || !n.Packet.(*packets.Publish).Duplicate {
+		t.Fatalf("after one ack: %v %v, want the replay of id %d with DUP", n.Packet, n.Err, ids[2])
 	}
 	noSend(t, s)
 	handle(t, s, &packets.Puback{PacketID: ids[1]})
@@ -82,8 +82,7 @@ func TestReplayHeldToReceiveMaximum(t *testing.T) {
 		t.Fatalf("released id %d, want %d", id, ids[3])
 	}
 	handle(t, s, &packets.Puback{PacketID: ids[2]})
-	p, _, ok, _ := s.NextToSend()
-	if !ok || p.Tag != "new" {
-		t.Fatalf("after the replays: %v, want the new publish", p.Tag)
+	if n := s.NextToSend(); n.Packet == nil || n.Tag != "new" {
+		t.Fatalf("after the replays: %v, want the new publish", n.Tag)
 	}
 }

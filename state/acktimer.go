@@ -18,11 +18,11 @@ func (s *MqttState) MarkSent(pkt packets.Packet, now time.Time) {
 		if pk.QoS == 0 {
 			return
 		}
-		if o = s.outgoing[pk.PacketID]; o == nil || o.Publish != pk {
+		if o, _ = s.outgoing.Get(pk.PacketID); o == nil || o.Publish != pk {
 			return
 		}
 	case *packets.Pubrel:
-		if o = s.outgoing[pk.PacketID]; o == nil || o.Stage != AwaitingComplete {
+		if o, _ = s.outgoing.Get(pk.PacketID); o == nil || o.Stage != AwaitingComplete {
 			return
 		}
 	default:

@@ -12,7 +12,8 @@
 //
 // A session outlives connections (Connected says what to replay) and
 // processes: Save and Load write and read it in a versioned format
-// (FORMAT.md), and a Store keeps it durable while it changes (AttachStore,
-// then Commit once per event-loop iteration), in memory (MemoryStore) or
-// in a file (package state/filestore).
+// (FORMAT.md), and a Store keeps it durable while it changes (LoadStore or
+// AttachStore, then Commit once per event-loop iteration), in memory
+// (MemoryStore) or in a file (package state/filestore). A store only
+// keeps records; this package encodes, checks and rebuilds them.
 package state

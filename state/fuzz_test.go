@@ -98,12 +98,12 @@ func FuzzHandleIncoming(f *testing.F) {
 				s.Connected(connack(mode&0x10 != 0, nil), false)
 			}
 			if d, ok := ev.(Delivered); ok && s.cfg.ManualAcks && d.Publish.QoS > 0 {
-				if _, err := s.Ack(d.Publish.PacketID, d.Publish.QoS, mode&0x80); err != nil {
+				if _, err := s.Ack(d.Publish.PacketID, d.Publish.QoS, mode&0x80, 0); err != nil {
 					t.Fatalf("Ack of a delivered message: %v", err)
 				}
 			}
 			// Keep new flows going out.
-			if _, _, _, err := s.NextToSend(); err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
+			if err := s.NextToSend().Err; err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
 				t.Fatalf("NextToSend() = %v", err)
 			}
 			checkInvariants(t, s)

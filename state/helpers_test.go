@@ -52,14 +52,11 @@ func packetID(t *testing.T, pkt packets.Packet) uint16 {
 // send takes the next request, which must be sendable.
 func send(t *testing.T, s *MqttState) (Pending, packets.Packet) {
 	t.Helper()
-	p, pkt, ok, err := s.NextToSend()
-	if !ok || err != nil {
-		t.Fatalf("NextToSend() = ok %v, err %v; want a request to send", ok, err)
+	n := s.NextToSend()
+	if n.Packet == nil || n.Err != nil {
+		t.Fatalf("NextToSend() = %+v; want a request to send", n)
 	}
-	if pkt != p.Packet {
-		t.Fatalf("NextToSend() returned packet %p, want the request's own packet %p", pkt, p.Packet)
-	}
-	return p, pkt
+	return n.Pending, n.Packet
 }
 
 // sendID sends the next request and returns its packet id.
@@ -73,9 +70,8 @@ func sendID(t *testing.T, s *MqttState) uint16 {
 func noSend(t *testing.T, s *MqttState) {
 	t.Helper()
 	before := s.QueuedRequests()
-	p, pkt, ok, err := s.NextToSend()
-	if ok || err != nil || pkt != nil || p.Packet != nil {
-		t.Fatalf("NextToSend() = (%v, %v, ok %v, err %v), want nothing to send", p, pkt, ok, err)
+	if n := s.NextToSend(); n != (ToSend{}) {
+		t.Fatalf("NextToSend() = %+v, want nothing to send", n)
 	}
 	if after := s.QueuedRequests(); !sameRequests(before, after) {
 		t.Fatalf("NextToSend() with nothing to send changed the queue")
@@ -87,7 +83,7 @@ func sameRequests(a, b []Pending) bool {
 }
 
 // handle applies a packet from the broker that must be accepted.
-func handle(t *testing.T, s *MqttState, p packets.Packet) (any, packets.Packet) {
+func handle(t *testing.T, s *MqttState, p packets.Packet) (Event, packets.Packet) {
 	t.Helper()
 	ev, reply, err := s.HandleIncoming(in(p))
 	if err != nil {
@@ -161,7 +157,7 @@ func checkInvariants(t *testing.T, s *MqttState) {
 		}
 		owner[id] = what
 	}
-	for id, o := range s.outgoing {
+	for id, o := range s.outgoing.All() {
 		claim(id, "a publish")
 		if o.Publish.PacketID != id {
 			t.Fatalf("publish in flight under id %d carries id %d", id, o.Publish.PacketID)
@@ -173,13 +169,13 @@ func checkInvariants(t *testing.T, s *MqttState) {
 			t.Fatalf("QoS %d publish awaiting PUBCOMP", o.Publish.QoS)
 		}
 	}
-	for id, p := range s.subscribing {
+	for id, p := range s.subscribing.All() {
 		claim(id, "a subscribe")
 		if got := p.Packet.(*packets.Subscribe).PacketID; got != id {
 			t.Fatalf("subscribe in flight under id %d carries id %d", id, got)
 		}
 	}
-	for id, p := range s.unsubscribing {
+	for id, p := range s.unsubscribing.All() {
 		claim(id, "an unsubscribe")
 		if got := p.Packet.(*packets.Unsubscribe).PacketID; got != id {
 			t.Fatalf("unsubscribe in flight under id %d carries id %d", id, got)
@@ -190,9 +186,6 @@ func checkInvariants(t *testing.T, s *MqttState) {
 	}
 	if s.Outstanding() != len(owner) {
 		t.Fatalf("Outstanding() = %d, want %d", s.Outstanding(), len(owner))
-	}
-	if s.head < 0 || s.head > len(s.queue) {
-		t.Fatalf("queue head %d out of range [0, %d]", s.head, len(s.queue))
 	}
 	if s.Idle() != (s.Queued() == 0 && len(owner) == 0) {
 		t.Fatalf("Idle() = %v with %d queued and %d outstanding", s.Idle(), s.Queued(), len(owner))

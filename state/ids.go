@@ -1,7 +1,7 @@
 package state
 
 func (s *MqttState) allocID() (uint16, error) {
-	if len(s.inUse)+len(s.incomingQoS2)+len(s.unackedQoS1) >= 65535 {
+	if len(s.inUse)+s.incomingQoS2.Len()+s.unackedQoS1.Len() >= 65535 {
 		return 0, ErrNoPacketID
 	}
 	for {
@@ -15,13 +15,9 @@ func (s *MqttState) allocID() (uint16, error) {
 		// The two directions have separate id spaces, but some brokers
 		// (mochi v2.7.9) keep one in-flight table per client: avoid the
 		// ids the broker is using towards us, so they never collide.
-		if _, theirs := s.incomingQoS2[s.nextID]; theirs {
+		if s.incomingQoS2.Has(s.nextID) || s.unackedQoS1.Has(s.nextID) {
 			continue
 		}
-		if _, theirs := s.unackedQoS1[s.nextID]; theirs {
-			continue
-		}
-		s.touchMeta()
 		s.inUse[s.nextID] = struct{}{}
 		return s.nextID, nil
 	}

@@ -61,7 +61,7 @@ func TestPacketIDsSharedAcrossKinds(t *testing.T) {
 		}
 		switch kind {
 		case "*packets.Publish":
-			if s.outgoing[id].Publish.QoS == 1 {
+			if o, _ := s.outgoing.Get(id); o.Publish.QoS == 1 {
 				handle(t, s, &packets.Puback{PacketID: id})
 			} else {
 				handle(t, s, &packets.Pubrec{PacketID: id})
@@ -199,9 +199,8 @@ func TestPacketIDExhaustion(t *testing.T) {
 	s.Enqueue(Pending{Packet: last, Tag: "last"})
 	s.Enqueue(Pending{Packet: pub("behind", 0)})
 	for range 2 {
-		p, pkt, ok, err := s.NextToSend()
-		if !errors.Is(err, ErrNoPacketID) || ok || pkt != nil || p.Packet != nil {
-			t.Fatalf("NextToSend() with every id in use = (%v, %v, ok %v, err %v), want ErrNoPacketID", p, pkt, ok, err)
+		if n := s.NextToSend(); !errors.Is(n.Err, ErrNoPacketID) || n.Packet != nil || n.Tag != nil {
+			t.Fatalf("NextToSend() with every id in use = %+v, want ErrNoPacketID and nothing to send", n)
 		}
 		if s.Queued() != 2 || s.QueuedRequests()[0].Packet != last {
 			t.Fatalf("request refused for lack of ids left the head of the queue")
@@ -230,7 +229,7 @@ func TestPacketIDAvoidsBrokerIDs(t *testing.T) {
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 1})
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: 2})
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 4})
-	if _, err := s.Ack(4, 2, 0); err != nil {
+	if _, err := s.Ack(4, 2, 0, 0); err != nil {
 		t.Fatalf("Ack(4) = %v", err)
 	}
 	for _, want := range []uint16{3, 5} {
@@ -239,11 +238,11 @@ func TestPacketIDAvoidsBrokerIDs(t *testing.T) {
 			t.Fatalf("outgoing id %d, want %d (skipping the broker's 1, 2 and 4)", id, want)
 		}
 	}
-	if _, err := s.Ack(1, 2, 0); err != nil {
+	if _, err := s.Ack(1, 2, 0, 0); err != nil {
 		t.Fatalf("Ack(1) = %v", err)
 	}
 	handle(t, s, &packets.Pubrel{PacketID: 1})
-	if _, err := s.Ack(2, 1, 0); err != nil {
+	if _, err := s.Ack(2, 1, 0, 0); err != nil {
 		t.Fatalf("Ack(2) = %v", err)
 	}
 	s.nextID = 0 // next lap

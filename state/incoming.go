@@ -7,12 +7,28 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 )
 
-// Events that HandleIncoming reports.
+// Event is what HandleIncoming reports: a Delivered, PublishDone,
+// SubscribeDone, UnsubscribeDone or BrokerDisconnect, nothing else.
+type Event interface{ event() }
+
+func (Delivered) event()        {}
+func (PublishDone) event()      {}
+func (SubscribeDone) event()    {}
+func (UnsubscribeDone) event()  {}
+func (BrokerDisconnect) event() {}
+
+// The events HandleIncoming reports.
 type (
 	// Delivered: an application message arrived and is new (not a
 	// duplicate of a QoS 2 message already delivered). With ManualAcks,
-	// QoS 1 and 2 messages wait for Ack.
-	Delivered struct{ Publish *packets.Publish }
+	// QoS 1 and 2 messages wait for Ack, which takes Session back.
+	Delivered struct {
+		Publish *packets.Publish
+		// Session numbers the broker session the message came from:
+		// Connected starts a new one at the first CONNACK and at every
+		// CONNACK without session present (0 before the first).
+		Session uint64
+	}
 	// PublishDone: an outgoing QoS 1 or 2 publish completed (PUBACK,
 	// PUBCOMP, or a PUBREC with a failure reason code).
 	PublishDone struct {
@@ -42,21 +58,21 @@ type (
 )
 
 // HandleIncoming applies a packet from the broker. It returns what happened
-// (one of the event types above, or nil) and the packet to send in reply
-// (or nil). A reply is valid until the next call into the session. An
-// error wrapping ErrProtocol means the connection must be closed.
-func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply packets.Packet, err error) {
+// (an Event, or nil) and the packet to send in reply (or nil). A reply is
+// valid until the next call into the session. An error wrapping
+// ErrProtocol means the connection must be closed.
+func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event Event, reply packets.Packet, err error) {
 	switch p := cp.Content.(type) {
 	case *packets.Publish:
 		return s.incomingPublish(p)
 	case *packets.Puback:
-		o, ok := s.outgoing[p.PacketID]
+		o, ok := s.outgoing.Get(p.PacketID)
 		if !ok || o.Publish.QoS != 1 {
 			return nil, nil, fmt.Errorf("%w: PUBACK for packet id %d, which has no QoS 1 publish in flight", ErrProtocol, p.PacketID)
 		}
 		return s.complete(o, packets.PUBACK, p.ReasonCode, p.Properties), nil, nil
 	case *packets.Pubrec:
-		o, ok := s.outgoing[p.PacketID]
+		o, ok := s.outgoing.Get(p.PacketID)
 		if !ok || o.Publish.QoS != 2 {
 			return nil, nil, fmt.Errorf("%w: PUBREC for packet id %d, which has no QoS 2 publish in flight", ErrProtocol, p.PacketID)
 		}
@@ -70,19 +86,19 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 			return s.complete(o, packets.PUBREC, p.ReasonCode, p.Properties), nil, nil
 		}
 		if o.Stage != AwaitingComplete {
-			s.touchOut(p.PacketID)
+			o, _ = s.outgoing.Modify(p.PacketID)
 			o.Stage = AwaitingComplete
 		}
 		s.pubrel = packets.Pubrel{PacketID: p.PacketID}
 		return nil, &s.pubrel, nil
 	case *packets.Pubcomp:
-		o, ok := s.outgoing[p.PacketID]
+		o, ok := s.outgoing.Get(p.PacketID)
 		if !ok || o.Stage != AwaitingComplete {
 			return nil, nil, fmt.Errorf("%w: PUBCOMP for packet id %d, which awaits no PUBCOMP", ErrProtocol, p.PacketID)
 		}
 		return s.complete(o, packets.PUBCOMP, p.ReasonCode, p.Properties), nil, nil
 	case *packets.Pubrel:
-		sentRec, ok := s.incomingQoS2[p.PacketID]
+		sentRec, ok := s.incomingQoS2.Get(p.PacketID)
 		s.pubcomp = packets.Pubcomp{PacketID: p.PacketID}
 		if !ok {
 			// The session may have lost the id (e.g. after a restart):
@@ -93,11 +109,10 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if !sentRec {
 			return nil, nil, fmt.Errorf("%w: PUBREL for packet id %d before its PUBREC was sent", ErrProtocol, p.PacketID)
 		}
-		s.touchIncomingQoS2(p.PacketID)
-		delete(s.incomingQoS2, p.PacketID)
+		s.incomingQoS2.Delete(p.PacketID)
 		return nil, &s.pubcomp, nil
 	case *packets.Suback:
-		pend, ok := s.subscribing[p.PacketID]
+		pend, ok := s.subscribing.Get(p.PacketID)
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: SUBACK for unknown packet id %d", ErrProtocol, p.PacketID)
 		}
@@ -105,8 +120,7 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if len(p.Reasons) != len(sub.Subscriptions) {
 			return nil, nil, fmt.Errorf("%w: SUBACK for packet id %d has %d reason codes for %d filters", ErrProtocol, p.PacketID, len(p.Reasons), len(sub.Subscriptions))
 		}
-		s.touchSubscribing(p.PacketID)
-		delete(s.subscribing, p.PacketID)
+		s.subscribing.Delete(p.PacketID)
 		s.freeID(p.PacketID)
 		subID := 0
 		if sub.Properties != nil && sub.Properties.SubscriptionIdentifier != nil {
@@ -116,20 +130,16 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		for i, opt := range sub.Subscriptions {
 			switch {
 			case p.Reasons[i] < 0x80:
-				s.touchSubscription(opt.Topic)
-				s.subscriptions[opt.Topic] = subscription{opts: opt, id: subID}
+				s.subscriptions.Set(opt.Topic, subscription{opts: opt, id: subID})
 			case resub:
 				// The broker lost the session and refuses the
 				// subscription now: it is no longer active.
-				if _, ok := s.subscriptions[opt.Topic]; ok {
-					s.touchSubscription(opt.Topic)
-					delete(s.subscriptions, opt.Topic)
-				}
+				s.subscriptions.Delete(opt.Topic)
 			}
 		}
 		return SubscribeDone{Subscribe: sub, Tag: pend.Tag, Suback: p}, nil, nil
 	case *packets.Unsuback:
-		pend, ok := s.unsubscribing[p.PacketID]
+		pend, ok := s.unsubscribing.Get(p.PacketID)
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: UNSUBACK for unknown packet id %d", ErrProtocol, p.PacketID)
 		}
@@ -137,8 +147,7 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 		if len(p.Reasons) != 0 && len(p.Reasons) != len(unsub.Topics) {
 			return nil, nil, fmt.Errorf("%w: UNSUBACK for packet id %d has %d reason codes for %d topics", ErrProtocol, p.PacketID, len(p.Reasons), len(unsub.Topics))
 		}
-		s.touchUnsubscribing(p.PacketID)
-		delete(s.unsubscribing, p.PacketID)
+		s.unsubscribing.Delete(p.PacketID)
 		s.freeID(p.PacketID)
 		for i, t := range unsub.Topics {
 			// A refused unsubscribe (reason ≥ 0x80) leaves the
@@ -146,10 +155,7 @@ func (s *MqttState) HandleIncoming(cp *packets.ControlPacket) (event any, reply 
 			if i < len(p.Reasons) && p.Reasons[i] >= 0x80 {
 				continue
 			}
-			if _, ok := s.subscriptions[t]; ok {
-				s.touchSubscription(t)
-				delete(s.subscriptions, t)
-			}
+			s.subscriptions.Delete(t)
 		}
 		return UnsubscribeDone{Unsubscribe: unsub, Tag: pend.Tag, Unsuback: p}, nil, nil
 	case *packets.Pingresp:
@@ -170,14 +176,13 @@ func (s *MqttState) complete(o *Outgoing, ack, reason byte, props *packets.Prope
 	if len(s.replayHold) > 0 {
 		s.replayHold = slices.DeleteFunc(s.replayHold, func(h uint16) bool { return h == id })
 	}
-	s.touchOut(id)
 	s.unlinkSent(o)
-	delete(s.outgoing, id)
+	s.outgoing.Delete(id)
 	s.freeID(id)
 	return PublishDone{Publish: o.Publish, Tag: o.Tag, Ack: ack, ReasonCode: reason, Properties: props}
 }
 
-func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, error) {
+func (s *MqttState) incomingPublish(p *packets.Publish) (Event, packets.Packet, error) {
 	if p.Properties != nil && p.Properties.TopicAlias != nil {
 		return nil, nil, fmt.Errorf("%w: PUBLISH with a topic alias, which this client does not allow", ErrProtocol)
 	}
@@ -186,30 +191,27 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 	}
 	switch p.QoS {
 	case 0:
-		return Delivered{Publish: p}, nil, nil
+		return Delivered{Publish: p, Session: s.session}, nil, nil
 	case 1:
 		if p.PacketID == 0 {
 			return nil, nil, fmt.Errorf("%w: QoS 1 PUBLISH with packet id 0", ErrProtocol)
 		}
 		if s.cfg.ManualAcks {
-			if _, ok := s.unackedQoS1[p.PacketID]; !ok {
-				s.touchUnackedQoS1(p.PacketID)
-				s.unackedQoS1[p.PacketID] = struct{}{}
+			if !s.unackedQoS1.Has(p.PacketID) {
+				s.unackedQoS1.Set(p.PacketID, struct{}{})
 			}
-			return Delivered{Publish: p}, nil, nil
+			return Delivered{Publish: p, Session: s.session}, nil, nil
 		}
-		if _, ok := s.unackedQoS1[p.PacketID]; ok {
-			// Awaited a manual ack under an earlier configuration.
-			s.touchUnackedQoS1(p.PacketID)
-			delete(s.unackedQoS1, p.PacketID)
-		}
+		// It may have awaited a manual ack under an earlier
+		// configuration.
+		s.unackedQoS1.Delete(p.PacketID)
 		s.puback = packets.Puback{PacketID: p.PacketID}
-		return Delivered{Publish: p}, &s.puback, nil
+		return Delivered{Publish: p, Session: s.session}, &s.puback, nil
 	case 2:
 		if p.PacketID == 0 {
 			return nil, nil, fmt.Errorf("%w: QoS 2 PUBLISH with packet id 0", ErrProtocol)
 		}
-		sentRec, seen := s.incomingQoS2[p.PacketID]
+		sentRec, seen := s.incomingQoS2.Get(p.PacketID)
 		if seen {
 			// A duplicate of a message already delivered: never deliver
 			// twice. Repeat PUBREC if it was sent.
@@ -218,26 +220,24 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 					// Delivered to a process that is gone.
 					delete(s.undelivered, p.PacketID)
 					if !s.cfg.ManualAcks {
-						s.touchIncomingQoS2(p.PacketID)
-						s.incomingQoS2[p.PacketID] = true
+						s.incomingQoS2.Set(p.PacketID, true)
 						s.pubrec = packets.Pubrec{PacketID: p.PacketID}
-						return Delivered{Publish: p}, &s.pubrec, nil
+						return Delivered{Publish: p, Session: s.session}, &s.pubrec, nil
 					}
-					return Delivered{Publish: p}, nil, nil
+					return Delivered{Publish: p, Session: s.session}, nil, nil
 				}
 				return nil, nil, nil
 			}
 			s.pubrec = packets.Pubrec{PacketID: p.PacketID}
 			return nil, &s.pubrec, nil
 		}
-		s.touchIncomingQoS2(p.PacketID)
 		if s.cfg.ManualAcks {
-			s.incomingQoS2[p.PacketID] = false
-			return Delivered{Publish: p}, nil, nil
+			s.incomingQoS2.Set(p.PacketID, false)
+			return Delivered{Publish: p, Session: s.session}, nil, nil
 		}
-		s.incomingQoS2[p.PacketID] = true
+		s.incomingQoS2.Set(p.PacketID, true)
 		s.pubrec = packets.Pubrec{PacketID: p.PacketID}
-		return Delivered{Publish: p}, &s.pubrec, nil
+		return Delivered{Publish: p, Session: s.session}, &s.pubrec, nil
 	default:
 		// Both QoS bits set: a malformed packet [MQTT-3.3.1-4].
 		return nil, nil, fmt.Errorf("%w: PUBLISH with QoS %d", ErrProtocol, p.QoS)
@@ -247,28 +247,33 @@ func (s *MqttState) incomingPublish(p *packets.Publish) (any, packets.Packet, er
 // Ack acknowledges an incoming message delivered in manual-ack mode: it
 // returns the PUBACK (QoS 1) or PUBREC (QoS 2) to send. reason is the reason
 // code (0 for success). Acks may come in any order.
-func (s *MqttState) Ack(packetID uint16, qos byte, reason byte) (packets.Packet, error) {
+//
+// session is the Session of the message's Delivered event, or 0 to skip
+// the check: an ack for a message of a broker session lost since fails
+// with ErrStaleAck, and acknowledges nothing (its packet id may belong to
+// a newer message by now).
+func (s *MqttState) Ack(packetID uint16, qos byte, reason byte, session uint64) (packets.Packet, error) {
+	if session != 0 && session != s.session {
+		return nil, fmt.Errorf("%w: packet id %d", ErrStaleAck, packetID)
+	}
 	switch qos {
 	case 1:
-		if _, ok := s.unackedQoS1[packetID]; !ok {
+		if !s.unackedQoS1.Delete(packetID) {
 			return nil, fmt.Errorf("%w: QoS 1 packet id %d", ErrUnknownPacketID, packetID)
 		}
-		s.touchUnackedQoS1(packetID)
-		delete(s.unackedQoS1, packetID)
 		s.puback = packets.Puback{PacketID: packetID, ReasonCode: reason}
 		return &s.puback, nil
 	case 2:
-		sent, ok := s.incomingQoS2[packetID]
+		sent, ok := s.incomingQoS2.Get(packetID)
 		if !ok || sent {
 			return nil, fmt.Errorf("%w: QoS 2 packet id %d", ErrUnknownPacketID, packetID)
 		}
-		s.touchIncomingQoS2(packetID)
 		delete(s.undelivered, packetID)
 		if reason >= 0x80 {
 			// A refused QoS 2 message ends its flow at PUBREC.
-			delete(s.incomingQoS2, packetID)
+			s.incomingQoS2.Delete(packetID)
 		} else {
-			s.incomingQoS2[packetID] = true
+			s.incomingQoS2.Set(packetID, true)
 		}
 		s.pubrec = packets.Pubrec{PacketID: packetID, ReasonCode: reason}
 		return &s.pubrec, nil

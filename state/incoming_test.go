@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"testing"
 
@@ -171,7 +170,7 @@ type snapshot struct {
 }
 
 func snap(s *MqttState) snapshot {
-	return snapshot{s.QueuedRequests(), s.InFlightPublishes(), s.Outstanding(), s.AwaitingRelease(), s.Subscriptions(), maps.Clone(s.incomingQoS2), maps.Clone(s.unackedQoS1)}
+	return snapshot{s.QueuedRequests(), s.InFlightPublishes(), s.Outstanding(), s.AwaitingRelease(), s.Subscriptions(), s.incomingQoS2.Clone(), s.unackedQoS1.Clone()}
 }
 
 func TestIncomingProtocolViolations(t *testing.T) {
@@ -305,14 +304,14 @@ func TestManualAcksQoS1(t *testing.T) {
 		id     uint16
 		reason byte
 	}{{3, 0}, {1, packets.PubackImplementationSpecificError}, {2, 0}} {
-		reply, err := s.Ack(a.id, 1, a.reason)
+		reply, err := s.Ack(a.id, 1, a.reason, 0)
 		if err != nil {
 			t.Fatalf("Ack(%d) = %v", a.id, err)
 		}
 		wantReply(t, reply, &packets.Puback{PacketID: a.id, ReasonCode: a.reason})
 	}
 	for id := uint16(1); id <= 3; id++ {
-		if _, err := s.Ack(id, 1, 0); !errors.Is(err, ErrUnknownPacketID) {
+		if _, err := s.Ack(id, 1, 0, 0); !errors.Is(err, ErrUnknownPacketID) {
 			t.Fatalf("second Ack(%d) = %v, want ErrUnknownPacketID", id, err)
 		}
 	}
@@ -337,16 +336,16 @@ func TestManualAcksQoS2(t *testing.T) {
 	handleViolation(t, s, &packets.Pubrel{PacketID: 5})
 
 	// An ack of the wrong QoS is refused.
-	if _, err := s.Ack(5, 1, 0); !errors.Is(err, ErrUnknownPacketID) {
+	if _, err := s.Ack(5, 1, 0, 0); !errors.Is(err, ErrUnknownPacketID) {
 		t.Fatalf("Ack(5, QoS 1) = %v, want ErrUnknownPacketID", err)
 	}
 
-	reply, err := s.Ack(5, 2, 0)
+	reply, err := s.Ack(5, 2, 0, 0)
 	if err != nil {
 		t.Fatalf("Ack(5, 2) = %v", err)
 	}
 	wantReply(t, reply, &packets.Pubrec{PacketID: 5})
-	if _, err := s.Ack(5, 2, 0); !errors.Is(err, ErrUnknownPacketID) {
+	if _, err := s.Ack(5, 2, 0, 0); !errors.Is(err, ErrUnknownPacketID) {
 		t.Fatalf("second Ack(5, 2) = %v, want ErrUnknownPacketID", err)
 	}
 
@@ -372,7 +371,7 @@ func TestManualAcksQoS2AnyOrder(t *testing.T) {
 		handle(t, s, &packets.Publish{Topic: "a", QoS: 2, PacketID: id})
 	}
 	for _, id := range []uint16{3, 1, 2} {
-		reply, err := s.Ack(id, 2, 0)
+		reply, err := s.Ack(id, 2, 0, 0)
 		if err != nil {
 			t.Fatalf("Ack(%d) = %v", id, err)
 		}
@@ -389,7 +388,7 @@ func TestManualAcksQoS2AnyOrder(t *testing.T) {
 func TestManualAckQoS2Refused(t *testing.T) {
 	s := New(Config{ManualAcks: true})
 	handle(t, s, &packets.Publish{Topic: "a", QoS: 2, PacketID: 5})
-	reply, err := s.Ack(5, 2, packets.PubrecNotAuthorized)
+	reply, err := s.Ack(5, 2, packets.PubrecNotAuthorized, 0)
 	if err != nil {
 		t.Fatalf("Ack = %v", err)
 	}
@@ -404,7 +403,7 @@ func TestManualAckQoS2Refused(t *testing.T) {
 	wantDelivered(t, ev, p)
 
 	// Below 0x80 the flow goes on.
-	reply, _ = s.Ack(5, 2, packets.PubrecNoMatchingSubscribers)
+	reply, _ = s.Ack(5, 2, packets.PubrecNoMatchingSubscribers, 0)
 	wantReply(t, reply, &packets.Pubrec{PacketID: 5, ReasonCode: packets.PubrecNoMatchingSubscribers})
 	if s.AwaitingRelease() != 1 {
 		t.Fatalf("message acked with 0x10 no longer awaits release")
@@ -418,7 +417,7 @@ func TestAckUnknown(t *testing.T) {
 		id  uint16
 		qos byte
 	}{{0, 0}, {1, 0}, {1, 1}, {1, 2}, {0, 1}, {1, 3}, {1, 255}} {
-		if reply, err := s.Ack(tc.id, tc.qos, 0); !errors.Is(err, ErrUnknownPacketID) || reply != nil {
+		if reply, err := s.Ack(tc.id, tc.qos, 0, 0); !errors.Is(err, ErrUnknownPacketID) || reply != nil {
 			t.Errorf("Ack(%d, QoS %d) = (%v, %v), want ErrUnknownPacketID", tc.id, tc.qos, reply, err)
 		}
 	}
@@ -426,10 +425,10 @@ func TestAckUnknown(t *testing.T) {
 	s = New(Config{})
 	handle(t, s, &packets.Publish{Topic: "a", QoS: 1, PacketID: 1})
 	handle(t, s, &packets.Publish{Topic: "a", QoS: 2, PacketID: 2})
-	if _, err := s.Ack(1, 1, 0); !errors.Is(err, ErrUnknownPacketID) {
+	if _, err := s.Ack(1, 1, 0, 0); !errors.Is(err, ErrUnknownPacketID) {
 		t.Errorf("Ack of an auto-acked QoS 1 message = %v, want ErrUnknownPacketID", err)
 	}
-	if _, err := s.Ack(2, 2, 0); !errors.Is(err, ErrUnknownPacketID) {
+	if _, err := s.Ack(2, 2, 0, 0); !errors.Is(err, ErrUnknownPacketID) {
 		t.Errorf("Ack of an auto-acked QoS 2 message = %v, want ErrUnknownPacketID", err)
 	}
 }

@@ -174,9 +174,8 @@ func TestNextToSendUnknownRequest(t *testing.T) {
 	s := New(Config{})
 	s.Enqueue(Pending{Packet: &packets.Pingreq{}, Tag: "ping"})
 	s.Enqueue(Pending{Packet: pub("next", 1)})
-	p, pkt, ok, err := s.NextToSend()
-	if !ok || err == nil || pkt != nil || p.Tag != "ping" {
-		t.Fatalf("NextToSend() of a PINGREQ request = (%v, %v, ok %v, err %v), want it refused", p, pkt, ok, err)
+	if n := s.NextToSend(); n.Err == nil || n.Tag != "ping" {
+		t.Fatalf("NextToSend() of a PINGREQ request = %+v, want it refused", n)
 	}
 	if len(s.inUse) != 0 {
 		t.Fatalf("refused request kept a packet id")
@@ -340,9 +339,9 @@ func TestNotSupported(t *testing.T) {
 			ok0 := pub("fine", 0)
 			s.Enqueue(Pending{Packet: tc.bad, Tag: "bad"})
 			s.Enqueue(Pending{Packet: ok0, Tag: "fine"})
-			p, pkt, ok, err := s.NextToSend()
-			if !ok || !errors.Is(err, ErrNotSupported) || pkt != nil || p.Tag != "bad" || p.Packet != tc.bad {
-				t.Fatalf("NextToSend() = (%v, %v, ok %v, err %v), want the request refused with ErrNotSupported", p.Tag, pkt, ok, err)
+			n := s.NextToSend()
+			if !errors.Is(n.Err, ErrNotSupported) || n.Tag != "bad" || n.Packet != tc.bad {
+				t.Fatalf("NextToSend() = (%v, %v, err %v), want the request refused with ErrNotSupported", n.Tag, n.Packet, n.Err)
 			}
 			if tc.bad.PacketID != 0 || s.InFlight() != 0 || len(s.inUse) != 0 || s.Queued() != 1 {
 				t.Fatalf("refused request left state: id %d, InFlight %d, ids %d, Queued %d", tc.bad.PacketID, s.InFlight(), len(s.inUse), s.Queued())
@@ -369,9 +368,8 @@ func TestNotSupportedWithFullWindow(t *testing.T) {
 	s.Enqueue(Pending{Packet: pub("a", 1)})
 	sendID(t, s)
 	s.Enqueue(Pending{Packet: pub("b", 2), Tag: "b"})
-	p, _, ok, err := s.NextToSend()
-	if !ok || !errors.Is(err, ErrNotSupported) || p.Tag != "b" {
-		t.Fatalf("NextToSend() = (%v, ok %v, err %v), want b refused", p.Tag, ok, err)
+	if n := s.NextToSend(); n.Packet == nil || !errors.Is(n.Err, ErrNotSupported) || n.Tag != "b" {
+		t.Fatalf("NextToSend() = (%v, err %v), want b refused", n.Tag, n.Err)
 	}
 }
 
@@ -509,7 +507,7 @@ func TestQueueMemoryBounded(t *testing.T) {
 			t.Fatalf("Queued() = %d, want %d", s.Queued(), backlog)
 		}
 	}
-	if c := cap(s.queue); c > 64*backlog {
+	if c := s.queue.Cap(); c > 64*backlog {
 		t.Fatalf("queue capacity %d for a backlog of %d: the queue leaks sent requests", c, backlog)
 	}
 	q := s.QueuedRequests()
@@ -550,7 +548,7 @@ func TestSetConfig(t *testing.T) {
 	noSend(t, s)
 	_, reply := handle(t, s, &packets.Publish{Topic: "in", QoS: 1, PacketID: 1})
 	wantReply(t, reply, nil)
-	if _, err := s.Ack(1, 1, 0); err != nil {
+	if _, err := s.Ack(1, 1, 0, 0); err != nil {
 		t.Fatalf("Ack after SetConfig(ManualAcks) = %v", err)
 	}
 }

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
 	"slices"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/state/internal/tracked"
 )
 
 // Errors of Load, the stores and AttachStore.
@@ -43,8 +44,8 @@ type Kind uint8
 // The kinds of records. Keys are big-endian so that their byte order is
 // their numeric order.
 const (
-	// KindMeta: the identity (key IdentityKey) and the counters (key
-	// "counters": next packet id, send sequence).
+	// KindMeta: the identity (key "identity": server, client id) and
+	// the counters (key "counters": next packet id, send sequence).
 	KindMeta Kind = 1 + iota
 	// KindInFlight: a QoS 1/2 publish in flight; key: its packet id (2
 	// bytes).
@@ -112,16 +113,15 @@ type Record struct {
 	Value []byte // the encoded entry
 }
 
-// IdentityKey is the key of the KindMeta record that holds the session's
-// Identity; DecodeIdentity decodes its value.
-const IdentityKey = "identity"
+// identityKey is the key of the KindMeta record that holds the session's
+// Identity.
+const identityKey = "identity"
 
 // countersKey is the key of the KindMeta record of the counters.
 const countersKey = "counters"
 
-// DecodeIdentity decodes the value of the identity record (KindMeta,
-// IdentityKey), for a Store's Identity method.
-func DecodeIdentity(value []byte) (Identity, error) {
+// decodeIdentity decodes the value of the identity record.
+func decodeIdentity(value []byte) (Identity, error) {
 	d := dec{b: value}
 	id := Identity{Server: d.str(), ClientID: d.str()}
 	if !d.end() {
@@ -149,11 +149,7 @@ func (s *MqttState) Save(w io.Writer) error {
 	}
 	var rec []byte
 	err := s.eachRecord(nil, func(r Record) error {
-		rec = append(rec[:0], byte(r.Kind))
-		rec = binary.AppendUvarint(rec, uint64(len(r.Key)))
-		rec = append(rec, r.Key...)
-		rec = binary.AppendUvarint(rec, uint64(len(r.Value)))
-		rec = append(rec, r.Value...)
+		rec = appendFramed(rec[:0], r)
 		_, err := out.Write(rec)
 		return err
 	})
@@ -209,23 +205,12 @@ func decodeFile(data []byte) (*MqttState, error) {
 	case v > FormatVersion:
 		return nil, fmt.Errorf("%w: version %d (this package reads up to %d)", ErrUnsupportedVersion, v, FormatVersion)
 	}
-	d := dec{b: body[headLen:]}
-	var rb Rebuilder
-	for len(d.b) > 0 && !d.bad {
-		k := Kind(d.u8())
-		key := d.raw(d.uvarint())
-		val := d.raw(d.uvarint())
-		if d.bad {
-			break
-		}
-		if err := rb.Add(Record{Kind: k, Key: key, Value: val}); err != nil {
-			return nil, err
-		}
+	var rb rebuilder
+	err := eachFramed(body[headLen:], func(r Record) error { return rb.add(r) })
+	if err != nil {
+		return nil, err
 	}
-	if d.bad {
-		return nil, fmt.Errorf("%w: record framing", ErrCorruptState)
-	}
-	s, err := rb.Session()
+	s, err := rb.session()
 	if err != nil {
 		return nil, err
 	}
@@ -242,9 +227,9 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 	emit := func(k Kind, keyLen int) error {
 		return yield(Record{Kind: k, Key: buf[:keyLen], Value: buf[keyLen:]})
 	}
-	buf = append(buf[:0], IdentityKey...)
+	buf = append(buf[:0], identityKey...)
 	buf = s.appendIdentity(buf)
-	if err := emit(KindMeta, len(IdentityKey)); err != nil {
+	if err := emit(KindMeta, len(identityKey)); err != nil {
 		return err
 	}
 	buf = append(buf[:0], countersKey...)
@@ -252,21 +237,23 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 	if err := emit(KindMeta, len(countersKey)); err != nil {
 		return err
 	}
-	for _, f := range slices.Sorted(maps.Keys(s.subscriptions)) {
+	for _, f := range slices.Sorted(s.subscriptions.Keys()) {
+		sb, _ := s.subscriptions.Get(f)
 		buf = append(buf[:0], f...)
-		buf = appendSubscription(buf, s.subscriptions[f])
+		buf = appendSubscription(buf, sb)
 		if err := emit(KindSubscription, len(f)); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.incomingQoS2)) {
+	for _, id := range slices.Sorted(s.incomingQoS2.Keys()) {
+		sent, _ := s.incomingQoS2.Get(id)
 		buf = appendIDKey(buf[:0], id)
-		buf = appendIncomingQoS2(buf, s.incomingQoS2[id])
+		buf = appendIncomingQoS2(buf, sent)
 		if err := emit(KindIncomingQoS2, 2); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.unackedQoS1)) {
+	for _, id := range slices.Sorted(s.unackedQoS1.Keys()) {
 		buf = appendIDKey(buf[:0], id)
 		if err := emit(KindUnackedQoS1, 2); err != nil {
 			return err
@@ -279,22 +266,24 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.subscribing)) {
+	for _, id := range slices.Sorted(s.subscribing.Keys()) {
+		r, _ := s.subscribing.Get(id)
 		buf = appendIDKey(buf[:0], id)
-		buf = appendSubscribing(buf, s.subscribing[id])
+		buf = appendSubscribing(buf, r)
 		if err := emit(KindSubscribing, 2); err != nil {
 			return err
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.unsubscribing)) {
+	for _, id := range slices.Sorted(s.unsubscribing.Keys()) {
+		r, _ := s.unsubscribing.Get(id)
 		buf = appendIDKey(buf[:0], id)
-		buf = appendUnsubscribing(buf, s.unsubscribing[id])
+		buf = appendUnsubscribing(buf, r)
 		if err := emit(KindUnsubscribing, 2); err != nil {
 			return err
 		}
 	}
-	for _, p := range s.queue[s.head:] {
-		buf = appendQueueKey(buf[:0], p.key)
+	for key, p := range s.queue.All() {
+		buf = appendQueueKey(buf[:0], key)
 		buf = appendQueued(buf, p)
 		if err := emit(KindQueued, 8); err != nil {
 			return err
@@ -696,40 +685,45 @@ func (d *dec) unsubscribe() *packets.Unsubscribe {
 	return p
 }
 
-// Rebuilder rebuilds a session from its records, for Load and for a
-// Store's Load: Add every record the store holds, in any order, then call
-// Session. It copies what it keeps, so the records' bytes may be reused
-// after Add returns. A Rebuilder's zero value is ready to use; use it for
-// one session only.
-type Rebuilder struct {
+// rebuilder rebuilds a session from its records, for Load and LoadStore:
+// add every record, in any order, then call session. It copies what it
+// keeps, so the records' bytes may be reused after add returns. Use one
+// for one session only.
+type rebuilder struct {
 	s       *MqttState
 	records int
 	// haveIdentity and haveCounters: the meta records were added.
 	haveIdentity, haveCounters bool
-	queued                     []Pending
-	err                        error
+	queued                     []tracked.Entry[Pending]
 }
 
+// corrupt describes a damaged record. The key is shown in part: a damaged
+// length may make it as large as the input.
 func corrupt(r Record, why string) error {
-	return fmt.Errorf("%w: %s record %q: %s", ErrCorruptState, r.Kind, r.Key, why)
+	return fmt.Errorf("%w: %s record %s: %s", ErrCorruptState, r.Kind, keyText(r.Key), why)
 }
 
-// Add adds one record. An error wraps ErrCorruptState (the record is
-// malformed, or a duplicate); after an error the Rebuilder refuses
-// everything.
-func (b *Rebuilder) Add(r Record) error {
-	if b.err != nil {
-		return b.err
+// keyText quotes the start of a key, at most 32 bytes of it, and says how
+// long it is when that is not all.
+func keyText(k []byte) string {
+	const show = 32
+	if len(k) <= show {
+		return fmt.Sprintf("%q", k)
 	}
-	if err := b.add(r); err != nil {
-		b.err = err
+	return fmt.Sprintf("%q… (%d bytes)", k[:show], len(k))
+}
+
+// add adds one record. An error wraps ErrCorruptState (the record is
+// malformed, or a duplicate).
+func (b *rebuilder) add(r Record) error {
+	if err := b.add1(r); err != nil {
 		return err
 	}
 	b.records++
 	return nil
 }
 
-func (b *Rebuilder) add(r Record) error {
+func (b *rebuilder) add1(r Record) error {
 	if b.s == nil {
 		b.s = New(Config{})
 	}
@@ -748,7 +742,7 @@ func (b *Rebuilder) add(r Record) error {
 	switch r.Kind {
 	case KindMeta:
 		switch string(r.Key) {
-		case IdentityKey:
+		case identityKey:
 			if b.haveIdentity {
 				return corrupt(r, "duplicate")
 			}
@@ -780,7 +774,7 @@ func (b *Rebuilder) add(r Record) error {
 				return corrupt(r, fmt.Sprintf("QoS %d publish at stage %d", p.QoS, stage))
 			}
 			p.PacketID = id
-			s.outgoing[id] = &Outgoing{Publish: p, Stage: stage, seq: seq, topic: p.Topic}
+			s.outgoing.Set(id, &Outgoing{Publish: p, Stage: stage, seq: seq, topic: p.Topic})
 		case KindSubscribing:
 			seq := d.uvarint()
 			flags := d.u8()
@@ -796,7 +790,7 @@ func (b *Rebuilder) add(r Record) error {
 			if flags&flagResubscribe != 0 {
 				req.Tag = Resubscribe{}
 			}
-			s.subscribing[id] = req
+			s.subscribing.Set(id, req)
 		case KindUnsubscribing:
 			seq := d.uvarint()
 			p := d.unsubscribe()
@@ -804,19 +798,20 @@ func (b *Rebuilder) add(r Record) error {
 				break
 			}
 			p.PacketID = id
-			s.unsubscribing[id] = sentRequest{Pending{Packet: p}, seq}
+			s.unsubscribing.Set(id, sentRequest{Pending{Packet: p}, seq})
 		}
 		s.inUse[id] = struct{}{}
 	case KindQueued:
 		if len(r.Key) != 8 {
 			return corrupt(r, "key is not a queue position")
 		}
-		p := Pending{key: int64(binary.BigEndian.Uint64(r.Key) ^ (1 << 63))}
+		key := int64(binary.BigEndian.Uint64(r.Key) ^ (1 << 63))
 		// Positions are assigned one by one from 0 in both directions:
 		// anywhere near the ends of int64 they were not written by us.
-		if p.key < -1<<62 || p.key >= 1<<62 {
+		if key < -1<<62 || key >= 1<<62 {
 			return corrupt(r, "queue position out of range")
 		}
+		var p Pending
 		typ, flags := d.u8(), d.u8()
 		switch {
 		case typ == queuedPublish && flags == 0:
@@ -831,34 +826,34 @@ func (b *Rebuilder) add(r Record) error {
 		default:
 			return corrupt(r, "unknown request type")
 		}
-		b.queued = append(b.queued, p)
+		b.queued = append(b.queued, tracked.Entry[Pending]{Key: key, Value: p})
 	case KindIncomingQoS2:
-		if _, dup := s.incomingQoS2[id]; dup {
+		if s.incomingQoS2.Has(id) {
 			return corrupt(r, "duplicate")
 		}
 		switch d.u8() {
 		case 0:
-			s.incomingQoS2[id] = false
+			s.incomingQoS2.Set(id, false)
 			if s.undelivered == nil {
 				s.undelivered = make(map[uint16]struct{})
 			}
 			s.undelivered[id] = struct{}{}
 		case 1:
-			s.incomingQoS2[id] = true
+			s.incomingQoS2.Set(id, true)
 		default:
 			return corrupt(r, "bad PUBREC flag")
 		}
 	case KindUnackedQoS1:
-		if _, dup := s.unackedQoS1[id]; dup {
+		if s.unackedQoS1.Has(id) {
 			return corrupt(r, "duplicate")
 		}
-		s.unackedQoS1[id] = struct{}{}
+		s.unackedQoS1.Set(id, struct{}{})
 	case KindSubscription:
 		if len(r.Key) == 0 {
 			return corrupt(r, "empty topic filter")
 		}
 		f := string(r.Key)
-		if _, dup := s.subscriptions[f]; dup {
+		if s.subscriptions.Has(f) {
 			return corrupt(r, "duplicate")
 		}
 		opts, ok := unpackOptions(f, d.u8())
@@ -866,7 +861,7 @@ func (b *Rebuilder) add(r Record) error {
 		if !ok || subID > maxSubscriptionID {
 			return corrupt(r, "bad options")
 		}
-		s.subscriptions[f] = subscription{opts: opts, id: int(subID)}
+		s.subscriptions.Set(f, subscription{opts: opts, id: int(subID)})
 	default:
 		return corrupt(r, "unknown kind")
 	}
@@ -880,13 +875,10 @@ func (b *Rebuilder) add(r Record) error {
 // byte integer).
 const maxSubscriptionID = 268435455
 
-// Session checks the records added as a whole and returns the session:
+// session checks the records added as a whole and returns the session:
 // nil and no error when no record was added (an empty store). An error
 // wraps ErrCorruptState.
-func (b *Rebuilder) Session() (*MqttState, error) {
-	if b.err != nil {
-		return nil, b.err
-	}
+func (b *rebuilder) session() (*MqttState, error) {
 	if b.records == 0 {
 		return nil, nil
 	}
@@ -904,28 +896,53 @@ func (b *Rebuilder) Session() (*MqttState, error) {
 		seqs[seq] = struct{}{}
 		return nil
 	}
-	for _, o := range s.outgoing {
+	for _, o := range s.outgoing.All() {
 		if err := checkSeq(o.seq); err != nil {
 			return nil, err
 		}
 	}
-	for _, m := range []map[uint16]sentRequest{s.subscribing, s.unsubscribing} {
-		for _, r := range m {
+	for _, m := range []*tracked.Map[uint16, sentRequest]{&s.subscribing, &s.unsubscribing} {
+		for _, r := range m.All() {
 			if err := checkSeq(r.seq); err != nil {
 				return nil, err
 			}
 		}
 	}
-	slices.SortFunc(b.queued, func(x, y Pending) int { return cmp.Compare(x.key, y.key) })
+	slices.SortFunc(b.queued, func(x, y tracked.Entry[Pending]) int { return cmp.Compare(x.Key, y.Key) })
 	for i := 1; i < len(b.queued); i++ {
-		if b.queued[i].key == b.queued[i-1].key {
-			return nil, fmt.Errorf("%w: two queued requests at position %d", ErrCorruptState, b.queued[i].key)
+		if b.queued[i].Key == b.queued[i-1].Key {
+			return nil, fmt.Errorf("%w: two queued requests at position %d", ErrCorruptState, b.queued[i].Key)
 		}
 	}
-	s.queue = b.queued
-	if n := len(s.queue); n > 0 {
-		s.qFront, s.qBack = s.queue[0].key, s.queue[n-1].key+1
-	}
-	b.s, b.queued, b.err = nil, nil, errors.New("state: Rebuilder already used")
+	s.queue.Restore(b.queued)
+	b.s, b.queued = nil, nil
 	return s, nil
+}
+
+// appendFramed appends a record in the framing of FORMAT.md: kind, key
+// length, key, value length, value.
+func appendFramed(b []byte, r Record) []byte {
+	b = append(b, byte(r.Kind))
+	b = binary.AppendUvarint(b, uint64(len(r.Key)))
+	b = append(b, r.Key...)
+	b = binary.AppendUvarint(b, uint64(len(r.Value)))
+	return append(b, r.Value...)
+}
+
+// eachFramed calls fn with each record framed in data, the records'
+// bytes aliasing data. A framing error wraps ErrCorruptState.
+func eachFramed(data []byte, fn func(Record) error) error {
+	d := dec{b: data}
+	for len(d.b) > 0 {
+		k := Kind(d.u8())
+		key := d.raw(d.uvarint())
+		val := d.raw(d.uvarint())
+		if d.bad {
+			return fmt.Errorf("%w: record framing", ErrCorruptState)
+		}
+		if err := fn(Record{Kind: k, Key: key, Value: val}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -50,9 +50,10 @@ func richSession(t testing.TB) *richFixture {
 	t.Helper()
 	sendID := func(t testing.TB, s *MqttState) uint16 {
 		t.Helper()
-		_, pkt, ok, err := s.NextToSend()
-		if !ok || err != nil {
-			t.Fatalf("NextToSend() = ok %v, err %v", ok, err)
+		n := s.NextToSend()
+		pkt := n.Packet
+		if pkt == nil || n.Err != nil {
+			t.Fatalf("NextToSend() = %+v", n)
 		}
 		switch p := pkt.(type) {
 		case *packets.Publish:
@@ -124,7 +125,7 @@ func richSession(t testing.TB) *richFixture {
 	s.Enqueue(Pending{Packet: q2, Tag: "q2"})
 
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 20})
-	if _, err := s.Ack(20, 2, 0); err != nil {
+	if _, err := s.Ack(20, 2, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: 21})
@@ -225,11 +226,11 @@ func sameSession(t *testing.T, want, got *MqttState) {
 	if !maps.Equal(want.inUse, got.inUse) {
 		fail("ids in use %v, want %v", slices.Sorted(maps.Keys(got.inUse)), slices.Sorted(maps.Keys(want.inUse)))
 	}
-	if len(want.outgoing) != len(got.outgoing) {
-		fail("%d publishes in flight, want %d", len(got.outgoing), len(want.outgoing))
+	if want.outgoing.Len() != got.outgoing.Len() {
+		fail("%d publishes in flight, want %d", got.outgoing.Len(), want.outgoing.Len())
 	}
-	for id, w := range want.outgoing {
-		g, ok := got.outgoing[id]
+	for id, w := range want.outgoing.All() {
+		g, ok := got.outgoing.Get(id)
 		if !ok {
 			fail("publish %d not in flight", id)
 		}
@@ -240,7 +241,7 @@ func sameSession(t *testing.T, want, got *MqttState) {
 			fail("publish %d: %v, want %v", id, g.Publish, w.Publish)
 		}
 	}
-	for _, pair := range [][2]map[uint16]sentRequest{{want.subscribing, got.subscribing}, {want.unsubscribing, got.unsubscribing}} {
+	for _, pair := range [][2]map[uint16]sentRequest{{want.subscribing.Clone(), got.subscribing.Clone()}, {want.unsubscribing.Clone(), got.unsubscribing.Clone()}} {
 		w, g := pair[0], pair[1]
 		if len(w) != len(g) {
 			fail("%d (un)subscribes in flight, want %d", len(g), len(w))
@@ -259,9 +260,10 @@ func sameSession(t *testing.T, want, got *MqttState) {
 	if len(wq) != len(gq) {
 		fail("%d queued, want %d", len(gq), len(wq))
 	}
+	wk, gk := queueKeys(want), queueKeys(got)
 	for i := range wq {
-		if wq[i].key != gq[i].key {
-			fail("queued[%d] at position %d, want %d", i, gq[i].key, wq[i].key)
+		if wk[i] != gk[i] {
+			fail("queued[%d] at position %d, want %d", i, gk[i], wk[i])
 		}
 		if isResubscribe(wq[i]) != isResubscribe(gq[i]) || (!isResubscribe(gq[i]) && gq[i].Tag != nil) {
 			fail("queued[%d] tag %v, want %v", i, gq[i].Tag, wq[i].Tag)
@@ -270,11 +272,11 @@ func sameSession(t *testing.T, want, got *MqttState) {
 			fail("queued[%d] = %v, want %v", i, g, w)
 		}
 	}
-	if !maps.Equal(want.incomingQoS2, got.incomingQoS2) || !maps.Equal(want.unackedQoS1, got.unackedQoS1) {
-		fail("incoming %v %v, want %v %v", got.incomingQoS2, got.unackedQoS1, want.incomingQoS2, want.unackedQoS1)
+	if !maps.Equal(want.incomingQoS2.Clone(), got.incomingQoS2.Clone()) || !maps.Equal(want.unackedQoS1.Clone(), got.unackedQoS1.Clone()) {
+		fail("incoming %v %v, want %v %v", got.incomingQoS2.Clone(), got.unackedQoS1.Clone(), want.incomingQoS2.Clone(), want.unackedQoS1.Clone())
 	}
-	if !maps.Equal(want.subscriptions, got.subscriptions) {
-		fail("subscriptions %v, want %v", got.subscriptions, want.subscriptions)
+	if !maps.Equal(want.subscriptions.Clone(), got.subscriptions.Clone()) {
+		fail("subscriptions %v, want %v", got.subscriptions.Clone(), want.subscriptions.Clone())
 	}
 	if !reflect.DeepEqual(want.Subscriptions(), got.Subscriptions()) {
 		fail("Subscriptions() %v, want %v", got.Subscriptions(), want.Subscriptions())
@@ -289,4 +291,13 @@ func wantCorrupt(t *testing.T, what string, err error) {
 	if !errors.Is(err, ErrCorruptState) {
 		t.Fatalf("%s: error %v, want one wrapping ErrCorruptState", what, err)
 	}
+}
+
+// queueKeys returns the positions of the queued requests, front first.
+func queueKeys(s *MqttState) []int64 {
+	var ks []int64
+	for k := range s.queue.All() {
+		ks = append(ks, k)
+	}
+	return ks
 }

@@ -155,14 +155,14 @@ func TestLoadedSessionResumesWithSession(t *testing.T) {
 	wantNoEvent(t, ev)
 	ev, _ = handle(t, s, dup) // once only
 	wantNoEvent(t, ev)
-	if reply, err := s.Ack(21, 2, 0); err != nil {
+	if reply, err := s.Ack(21, 2, 0, 0); err != nil {
 		t.Fatal(err)
 	} else {
 		wantReply(t, reply, &packets.Pubrec{PacketID: 21})
 	}
 	_, reply = handle(t, s, &packets.Pubrel{PacketID: 21})
 	wantReply(t, reply, &packets.Pubcomp{PacketID: 21})
-	if reply, err := s.Ack(22, 1, 0); err != nil {
+	if reply, err := s.Ack(22, 1, 0, 0); err != nil {
 		t.Fatal(err)
 	} else {
 		wantReply(t, reply, &packets.Puback{PacketID: 22})
@@ -246,8 +246,8 @@ func TestLoadedManualAcksUnderAutomaticAcks(t *testing.T) {
 	ev, reply = handle(t, s, p1)
 	wantDelivered(t, ev, p1)
 	wantReply(t, reply, &packets.Puback{PacketID: 22})
-	if _, ok := s.unackedQoS1[22]; ok || s.AwaitingRelease() != 1 {
-		t.Fatalf("ids still awaiting: QoS 1 %v, QoS 2 %d (want only 20)", s.unackedQoS1, s.AwaitingRelease())
+	if s.unackedQoS1.Has(22) || s.AwaitingRelease() != 1 {
+		t.Fatalf("ids still awaiting: QoS 1 %v, QoS 2 %d (want only 20)", s.unackedQoS1.Clone(), s.AwaitingRelease())
 	}
 	checkInvariants(t, s)
 }
@@ -408,7 +408,7 @@ func TestLoadRejectsInconsistentRecords(t *testing.T) {
 func TestLoadBoundedMemory(t *testing.T) {
 	counters := New(Config{}).appendCounters(nil)
 	ident := New(Config{}).appendIdentity(nil)
-	meta := []Record{{KindMeta, []byte(IdentityKey), ident}, {KindMeta, []byte(countersKey), counters}}
+	meta := []Record{{KindMeta, []byte(identityKey), ident}, {KindMeta, []byte(countersKey), counters}}
 	huge := binary.AppendUvarint(nil, 1<<62)
 	// A queued publish whose topic claims 2^62 bytes.
 	topic := append([]byte{queuedPublish, 0, 1}, huge...)
@@ -509,7 +509,7 @@ func FuzzLoad(f *testing.F) {
 		for _, present := range []bool{true, false} {
 			s.Connected(connack(present, nil), true)
 			for range 4 {
-				if _, _, _, err := s.NextToSend(); err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
+				if err := s.NextToSend().Err; err != nil && !errors.Is(err, ErrNoPacketID) && !errors.Is(err, ErrNotSupported) {
 					t.Fatalf("NextToSend: %v", err)
 				}
 			}

@@ -138,12 +138,13 @@ func (m *randomModel) send() {
 	t, s := m.t, m.s
 	t.Helper()
 	// Replays held back by the broker's Receive Maximum go first.
-	m.held = slices.DeleteFunc(m.held, func(id uint16) bool { _, ok := s.outgoing[id]; return !ok })
+	m.held = slices.DeleteFunc(m.held, func(id uint16) bool { return !s.outgoing.Has(id) })
 	if len(m.held) > 0 {
 		room := s.InFlight()-len(m.held) < s.Window()
-		_, pkt, ok, err := s.NextToSend()
-		if err != nil || ok != room {
-			t.Fatalf("NextToSend() with %d held replays = ok %v, err %v; want ok %v (%d in flight, window %d)", len(m.held), ok, err, room, s.InFlight(), s.Window())
+		n := s.NextToSend()
+		pkt, ok := n.Packet, n.Packet != nil
+		if n.Err != nil || ok != room {
+			t.Fatalf("NextToSend() with %d held replays = ok %v, err %v; want ok %v (%d in flight, window %d)", len(m.held), ok, n.Err, room, s.InFlight(), s.Window())
 		}
 		if !ok {
 			return
@@ -153,7 +154,7 @@ func (m *randomModel) send() {
 		if id := packetID(t, pkt); id != want {
 			t.Fatalf("held replay released id %d, want %d (in order)", id, want)
 		}
-		o := s.outgoing[want]
+		o, _ := s.outgoing.Get(want)
 		if o.Stage == AwaitingComplete {
 			wantReply(t, pkt, &packets.Pubrel{PacketID: want})
 		} else if pkt != o.Publish || !o.Publish.Duplicate {
@@ -167,8 +168,9 @@ func (m *randomModel) send() {
 	for id := range s.inUse {
 		busy[id] = true
 	}
-	p, pkt, ok, err := s.NextToSend()
-	if !ok {
+	n := s.NextToSend()
+	p, pkt, err := n.Pending, n.Packet, n.Err
+	if pkt == nil {
 		if err != nil {
 			t.Fatalf("NextToSend() = %v", err)
 		}
@@ -186,7 +188,7 @@ func (m *randomModel) send() {
 	}
 	tag := p.Tag.(int)
 	if err != nil {
-		if !errors.Is(err, ErrNotSupported) || pkt != nil {
+		if !errors.Is(err, ErrNotSupported) || pkt != p.Packet {
 			t.Fatalf("NextToSend() = (%v, %v), want ErrNotSupported", pkt, err)
 		}
 		pp := p.Packet.(*packets.Publish)
@@ -224,10 +226,10 @@ func (m *randomModel) send() {
 // order: publishes in send order, then (un)subscribes by id.
 func (m *randomModel) outstanding() (pubs []Outgoing, reqs []uint16) {
 	pubs = m.s.InFlightPublishes()
-	for id := range m.s.subscribing {
+	for id := range m.s.subscribing.Keys() {
 		reqs = append(reqs, id)
 	}
-	for id := range m.s.unsubscribing {
+	for id := range m.s.unsubscribing.Keys() {
 		reqs = append(reqs, id)
 	}
 	slices.Sort(reqs)
@@ -246,7 +248,7 @@ func (m *randomModel) answer() {
 	if i >= len(pubs) {
 		id := reqs[i-len(pubs)]
 		var ev any
-		if _, isSub := s.subscribing[id]; isSub {
+		if s.subscribing.Has(id) {
 			ev, _ = handle(t, s, &packets.Suback{PacketID: id, Reasons: []byte{1, 0x80}})
 			m.done(ev.(SubscribeDone).Tag)
 		} else {
@@ -365,10 +367,11 @@ func (m *randomModel) connect(present bool, props *packets.Properties) {
 	_, reqIDs := m.outstanding()
 	var unanswered []int
 	for _, id := range reqIDs {
-		if p, ok := s.subscribing[id]; ok {
+		if p, ok := s.subscribing.Get(id); ok {
 			unanswered = append(unanswered, p.Tag.(int))
 		} else {
-			unanswered = append(unanswered, s.unsubscribing[id].Tag.(int))
+			u, _ := s.unsubscribing.Get(id)
+			unanswered = append(unanswered, u.Tag.(int))
 		}
 	}
 	total := s.Queued() + s.Outstanding()

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -290,7 +291,7 @@ func TestReconnectIncomingState(t *testing.T) {
 		handle(t, s, &packets.Publish{Topic: "a", QoS: 1, PacketID: 3})
 		handle(t, s, &packets.Publish{Topic: "a", QoS: 2, PacketID: 4})
 		handle(t, s, &packets.Publish{Topic: "a", QoS: 2, PacketID: 5})
-		if _, err := s.Ack(5, 2, 0); err != nil {
+		if _, err := s.Ack(5, 2, 0, 0); err != nil {
 			t.Fatalf("Ack(5) = %v", err)
 		}
 		return s
@@ -304,10 +305,10 @@ func TestReconnectIncomingState(t *testing.T) {
 	ev, reply := handle(t, s, &packets.Publish{Topic: "a", QoS: 2, PacketID: 5, Duplicate: true})
 	wantNoEvent(t, ev)
 	wantReply(t, reply, &packets.Pubrec{PacketID: 5})
-	if _, err := s.Ack(3, 1, 0); err != nil {
+	if _, err := s.Ack(3, 1, 0, 0); err != nil {
 		t.Fatalf("session present: Ack(3, 1) = %v", err)
 	}
-	if _, err := s.Ack(4, 2, 0); err != nil {
+	if _, err := s.Ack(4, 2, 0, 0); err != nil {
 		t.Fatalf("session present: Ack(4, 2) = %v", err)
 	}
 
@@ -316,10 +317,10 @@ func TestReconnectIncomingState(t *testing.T) {
 	if s.AwaitingRelease() != 0 {
 		t.Fatalf("session absent: AwaitingRelease() = %d, want 0", s.AwaitingRelease())
 	}
-	if _, err := s.Ack(3, 1, 0); err == nil {
+	if _, err := s.Ack(3, 1, 0, 0); err == nil {
 		t.Fatalf("session absent: Ack(3, 1) accepted for a forgotten message")
 	}
-	if _, err := s.Ack(4, 2, 0); err == nil {
+	if _, err := s.Ack(4, 2, 0, 0); err == nil {
 		t.Fatalf("session absent: Ack(4, 2) accepted for a forgotten message")
 	}
 	for _, id := range []uint16{4, 5} {
@@ -341,5 +342,61 @@ func TestReconnectKeepsSubscriptions(t *testing.T) {
 		if _, ok := s.Subscriptions()["a"]; !ok {
 			t.Fatalf("subscription lost on reconnect (session present %v)", present)
 		}
+	}
+}
+
+// Delivered carries the broker session a message came from; an ack for a
+// message of a session lost since is refused with ErrStaleAck and
+// acknowledges nothing, not even a newer message reusing the packet id.
+func TestStaleAck(t *testing.T) {
+	s := New(Config{ManualAcks: true})
+	deliver := func(p *packets.Publish) uint64 {
+		t.Helper()
+		ev, _ := handle(t, s, p)
+		wantDelivered(t, ev, p)
+		return ev.(Delivered).Session
+	}
+	// The first CONNACK starts a session, even with session present
+	// (the loop cannot know what an earlier process delivered).
+	s.Connected(connack(true, nil), false)
+	first := deliver(&packets.Publish{Topic: "a", QoS: 1, PacketID: 3})
+	if first == 0 {
+		t.Fatalf("Delivered.Session = 0 after a CONNACK")
+	}
+	old2 := deliver(&packets.Publish{Topic: "a", QoS: 2, PacketID: 4})
+	// Session kept: the same session, acks still valid.
+	s.Connected(connack(true, nil), false)
+	if again := deliver(&packets.Publish{Topic: "a", QoS: 1, PacketID: 5}); again != first {
+		t.Fatalf("session present: Session %d, want %d", again, first)
+	}
+	if _, err := s.Ack(3, 1, 0, first); err != nil {
+		t.Fatalf("Ack in the same session: %v", err)
+	}
+	// Session lost: a newer message reuses id 4.
+	s.Connected(connack(false, nil), false)
+	newer := deliver(&packets.Publish{Topic: "b", QoS: 2, PacketID: 4})
+	if newer == first {
+		t.Fatalf("session absent: Session still %d", newer)
+	}
+	for _, tc := range []struct {
+		id  uint16
+		qos byte
+	}{{4, 2}, {5, 1}} {
+		if reply, err := s.Ack(tc.id, tc.qos, 0, old2); !errors.Is(err, ErrStaleAck) || reply != nil {
+			t.Fatalf("Ack(%d) of a lost session = %v, %v; want ErrStaleAck", tc.id, reply, err)
+		}
+	}
+	if s.AwaitingRelease() != 1 {
+		t.Fatalf("a stale ack changed the session: AwaitingRelease %d", s.AwaitingRelease())
+	}
+	reply, err := s.Ack(4, 2, 0, newer)
+	if err != nil {
+		t.Fatalf("Ack of the newer message: %v", err)
+	}
+	wantReply(t, reply, &packets.Pubrec{PacketID: 4})
+	// Session 0 skips the check.
+	deliver(&packets.Publish{Topic: "c", QoS: 1, PacketID: 6})
+	if _, err := s.Ack(6, 1, 0, 0); err != nil {
+		t.Fatalf("unchecked Ack: %v", err)
 	}
 }

@@ -46,7 +46,15 @@ type Resumed struct {
 // belong to one connection): the property is removed and the topic
 // restored. The times recorded by MarkSent belong to the previous
 // connection and are forgotten.
+//
+// The first CONNACK, and every one without session present, starts a new
+// broker session (Delivered.Session): manual acks owed for messages of
+// the earlier one fail with ErrStaleAck.
 func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
+	if !ack.SessionPresent || s.session == 0 {
+		// A new broker session: acks owed for the old one are stale.
+		s.session++
+	}
 	s.limits = DefaultLimits
 	if pr := ack.Properties; pr != nil {
 		if pr.ReceiveMaximum != nil && *pr.ReceiveMaximum > 0 {
@@ -66,11 +74,10 @@ func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
 		}
 	}
 	s.forgetSent()
-	for i := s.head; i < len(s.queue); i++ {
-		if pub, ok := s.queue[i].Packet.(*packets.Publish); ok && stripAlias(pub, "") {
-			s.touchQueue(s.queue[i], true, true)
-		}
-	}
+	s.queue.ModifyEach(func(p Pending) bool {
+		pub, ok := p.Packet.(*packets.Publish)
+		return ok && stripAlias(pub, "")
+	})
 
 	inflight := s.InFlightPublishes()
 	var r Resumed
@@ -85,7 +92,7 @@ func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
 			id := o.Publish.PacketID
 			var pkt packets.Packet = &packets.Pubrel{PacketID: id}
 			if o.Stage != AwaitingComplete {
-				s.touchOut(id)
+				o, _ := s.outgoing.Modify(id)
 				stripAlias(o.Publish, o.topic)
 				o.Publish.Duplicate = true
 				pkt = o.Publish
@@ -104,20 +111,13 @@ func (s *MqttState) Connected(ack *packets.Connack, resubscribe bool) Resumed {
 		return r
 	}
 
-	for id := range s.incomingQoS2 {
-		s.touchIncomingQoS2(id)
-	}
-	for id := range s.unackedQoS1 {
-		s.touchUnackedQoS1(id)
-	}
-	clear(s.incomingQoS2)
-	clear(s.unackedQoS1)
+	s.incomingQoS2.Clear()
+	s.unackedQoS1.Clear()
 	clear(s.undelivered)
 	var unanswered []sentRequest
 	for _, o := range inflight {
 		id := o.Publish.PacketID
-		s.touchOut(id)
-		delete(s.outgoing, id)
+		s.outgoing.Delete(id)
 		s.freeID(id)
 		if o.Stage == AwaitingComplete {
 			r.Completed = append(r.Completed, PublishDone{Publish: o.Publish, Tag: o.Tag})
@@ -174,11 +174,11 @@ const maxPacketSize = 1 + 4 + 268435455
 // one per subscription identifier, split where a packet would exceed the
 // broker's maximum packet size; filters sorted within each.
 func (s *MqttState) resubscribes() ([]Pending, []string) {
-	if len(s.subscriptions) == 0 {
+	if s.subscriptions.Len() == 0 {
 		return nil, nil
 	}
-	all := make([]subscription, 0, len(s.subscriptions))
-	for _, sb := range s.subscriptions {
+	all := make([]subscription, 0, s.subscriptions.Len())
+	for _, sb := range s.subscriptions.All() {
 		all = append(all, sb)
 	}
 	slices.SortFunc(all, func(a, b subscription) int {
@@ -246,18 +246,16 @@ type sentRequest struct {
 // takeUnanswered moves sent but unanswered (un)subscribes out of flight,
 // appending them to dst.
 func (s *MqttState) takeUnanswered(dst []sentRequest) []sentRequest {
-	for id, r := range s.subscribing {
-		s.touchSubscribing(id)
+	for id, r := range s.subscribing.All() {
 		dst = append(dst, r)
 		s.freeID(id)
 	}
-	for id, r := range s.unsubscribing {
-		s.touchUnsubscribing(id)
+	for id, r := range s.unsubscribing.All() {
 		dst = append(dst, r)
 		s.freeID(id)
 	}
-	clear(s.subscribing)
-	clear(s.unsubscribing)
+	s.subscribing.Clear()
+	s.unsubscribing.Clear()
 	return dst
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/state/internal/tracked"
 )
 
 // Errors of the session's transitions.
@@ -23,6 +25,12 @@ var (
 	// ErrNotSupported: the broker said in CONNACK that it does not support
 	// what the request needs (e.g. retained messages, this QoS).
 	ErrNotSupported = errors.New("not supported by the broker")
+	// ErrStaleAck: the user acknowledged a message delivered in a broker
+	// session that has been lost since (a CONNACK without session
+	// present came in between). The broker has forgotten that message;
+	// its packet id may now belong to a newer one, which the ack must not
+	// acknowledge.
+	ErrStaleAck = errors.New("ack for a message of a lost broker session")
 )
 
 // Stage is where an outgoing QoS 1 or 2 publish is in its flow.
@@ -49,7 +57,6 @@ const (
 type Pending struct {
 	Packet packets.Packet
 	Tag    any
-	key    int64 // position in the queue, also the durable record's key
 }
 
 // Resubscribe is the Tag of the SUBSCRIBE requests that Connected queues
@@ -113,35 +120,35 @@ type MqttState struct {
 	seq    uint64
 	inUse  map[uint16]struct{}
 
-	outgoing      map[uint16]*Outgoing
-	subscribing   map[uint16]sentRequest
-	unsubscribing map[uint16]sentRequest
+	// What a store keeps lives in tracked containers: every change is
+	// recorded for the next Commit (store.go).
+	outgoing      tracked.Map[uint16, *Outgoing]
+	subscribing   tracked.Map[uint16, sentRequest]
+	unsubscribing tracked.Map[uint16, sentRequest]
 
 	// incomingQoS2 holds ids of QoS 2 publishes received and not yet
 	// released; the value says whether PUBREC was sent (false only while
 	// a manual ack is outstanding).
-	incomingQoS2 map[uint16]bool
+	incomingQoS2 tracked.Map[uint16, bool]
 	// unackedQoS1 holds ids of QoS 1 publishes delivered to the user in
 	// manual-ack mode and not yet acknowledged.
-	unackedQoS1 map[uint16]struct{}
+	unackedQoS1 tracked.Map[uint16, struct{}]
+
+	subscriptions tracked.Map[string, subscription]
+
+	// queue holds the requests accepted and not yet sent; an entry's key
+	// is its position, also its durable record's key.
+	queue tracked.Queue[Pending]
 
 	// undelivered holds the incoming QoS 2 ids awaiting a manual ack
 	// that a rebuilt session inherited: the process they were delivered
 	// to is gone, so the broker's resend is delivered again.
 	undelivered map[uint16]struct{}
 
-	subscriptions map[string]subscription
-
-	queue []Pending
-	head  int
-	// Queue positions: keys of queued requests are in [qFront, qBack),
-	// increasing from head to tail.
-	qFront, qBack int64
-
 	// Publishes in flight passed to MarkSent, oldest first.
 	sentHead, sentTail *Outgoing
 
-	// trk records changes for the attached store; nil without one.
+	// trk writes changes to the attached store; nil without one.
 	trk *tracker
 
 	// scratch acks, reused: a reply is valid until the next transition.
@@ -154,20 +161,20 @@ type MqttState struct {
 	// connection because the broker's Receive Maximum is smaller than
 	// what is in flight (per connection, not saved).
 	replayHold []uint16
+
+	// session numbers the broker sessions this MqttState has seen: 0
+	// before the first CONNACK, then +1 at the first and at every CONNACK
+	// without session present (in memory only). Delivered carries it;
+	// Ack refuses an ack from an earlier one.
+	session uint64
 }
 
 // New returns an empty session.
 func New(cfg Config) *MqttState {
 	return &MqttState{
-		cfg:           cfg,
-		limits:        DefaultLimits,
-		inUse:         make(map[uint16]struct{}),
-		outgoing:      make(map[uint16]*Outgoing),
-		subscribing:   make(map[uint16]sentRequest),
-		unsubscribing: make(map[uint16]sentRequest),
-		incomingQoS2:  make(map[uint16]bool),
-		unackedQoS1:   make(map[uint16]struct{}),
-		subscriptions: make(map[string]subscription),
+		cfg:    cfg,
+		limits: DefaultLimits,
+		inUse:  make(map[uint16]struct{}),
 	}
 }
 
@@ -182,8 +189,10 @@ type subscription struct {
 // client id. A session, its saved files and its store belong to one
 // identity; AttachStore refuses a store that holds another one.
 type Identity struct {
-	// Server names the broker, e.g. its URL. Keep it stable across the
-	// addresses of one broker or cluster.
+	// Server names the broker or cluster the session lives on. The event
+	// loop writes the normalised addresses of its servers, or the
+	// session's name (eventloop.Options.SessionName); this package only
+	// compares it.
 	Server string
 	// ClientID is the MQTT client identifier.
 	ClientID string
@@ -195,12 +204,7 @@ func (s *MqttState) Identity() Identity { return s.identity }
 
 // SetIdentity sets the session's identity. With a store attached, the
 // store follows at the next Commit.
-func (s *MqttState) SetIdentity(id Identity) {
-	if id != s.identity {
-		s.identity = id
-		s.touchMeta()
-	}
-}
+func (s *MqttState) SetIdentity(id Identity) { s.identity = id }
 
 // SetConfig replaces the session's configuration, e.g. when a saved
 // session continues under new options.
@@ -223,15 +227,15 @@ func (s *MqttState) Window() int {
 
 // InFlight returns the number of QoS 1 and 2 publishes awaiting their final
 // ack.
-func (s *MqttState) InFlight() int { return len(s.outgoing) }
+func (s *MqttState) InFlight() int { return s.outgoing.Len() }
 
 // Queued returns the number of requests accepted and not yet sent.
-func (s *MqttState) Queued() int { return len(s.queue) - s.head }
+func (s *MqttState) Queued() int { return s.queue.Len() }
 
 // Outstanding returns the number of sent requests awaiting an answer from
 // the broker: publishes in flight, subscribes and unsubscribes.
 func (s *MqttState) Outstanding() int {
-	return len(s.outgoing) + len(s.subscribing) + len(s.unsubscribing)
+	return s.outgoing.Len() + s.subscribing.Len() + s.unsubscribing.Len()
 }
 
 // Idle reports whether nothing is queued or awaiting an answer: every
@@ -239,13 +243,13 @@ func (s *MqttState) Outstanding() int {
 func (s *MqttState) Idle() bool { return s.Queued() == 0 && s.Outstanding() == 0 }
 
 // AwaitingRelease returns the number of incoming QoS 2 ids awaiting PUBREL.
-func (s *MqttState) AwaitingRelease() int { return len(s.incomingQoS2) }
+func (s *MqttState) AwaitingRelease() int { return s.incomingQoS2.Len() }
 
 // InFlightPublishes returns the publishes in flight in the order they were
 // first sent.
 func (s *MqttState) InFlightPublishes() []Outgoing {
-	out := make([]Outgoing, 0, len(s.outgoing))
-	for _, o := range s.outgoing {
+	out := make([]Outgoing, 0, s.outgoing.Len())
+	for _, o := range s.outgoing.All() {
 		out = append(out, *o)
 	}
 	slices.SortFunc(out, func(a, b Outgoing) int { return cmpUint64(a.seq, b.seq) })
@@ -254,12 +258,18 @@ func (s *MqttState) InFlightPublishes() []Outgoing {
 
 // QueuedRequests returns the requests accepted and not yet sent, oldest
 // first.
-func (s *MqttState) QueuedRequests() []Pending { return slices.Clone(s.queue[s.head:]) }
+func (s *MqttState) QueuedRequests() []Pending {
+	ps := make([]Pending, 0, s.queue.Len())
+	for _, p := range s.queue.All() {
+		ps = append(ps, p)
+	}
+	return ps
+}
 
 // Subscriptions returns the active subscriptions: topic filter → options.
 func (s *MqttState) Subscriptions() map[string]packets.SubOptions {
-	m := make(map[string]packets.SubOptions, len(s.subscriptions))
-	for k, v := range s.subscriptions {
+	m := make(map[string]packets.SubOptions, s.subscriptions.Len())
+	for k, v := range s.subscriptions.All() {
 		m[k] = v.opts
 	}
 	return m
@@ -269,7 +279,8 @@ func (s *MqttState) Subscriptions() map[string]packets.SubOptions {
 // subscription was made with (0: none, or no such subscription).
 // Re-subscribing after a lost session uses it again.
 func (s *MqttState) SubscriptionIdentifier(filter string) int {
-	return s.subscriptions[filter].id
+	sb, _ := s.subscriptions.Get(filter)
+	return sb.id
 }
 
 func cmpUint64(a, b uint64) int {

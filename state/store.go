@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/mqttloop/mqttloop/state/internal/tracked"
 )
 
 // Errors of AttachStore and the stores.
@@ -18,25 +20,34 @@ var (
 )
 
 // Store keeps a session durable while it changes, so that a process that
-// is killed rather than shut down resumes where it was. The session writes
-// through it: AttachStore writes a full snapshot, then each Commit hands
-// the store the changes since the previous one in one Apply (one
-// transaction per event-loop iteration, not one per message).
+// is killed rather than shut down resumes where it was.
 //
-// A Store holds records (Record) as opaque bytes, keyed by Kind and key;
-// this package encodes and decodes them. A store belongs to one Identity.
+// A Store holds records (Record): bytes keyed by Kind and key, which this
+// package encodes, decodes and checks. It supplies them (Scan) and
+// applies changes to them (Apply); the session does the rest. LoadStore
+// rebuilds the session a store holds and attaches it; AttachStore makes
+// another session write through a store, starting with a full snapshot.
+// Each Commit of the session then hands the store the changes since the
+// previous one in one Apply (one transaction per event-loop iteration,
+// not one per message). A store belongs to one Identity.
+//
+// Scan reads the records of one kind from a key on, in key order, and
+// stops when told: a session may read part of a kind and the rest later
+// (the offline queue's records are keyed by position, in order).
 type Store interface {
-	// Identity returns the identity of the session the store holds; ok
-	// is false when the store is empty. DecodeIdentity decodes the
-	// record (KindMeta, IdentityKey) that holds it.
-	Identity() (id Identity, ok bool, err error)
+	// Scan calls yield with each record of kind k whose key is at least
+	// from (every record of k when from is nil), in increasing byte
+	// order of the keys, until yield returns false or no record is
+	// left. The key and value are valid only during the call to yield,
+	// which must not call the store. A store that finds itself damaged
+	// returns an error wrapping ErrCorruptState.
+	Scan(k Kind, from []byte, yield func(key, value []byte) bool) error
 	// Apply applies a batch atomically: all of it or, with an error,
 	// none of it. The batch and its bytes are valid only during the
-	// call.
+	// call. A store that cannot tell which (a disk that failed in the
+	// middle of a commit) refuses every later batch: what it holds is
+	// then known by loading it again.
 	Apply(b *Batch) error
-	// Load rebuilds the session the store holds (with a Rebuilder); nil
-	// and no error when the store is empty.
-	Load() (*MqttState, error)
 	// Close releases the store.
 	Close() error
 }
@@ -54,217 +65,133 @@ type Batch struct {
 	Deletes []Record
 }
 
-// tracker records which records changed since the last Commit. Each
-// entry says whether the record existed in the store before (so that
-// something created and removed between two commits costs nothing).
+// tracker writes the session's changes to the store. The tracked
+// containers of the session record which entries changed; the meta
+// records (identity and counters) are compared with what was committed.
 type tracker struct {
 	store Store
-	dirty bool
-	meta  bool
-	ids   [kindEnd]map[uint16]bool
-	subs  map[string]bool
-	queue map[int64]queueChange
+	// committed: the meta values the store holds; none when fresh (an
+	// empty store), which the first batch writes.
+	committed meta
+	fresh     bool
 
 	batch Batch
 	arena []byte
 }
 
-type queueChange struct {
-	had, present bool
-	p            Pending
+// meta is what the meta records hold.
+type meta struct {
+	identity Identity
+	nextID   uint16
+	seq      uint64
 }
 
-func newTracker(st Store) *tracker {
-	t := &tracker{store: st, subs: make(map[string]bool), queue: make(map[int64]queueChange)}
-	for _, k := range []Kind{KindInFlight, KindSubscribing, KindUnsubscribing, KindIncomingQoS2, KindUnackedQoS1} {
-		t.ids[k] = make(map[uint16]bool)
-	}
-	return t
+func (s *MqttState) meta() meta { return meta{s.identity, s.nextID, s.seq} }
+
+// track turns the recording of changes in every tracked container on or
+// off.
+func (s *MqttState) track(on bool) {
+	s.outgoing.Track(on)
+	s.subscribing.Track(on)
+	s.unsubscribing.Track(on)
+	s.incomingQoS2.Track(on)
+	s.unackedQoS1.Track(on)
+	s.subscriptions.Track(on)
+	s.queue.Track(on)
 }
 
-// The touch functions record a change; the session calls them before
-// changing what the record holds. Without a store they cost a nil check.
-
-func (s *MqttState) touchMeta() {
-	if s.trk != nil {
-		s.trk.meta, s.trk.dirty = true, true
-	}
+// changed reports whether anything changed since the last commit.
+func (s *MqttState) changed() bool {
+	return s.meta() != s.trk.committed ||
+		s.outgoing.Changed() || s.subscribing.Changed() || s.unsubscribing.Changed() ||
+		s.incomingQoS2.Changed() || s.unackedQoS1.Changed() || s.subscriptions.Changed() ||
+		s.queue.Changed()
 }
 
-func (s *MqttState) touchOut(id uint16) {
-	if s.trk != nil {
-		_, had := s.outgoing[id]
-		s.trk.touchID(KindInFlight, id, had)
-	}
-}
-
-func (s *MqttState) touchSubscribing(id uint16) {
-	if s.trk != nil {
-		_, had := s.subscribing[id]
-		s.trk.touchID(KindSubscribing, id, had)
-	}
-}
-
-func (s *MqttState) touchUnsubscribing(id uint16) {
-	if s.trk != nil {
-		_, had := s.unsubscribing[id]
-		s.trk.touchID(KindUnsubscribing, id, had)
-	}
-}
-
-func (s *MqttState) touchIncomingQoS2(id uint16) {
-	if s.trk != nil {
-		_, had := s.incomingQoS2[id]
-		s.trk.touchID(KindIncomingQoS2, id, had)
-	}
-}
-
-func (s *MqttState) touchUnackedQoS1(id uint16) {
-	if s.trk != nil {
-		_, had := s.unackedQoS1[id]
-		s.trk.touchID(KindUnackedQoS1, id, had)
-	}
-}
-
-func (s *MqttState) touchSubscription(filter string) {
-	if t := s.trk; t != nil {
-		t.dirty = true
-		if _, seen := t.subs[filter]; !seen {
-			_, had := s.subscriptions[filter]
-			t.subs[filter] = had
-		}
-	}
-}
-
-// touchQueue records that the queued request p was added (present), or
-// removed, or changed in place (had and present).
-func (s *MqttState) touchQueue(p Pending, had, present bool) {
-	if t := s.trk; t != nil {
-		t.dirty = true
-		c, seen := t.queue[p.key]
-		if !seen {
-			c.had = had
-		}
-		c.present, c.p = present, p
-		t.queue[p.key] = c
-	}
-}
-
-// touchID records a change of the record (k, id); had says whether it
-// exists now, before the change (and so in the store, unless it changed
-// since the last commit: the first touch decides).
-func (t *tracker) touchID(k Kind, id uint16, had bool) {
-	t.dirty = true
-	if _, seen := t.ids[k][id]; !seen {
-		t.ids[k][id] = had
-	}
+// committedChanges forgets the recorded changes once they are in the store.
+func (s *MqttState) committedChanges() {
+	s.outgoing.ResetChanges()
+	s.subscribing.ResetChanges()
+	s.unsubscribing.ResetChanges()
+	s.incomingQoS2.ResetChanges()
+	s.unackedQoS1.ResetChanges()
+	s.subscriptions.ResetChanges()
+	s.queue.ResetChanges()
+	s.trk.committed = s.meta()
+	s.trk.fresh = false
+	s.trk.reset()
 }
 
 func (t *tracker) reset() {
-	t.dirty, t.meta = false, false
-	for _, m := range t.ids {
-		clear(m)
-	}
-	clear(t.subs)
-	clear(t.queue)
 	clear(t.batch.Puts)
 	clear(t.batch.Deletes)
 	t.batch = Batch{Puts: t.batch.Puts[:0], Deletes: t.batch.Deletes[:0]}
 	t.arena = t.arena[:0]
 }
 
-// put appends a record whose key and value the caller appends to the
-// arena.
+// put appends a record whose key and value the caller appended to the
+// arena from start, the key ending at keyEnd.
 func (t *tracker) put(k Kind, start, keyEnd int) {
 	t.batch.Puts = append(t.batch.Puts, Record{Kind: k, Key: t.arena[start:keyEnd:keyEnd], Value: t.arena[keyEnd:len(t.arena):len(t.arena)]})
 }
 
+// del appends a deletion whose key the caller appended to the arena from
+// start.
 func (t *tracker) del(k Kind, start int) {
 	t.batch.Deletes = append(t.batch.Deletes, Record{Kind: k, Key: t.arena[start:len(t.arena):len(t.arena)]})
+}
+
+// changes appends the records of a tracked map that changed: the present
+// ones to put, the others that were in the store to delete.
+func changes[K comparable, V any](t *tracker, m *tracked.Map[K, V], k Kind, key func([]byte, K) []byte, val func([]byte, V) []byte) {
+	for id, had := range m.Changes() {
+		st := len(t.arena)
+		t.arena = key(t.arena, id)
+		ke := len(t.arena)
+		if v, ok := m.Get(id); ok {
+			t.arena = val(t.arena, v)
+			t.put(k, st, ke)
+		} else if had {
+			t.del(k, st)
+		} else {
+			t.arena = t.arena[:st]
+		}
+	}
 }
 
 // build turns the recorded changes into a batch. Slices into the arena
 // stay valid when it grows (the old array is not written again).
 func (t *tracker) build(s *MqttState) *Batch {
-	a := func() int { return len(t.arena) }
-	if t.meta {
-		st := a()
-		t.arena = append(t.arena, IdentityKey...)
-		ke := a()
+	now := s.meta()
+	if t.fresh || now.identity != t.committed.identity {
+		st := len(t.arena)
+		t.arena = append(t.arena, identityKey...)
+		ke := len(t.arena)
 		t.arena = s.appendIdentity(t.arena)
 		t.put(KindMeta, st, ke)
-		st = a()
+	}
+	if t.fresh || now.nextID != t.committed.nextID || now.seq != t.committed.seq {
+		st := len(t.arena)
 		t.arena = append(t.arena, countersKey...)
-		ke = a()
+		ke := len(t.arena)
 		t.arena = s.appendCounters(t.arena)
 		t.put(KindMeta, st, ke)
 	}
-	for _, k := range []Kind{KindInFlight, KindSubscribing, KindUnsubscribing, KindIncomingQoS2, KindUnackedQoS1} {
-		for id, had := range t.ids[k] {
-			st := a()
-			t.arena = appendIDKey(t.arena, id)
-			ke := a()
-			present := true
-			switch k {
-			case KindInFlight:
-				if o, ok := s.outgoing[id]; ok {
-					t.arena = appendInFlight(t.arena, o)
-				} else {
-					present = false
-				}
-			case KindSubscribing:
-				if r, ok := s.subscribing[id]; ok {
-					t.arena = appendSubscribing(t.arena, r)
-				} else {
-					present = false
-				}
-			case KindUnsubscribing:
-				if r, ok := s.unsubscribing[id]; ok {
-					t.arena = appendUnsubscribing(t.arena, r)
-				} else {
-					present = false
-				}
-			case KindIncomingQoS2:
-				if sent, ok := s.incomingQoS2[id]; ok {
-					t.arena = appendIncomingQoS2(t.arena, sent)
-				} else {
-					present = false
-				}
-			case KindUnackedQoS1:
-				_, present = s.unackedQoS1[id]
-			}
-			switch {
-			case present:
-				t.put(k, st, ke)
-			case had:
-				t.del(k, st)
-			default:
-				t.arena = t.arena[:st]
-			}
-		}
-	}
-	for f, had := range t.subs {
-		st := a()
-		t.arena = append(t.arena, f...)
-		ke := a()
-		if sb, ok := s.subscriptions[f]; ok {
-			t.arena = appendSubscription(t.arena, sb)
-			t.put(KindSubscription, st, ke)
-		} else if had {
-			t.del(KindSubscription, st)
-		} else {
-			t.arena = t.arena[:st]
-		}
-	}
-	for key, c := range t.queue {
-		if !c.present && !c.had {
+	changes(t, &s.outgoing, KindInFlight, appendIDKey, appendInFlight)
+	changes(t, &s.subscribing, KindSubscribing, appendIDKey, appendSubscribing)
+	changes(t, &s.unsubscribing, KindUnsubscribing, appendIDKey, appendUnsubscribing)
+	changes(t, &s.incomingQoS2, KindIncomingQoS2, appendIDKey, appendIncomingQoS2)
+	changes(t, &s.unackedQoS1, KindUnackedQoS1, appendIDKey, func(b []byte, _ struct{}) []byte { return b })
+	changes(t, &s.subscriptions, KindSubscription, func(b []byte, f string) []byte { return append(b, f...) }, appendSubscription)
+	for key, c := range s.queue.Changes() {
+		if !c.Present && !c.Had {
 			continue
 		}
-		st := a()
+		st := len(t.arena)
 		t.arena = appendQueueKey(t.arena, key)
-		ke := a()
-		if c.present {
-			t.arena = appendQueued(t.arena, c.p)
+		ke := len(t.arena)
+		if c.Present {
+			t.arena = appendQueued(t.arena, c.Value)
 			t.put(KindQueued, st, ke)
 		} else {
 			t.del(KindQueued, st)
@@ -290,21 +217,79 @@ func (t *tracker) snapshot(s *MqttState) *Batch {
 	return &t.batch
 }
 
+// LoadStore rebuilds the session st holds and attaches it to st: from now
+// on the session writes through st (Commit), as after AttachStore, but
+// nothing is written now, since st holds it already. An empty store gives
+// an empty session (its Identity is the zero Identity).
+//
+// The records are checked as Load checks a saved file: damaged ones are
+// an error wrapping ErrCorruptState, and no session is returned. The
+// session has nil tags (except Resubscribe), a zero Config (set it with
+// SetConfig) and DefaultLimits; incoming QoS 2 messages that awaited a
+// manual ack are taken as undelivered (see Load).
+func LoadStore(st Store) (*MqttState, error) {
+	var rb rebuilder
+	for _, k := range Kinds() {
+		var err error
+		serr := st.Scan(k, nil, func(key, value []byte) bool {
+			err = rb.add(Record{Kind: k, Key: key, Value: value})
+			return err == nil
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state: loading the session from the store: %w", err)
+		}
+	}
+	s, err := rb.session()
+	if err != nil {
+		return nil, fmt.Errorf("state: loading the session from the store: %w", err)
+	}
+	fresh := s == nil
+	if fresh {
+		s = New(Config{})
+	}
+	s.trk = &tracker{store: st}
+	s.track(true)
+	s.committedChanges()
+	s.trk.fresh = fresh
+	return s, nil
+}
+
+// storedIdentity reads the identity record of st; ok is false when there
+// is none (an empty store).
+func storedIdentity(st Store) (id Identity, ok bool, err error) {
+	var derr error
+	err = st.Scan(KindMeta, []byte(identityKey), func(key, value []byte) bool {
+		if string(key) == identityKey {
+			id, derr = decodeIdentity(value)
+			ok = derr == nil
+		}
+		return false
+	})
+	if err == nil {
+		err = derr
+	}
+	return id, ok, err
+}
+
 // AttachStore makes the session write through st from now on. It first
 // makes st hold exactly this session: a full snapshot in one Apply,
 // replacing what st held. It refuses, with an error wrapping
 // ErrStoreMismatch, a store that holds the session of another Identity
 // (set the identity with SetIdentity first). To resume the session a store
-// holds, Load it from the store and attach the loaded session.
+// holds, use LoadStore.
 //
 // AttachStore(nil) detaches the store; changes not committed are not
 // written. Attaching replaces any store attached before.
 func (s *MqttState) AttachStore(st Store) error {
 	if st == nil {
 		s.trk = nil
+		s.track(false)
 		return nil
 	}
-	id, ok, err := st.Identity()
+	id, ok, err := storedIdentity(st)
 	if err != nil {
 		return fmt.Errorf("state: reading the store's identity: %w", err)
 	}
@@ -312,12 +297,13 @@ func (s *MqttState) AttachStore(st Store) error {
 		return fmt.Errorf("%w: it belongs to client id %q on %q, this session to client id %q on %q",
 			ErrStoreMismatch, id.ClientID, id.Server, s.identity.ClientID, s.identity.Server)
 	}
-	t := newTracker(st)
+	t := &tracker{store: st}
 	if err := st.Apply(t.snapshot(s)); err != nil {
 		return fmt.Errorf("state: writing the session to the store: %w", err)
 	}
-	t.reset()
 	s.trk = t
+	s.track(true)
+	s.committedChanges()
 	return nil
 }
 
@@ -355,21 +341,20 @@ func (s *MqttState) Store() Store {
 // and the packet id and send counters.
 func (s *MqttState) Commit() error {
 	t := s.trk
-	if t == nil || !t.dirty {
+	if t == nil || !s.changed() {
 		return nil
 	}
 	b := t.build(s)
 	if len(b.Puts) == 0 && len(b.Deletes) == 0 {
-		t.reset()
+		s.committedChanges()
 		return nil
 	}
 	if err := t.store.Apply(b); err != nil {
 		// Keep the changes for the next Commit; the batch is rebuilt.
-		t.batch = Batch{Puts: b.Puts[:0], Deletes: b.Deletes[:0]}
-		t.arena = t.arena[:0]
+		t.reset()
 		return fmt.Errorf("state: committing to the store: %w", err)
 	}
-	t.reset()
+	s.committedChanges()
 	return nil
 }
 
@@ -387,19 +372,24 @@ type MemoryStore struct {
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
 
-// Identity returns the identity of the session the store holds.
-func (m *MemoryStore) Identity() (Identity, bool, error) {
+// Scan calls yield with the records of kind k from key from on, in key
+// order. yield must not call the store.
+func (m *MemoryStore) Scan(k Kind, from []byte, yield func(key, value []byte) bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return Identity{}, false, ErrStoreClosed
+		return ErrStoreClosed
 	}
-	v, ok := m.recs[KindMeta][IdentityKey]
-	if !ok {
-		return Identity{}, false, nil
+	kr := m.recs[k]
+	for _, key := range slices.Sorted(maps.Keys(kr)) {
+		if key < string(from) {
+			continue
+		}
+		if !yield([]byte(key), kr[key]) {
+			break
+		}
 	}
-	id, err := DecodeIdentity(v)
-	return id, err == nil, err
+	return nil
 }
 
 // Apply applies a batch, copying its bytes.
@@ -425,24 +415,6 @@ func (m *MemoryStore) Apply(b *Batch) error {
 	}
 	m.applies++
 	return nil
-}
-
-// Load rebuilds the session the store holds; nil when it is empty.
-func (m *MemoryStore) Load() (*MqttState, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrStoreClosed
-	}
-	var rb Rebuilder
-	for _, k := range slices.Sorted(maps.Keys(m.recs)) {
-		for _, key := range slices.Sorted(maps.Keys(m.recs[k])) {
-			if err := rb.Add(Record{Kind: k, Key: []byte(key), Value: m.recs[k][key]}); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return rb.Session()
 }
 
 // Records returns the number of records the store holds.

@@ -2,9 +2,11 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,15 +56,28 @@ func (r *recordingStore) last(t *testing.T) (Batch, map[Kind]int, map[Kind]int) 
 	return b, puts, dels
 }
 
+// loadStore rebuilds the session a store holds, detached from it.
+func loadStore(t *testing.T, st Store) *MqttState {
+	t.Helper()
+	got, err := LoadStore(st)
+	if err != nil {
+		t.Fatalf("LoadStore: %v", err)
+	}
+	if got.Store() != st {
+		t.Fatalf("LoadStore did not attach the store")
+	}
+	if err := got.AttachStore(nil); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // stored loads the session a store holds and checks it is the live one.
 func stored(t *testing.T, st Store, live *MqttState) *MqttState {
 	t.Helper()
-	got, err := st.Load()
-	if err != nil {
-		t.Fatalf("store Load: %v", err)
-	}
-	if got == nil {
-		t.Fatalf("store Load: empty store")
+	got := loadStore(t, st)
+	if got.Identity() == (Identity{}) && live.Identity() != (Identity{}) {
+		t.Fatalf("LoadStore: empty store")
 	}
 	sameSession(t, live, got)
 	return got
@@ -88,7 +103,7 @@ func TestAttachStoreWritesSnapshot(t *testing.T) {
 		t.Fatalf("Store() = %v, want the attached store", f.s.Store())
 	}
 	stored(t, st, f.s)
-	if id, ok, err := st.Identity(); !ok || err != nil || id != f.s.Identity() {
+	if id, ok, err := storedIdentity(st); !ok || err != nil || id != f.s.Identity() {
 		t.Fatalf("store Identity() = %+v, %v, %v", id, ok, err)
 	}
 	// Nothing changed: Commit applies nothing.
@@ -132,7 +147,7 @@ func TestAttachStoreIdentity(t *testing.T) {
 	b := Identity{Server: "mqtt://b:1883", ClientID: "c1"}
 	o.SetIdentity(b)
 	commit(t, o)
-	if id, _, _ := st.Identity(); id != b {
+	if id, _, _ := storedIdentity(st); id != b {
 		t.Fatalf("store identity %+v after SetIdentity(%+v)", id, b)
 	}
 
@@ -142,7 +157,7 @@ func TestAttachStoreIdentity(t *testing.T) {
 	}
 	o.Enqueue(Pending{Packet: pub("y", 1)})
 	commit(t, o)
-	if got, _ := st.Load(); got.Queued() != 0 {
+	if got := loadStore(t, st); got.Queued() != 0 {
 		t.Fatalf("a detached session still writes to the store")
 	}
 }
@@ -172,7 +187,8 @@ func TestCommitBatches(t *testing.T) {
 	}
 	commit(t, s)
 	_, puts, dels = st.last(t)
-	if len(st.batches) != 3 || puts[KindInFlight] != 100 || puts[KindMeta] != 2 || dels[KindQueued] != 100 {
+	// The counters changed, not the identity: one meta record.
+	if len(st.batches) != 3 || puts[KindInFlight] != 100 || puts[KindMeta] != 1 || dels[KindQueued] != 100 {
 		t.Fatalf("send 100: %d batches, puts %v, deletes %v", len(st.batches), puts, dels)
 	}
 	stored(t, st, s)
@@ -202,7 +218,7 @@ func TestCommitBatches(t *testing.T) {
 	handle(t, s, &packets.Pubrel{PacketID: 9})
 	commit(t, s)
 	b, puts, dels := st.last(t)
-	if len(st.batches) != n+1 || len(puts) != 1 || puts[KindMeta] != 2 || len(b.Deletes) != 0 {
+	if len(st.batches) != n+1 || len(puts) != 1 || puts[KindMeta] != 1 || len(b.Deletes) != 0 {
 		t.Fatalf("transient flows: puts %v, deletes %v; want only the counters", puts, dels)
 	}
 	stored(t, st, s)
@@ -225,7 +241,7 @@ func TestCommitRetriesAfterFailure(t *testing.T) {
 	if err == nil || !errors.Is(err, st.fail) {
 		t.Fatalf("Commit with a failing store: %v, want the store's error", err)
 	}
-	if got, _ := st.Load(); got.Queued() != 0 || got.AwaitingRelease() != 0 {
+	if got := loadStore(t, st); got.Queued() != 0 || got.AwaitingRelease() != 0 {
 		t.Fatalf("a failed Apply changed the store")
 	}
 	send(t, s)
@@ -278,15 +294,22 @@ func TestMemoryStoreClosed(t *testing.T) {
 	if err := s.Commit(); !errors.Is(err, ErrStoreClosed) {
 		t.Fatalf("Commit to a closed store: %v", err)
 	}
-	if _, err := st.Load(); !errors.Is(err, ErrStoreClosed) {
-		t.Fatalf("Load of a closed store: %v", err)
+	if _, err := LoadStore(st); !errors.Is(err, ErrStoreClosed) {
+		t.Fatalf("LoadStore of a closed store: %v", err)
 	}
-	if _, _, err := st.Identity(); !errors.Is(err, ErrStoreClosed) {
-		t.Fatalf("Identity of a closed store: %v", err)
+	if err := New(Config{}).AttachStore(st); !errors.Is(err, ErrStoreClosed) {
+		t.Fatalf("AttachStore of a closed store: %v", err)
 	}
 	var empty MemoryStore
-	if got, err := empty.Load(); got != nil || err != nil {
-		t.Fatalf("Load of an empty store = %v, %v; want nil, nil", got, err)
+	got, err := LoadStore(&empty)
+	if err != nil || got.Identity() != (Identity{}) || !got.Idle() || got.Store() != &empty {
+		t.Fatalf("LoadStore of an empty store = %v, %v; want an empty session attached", got, err)
+	}
+	// It writes through the store once it changes.
+	got.SetIdentity(Identity{ClientID: "c"})
+	commit(t, got)
+	if empty.Records() != 2 {
+		t.Fatalf("the session of an empty store wrote %d records, want the identity and counters", empty.Records())
 	}
 }
 
@@ -369,8 +392,8 @@ func TestRandomOperationsDurable(t *testing.T) {
 					}
 					s.Enqueue(Pending{Packet: p, Tag: step})
 				case r < 45:
-					_, pkt, ok, _ := s.NextToSend()
-					if ok && pkt != nil {
+					if n := s.NextToSend(); n.Packet != nil && n.Err == nil {
+						pkt := n.Packet
 						if rng.Intn(20) == 0 {
 							s.Abandon(pkt)
 						} else {
@@ -382,16 +405,16 @@ func TestRandomOperationsDurable(t *testing.T) {
 				case r < 82:
 					id := uint16(1 + rng.Intn(10))
 					if rng.Intn(3) == 0 {
-						if _, ok := s.incomingQoS2[id]; ok && s.incomingQoS2[id] {
+						if sent, _ := s.incomingQoS2.Get(id); sent {
 							handle(t, s, &packets.Pubrel{PacketID: id})
 						}
 						break
 					}
 					p := &packets.Publish{Topic: "in", QoS: byte(1 + rng.Intn(2)), PacketID: id}
-					if _, busy := s.incomingQoS2[id]; busy && p.QoS == 1 {
+					if s.incomingQoS2.Has(id) && p.QoS == 1 {
 						break
 					}
-					if _, busy := s.unackedQoS1[id]; busy && p.QoS == 2 {
+					if s.unackedQoS1.Has(id) && p.QoS == 2 {
 						break
 					}
 					if ev, _ := handle(t, s, p); ev != nil {
@@ -402,7 +425,7 @@ func TestRandomOperationsDurable(t *testing.T) {
 						i := rng.Intn(len(delivered))
 						p := delivered[i]
 						delivered = append(delivered[:i], delivered[i+1:]...)
-						_, _ = s.Ack(p.PacketID, p.QoS, byte(rng.Intn(2)*0x80))
+						_, _ = s.Ack(p.PacketID, p.QoS, byte(rng.Intn(2)*0x80), 0)
 					}
 				case r < 93:
 					r := s.Connected(connack(rng.Intn(2) == 0, nil), rng.Intn(4) != 0)
@@ -433,10 +456,10 @@ func answerRandomly(t *testing.T, rng *rand.Rand, s *MqttState) {
 	t.Helper()
 	pubs := s.InFlightPublishes()
 	var reqs []uint16
-	for id := range s.subscribing {
+	for id := range s.subscribing.Keys() {
 		reqs = append(reqs, id)
 	}
-	for id := range s.unsubscribing {
+	for id := range s.unsubscribing.Keys() {
 		reqs = append(reqs, id)
 	}
 	n := len(pubs) + len(reqs)
@@ -446,7 +469,7 @@ func answerRandomly(t *testing.T, rng *rand.Rand, s *MqttState) {
 	i := rng.Intn(n)
 	if i >= len(pubs) {
 		id := reqs[i-len(pubs)]
-		if r, ok := s.subscribing[id]; ok {
+		if r, ok := s.subscribing.Get(id); ok {
 			reasons := make([]byte, len(r.Packet.(*packets.Subscribe).Subscriptions))
 			for j := range reasons {
 				if rng.Intn(4) == 0 {
@@ -455,7 +478,8 @@ func answerRandomly(t *testing.T, rng *rand.Rand, s *MqttState) {
 			}
 			handle(t, s, &packets.Suback{PacketID: id, Reasons: reasons})
 		} else {
-			handle(t, s, &packets.Unsuback{PacketID: id, Reasons: make([]byte, len(s.unsubscribing[id].Packet.(*packets.Unsubscribe).Topics))})
+			u, _ := s.unsubscribing.Get(id)
+			handle(t, s, &packets.Unsuback{PacketID: id, Reasons: make([]byte, len(u.Packet.(*packets.Unsubscribe).Topics))})
 		}
 		return
 	}
@@ -490,8 +514,7 @@ func BenchmarkPublishFlow100(b *testing.B) {
 					s.Enqueue(Pending{Packet: &packets.Publish{Topic: "bench/t", QoS: 1, Payload: payload}})
 				}
 				for i := range 100 {
-					_, pkt, _, _ := s.NextToSend()
-					ps[i] = pkt
+					ps[i] = s.NextToSend().Packet
 				}
 				if err := s.Commit(); err != nil {
 					b.Fatal(err)
@@ -506,4 +529,91 @@ func BenchmarkPublishFlow100(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/msg")
 		})
 	}
+}
+
+// LoadStore attaches the rebuilt session without writing anything; its
+// changes then go to the store as those of any attached session.
+func TestLoadStoreAttaches(t *testing.T) {
+	f := richSession(t)
+	st := newRecordingStore()
+	if err := f.s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadStore(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.batches) != 1 || got.Store() != st {
+		t.Fatalf("LoadStore wrote %d batches (want none after the snapshot) or did not attach", len(st.batches)-1)
+	}
+	sameSession(t, f.s, got)
+	got.Enqueue(Pending{Packet: pub("after", 1)})
+	commit(t, got)
+	b, puts, dels := st.last(t)
+	if len(st.batches) != 2 || b.Reset || len(puts) != 1 || puts[KindQueued] != 1 || len(dels) != 0 {
+		t.Fatalf("commit after LoadStore: reset %v, puts %v, deletes %v; want one queued record", b.Reset, puts, dels)
+	}
+	stored(t, st, got)
+}
+
+// Scan reads a kind from a key on, in key order, and stops when told.
+func TestMemoryStoreScan(t *testing.T) {
+	st := NewMemoryStore()
+	s := New(Config{})
+	if err := s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		s.Enqueue(Pending{Packet: pub(fmt.Sprint(i), 1)})
+	}
+	s.pushFront([]Pending{{Packet: pub("front", 1)}})
+	commit(t, s)
+	var keys [][]byte
+	from := appendQueueKey(nil, 3)
+	if err := st.Scan(KindQueued, from, func(key, _ []byte) bool {
+		keys = append(keys, bytes.Clone(key))
+		return len(keys) < 4
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	for i := range int64(4) {
+		want = append(want, appendQueueKey(nil, 3+i))
+	}
+	if !slices.EqualFunc(keys, want, bytes.Equal) {
+		t.Fatalf("Scan from position 3, four records: %x, want %x", keys, want)
+	}
+	var all []int64
+	if err := st.Scan(KindQueued, nil, func(key, _ []byte) bool {
+		all = append(all, int64(binary.BigEndian.Uint64(key)^(1<<63)))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(all) || len(all) != 11 || all[0] != -1 {
+		t.Fatalf("Scan of every queued record: positions %v, want -1..9 in order", all)
+	}
+}
+
+// A damaged record's error quotes a bounded part of its key: a damaged
+// length can make a key as large as the file (a 1.8 GB key once took 24 GB
+// to format).
+func TestCorruptRecordErrorBounded(t *testing.T) {
+	st := NewMemoryStore()
+	s := New(Config{})
+	if err := s.AttachStore(st); err != nil {
+		t.Fatal(err)
+	}
+	huge := bytes.Repeat([]byte{0xfe}, 1<<20)
+	if err := st.Apply(&Batch{Puts: []Record{{Kind: KindQueued, Key: huge, Value: []byte{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadStore(st)
+	if !errors.Is(err, ErrCorruptState) {
+		t.Fatalf("LoadStore of a record with a 1 MiB key: %v, want ErrCorruptState", err)
+	}
+	if n := len(err.Error()); n > 512 {
+		t.Fatalf("the error is %d bytes long", n)
+	}
+	t.Log(err)
 }

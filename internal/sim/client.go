@@ -179,16 +179,17 @@ func (c *client) sendQueued() bool {
 	s := c.s
 	sent := false
 	for {
-		p, pkt, ok, err := c.st.NextToSend()
-		if !ok {
-			if err != nil {
-				s.violation("NextToSend: %v", err)
+		next := c.st.NextToSend()
+		pkt := next.Packet
+		if pkt == nil {
+			if next.Err != nil {
+				s.violation("NextToSend: %v", next.Err)
 			}
 			return sent
 		}
 		sent = true
-		if err != nil {
-			s.violation("NextToSend refused %s: %v", describe(p.Packet), err)
+		if next.Err != nil {
+			s.violation("NextToSend refused %s: %v", describe(pkt), next.Err)
 			continue
 		}
 		c.write(pkt)
@@ -646,8 +647,8 @@ func (c *client) crash() {
 	if c.store != nil {
 		s.stats.CrashRestarts++
 		s.noteText(tCrash, 1, "killed; rebuilding the session from the store")
-		st, err = c.store.Load()
-		if err == nil && st == nil {
+		st, err = state.LoadStore(c.store)
+		if err == nil && st.Identity() == (state.Identity{}) {
 			err = errors.New("the store is empty")
 		}
 	} else {
@@ -751,7 +752,9 @@ func (c *client) appAck(m uint64, id uint16, qos byte, proc int) {
 		return // that process is gone
 	}
 	owner := c.idOwner[id]
-	pkt, err := c.st.Ack(id, qos, 0)
+	// Session 0: without state.Ack's broker-session check (ErrStaleAck),
+	// so that the known issue below stays reproducible at this level.
+	pkt, err := c.st.Ack(id, qos, 0, 0)
 	s.noteText(tAppAck, m, fmt.Sprintf("m=%d id=%d q%d err=%v", m, id, qos, err))
 	if err != nil {
 		if !errors.Is(err, state.ErrUnknownPacketID) {

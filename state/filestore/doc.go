@@ -1,14 +1,23 @@
-// Package filestore is a state.Store in a file, on the embedded database
-// go.etcd.io/bbolt: a session that survives a killed process.
+// Package filestore is a state.Store in a file: a session that survives a
+// killed process.
 //
-// The file holds one bucket per state.Kind, keyed as the records are
-// (packet id, queue position, topic filter), and a header bucket naming
-// the format and its version. Each Commit of the session is one bbolt
-// read-write transaction (Apply), atomic and, unless Options.NoSync,
-// synced to disk before it returns.
+// The file is a log (FORMAT.md in this directory): each Commit of the
+// session appends one frame, its batch of records closed by a CRC-32C,
+// and then points the file's root at it. Unless Options.NoSync, the frame
+// is on disk (fsync) before Commit returns; one fsync per commit. When
+// more than half of the log is out of date, the store rewrites it as one
+// snapshot of the session, so the file stays within a few times the
+// session's size.
+//
+// Open reads and checks the whole file before it returns, without mapping
+// it into memory: a damaged, truncated, empty or foreign file is an error
+// wrapping state.ErrCorruptState, never a crash, a hang or a silently empty
+// session; time and memory are bounded by the file's size. A failed Open
+// leaves nothing open or locked.
 //
 // A Store is used by one session (one event loop) at a time; the file is
-// locked while open, so a second process opening it waits for
-// Options.Timeout and then fails with ErrLocked. The package starts no
-// goroutines.
+// locked while open (flock on Unix, an exclusive open on Windows; on other
+// systems only Stores of one process exclude each other), so a second
+// process opening it waits for Options.Timeout and then fails with
+// ErrLocked. The package starts no goroutines.
 package filestore
