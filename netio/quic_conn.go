@@ -88,6 +88,16 @@ type quicConn struct {
 	conn  *quic.Conn
 	ready *quicReady
 
+	// Migration (quic_migrate.go): the sockets of the paths the
+	// connection moved to (kept until Close: quic-go cannot release
+	// them earlier), and the migration under way.
+	pathsMu sync.Mutex // guards paths against Close from another goroutine
+	paths   []quicSocket
+	mig     *quicMigration
+	local   net.Addr // the local address in use after a migration
+	// posBuf holds the read positions Arm hands to the accounting.
+	posBuf []int64
+
 	// Loop goroutine only.
 	stream        *quic.Stream
 	readPos       int64     // bytes read from the control stream
@@ -155,14 +165,14 @@ func (q *quicConn) ReadNow(p []byte) (int, error) {
 	defer q.leave()
 	if q.early {
 		if !q.handshakeDone() {
-			if !q.ready.readable(q.readPos) {
+			if !q.ready.readable(0, q.readPos) {
 				return 0, nil
 			}
 		} else if err := q.settleEarly(); err != nil {
 			return 0, err
 		}
 	}
-	if !q.ready.readable(q.readPos) {
+	if !q.ready.readable(0, q.readPos) {
 		return 0, nil
 	}
 	n, err := q.read(p, time.Now().Add(quicReadNowGuard))
@@ -268,7 +278,7 @@ func (q *quicConn) Arm() (Readiness, error) {
 	if q.closed.Load() {
 		return Readiness{}, errQUICClosed
 	}
-	q.ready.arm(q.readPos, q.early)
+	q.ready.arm(q.positions(), q.early)
 	return Readiness{Signal: q.ready.sig}, nil
 }
 
@@ -392,14 +402,31 @@ func (q *quicConn) abort() {
 	_ = q.releaseSocket()
 }
 
-// releaseSocket closes the transport (waiting for its receive goroutine)
-// and the UDP socket.
+// releaseSocket closes the transports (waiting for their receive
+// goroutines) and the UDP sockets.
 func (q *quicConn) releaseSocket() error {
 	err := q.tr.Close()
 	if cerr := q.udp.Close(); err == nil {
 		err = cerr
 	}
+	q.pathsMu.Lock()
+	paths := q.paths
+	q.paths = nil
+	q.pathsMu.Unlock()
+	for _, s := range paths {
+		if cerr := s.close(); err == nil {
+			err = cerr
+		}
+	}
 	return err
+}
+
+// positions returns the read positions of the streams the loop reads, for
+// the receive accounting: the control stream's, then each data stream's
+// (-1 for a slot not open).
+func (q *quicConn) positions() []int64 {
+	q.posBuf = append(q.posBuf[:0], q.readPos)
+	return q.posBuf
 }
 
 // quicError maps quic-go's errors to the netio sentinels, keeping the

@@ -18,8 +18,29 @@ func (quicWake) String() string { return "quic readable" }
 
 func (quicWake) Signal() {}
 
-// quicReady is the receive accounting of one connection's control stream,
-// fed by quic-go's tracer on quic-go's goroutine and read by the loop.
+// MaxQUICStreams is how many bidirectional streams a quic:// connection
+// opens at most: the control stream and up to nine data streams. It is the
+// default of EMQX's QUIC listener (peer_bidi_stream_count = 10), which
+// refuses more.
+const MaxQUICStreams = 10
+
+// streamAcct is the receive accounting of one stream.
+type streamAcct struct {
+	end   int64      // contiguous bytes received
+	spans [][2]int64 // received ranges beyond end, unordered
+	finAt int64      // final size once FIN arrived, else -1
+	reset bool       // the peer reset the stream
+}
+
+// readable reports whether a read at readPos would return at once.
+func (a *streamAcct) readable(readPos int64) bool {
+	return a.reset || a.end > readPos || (a.finAt >= 0 && a.end >= a.finAt)
+}
+
+// quicReady is the receive accounting of one connection's streams, fed by
+// quic-go's tracer on quic-go's goroutine and read by the loop, plus what
+// the tracer learns for the loop about the path (probe timeouts, answers
+// to path probes) and about send credit.
 //
 // Why no bytes can be stranded: the tracer runs after quic-go has put a
 // packet's stream data into the stream; it then updates the accounting
@@ -33,43 +54,84 @@ type quicReady struct {
 	armed atomic.Bool
 
 	mu       sync.Mutex
-	end      int64      // contiguous bytes received on the control stream
-	spans    [][2]int64 // received ranges beyond end, unordered
-	finAt    int64      // final size once FIN arrived, else -1
-	terminal bool       // the stream was reset or the connection closed
-	hsDone   bool       // the handshake completed
+	acct     [MaxQUICStreams]streamAcct // by client bidirectional stream number (id / 4)
+	terminal bool                       // the connection closed
+	hsDone   bool                       // the handshake completed
+
+	// Path: the probe timeout count quic-go reports, the count at the
+	// last migration (stalled means ptoBase + QUICStallProbes reached),
+	// and how many PATH_RESPONSE frames arrived.
+	pto, ptoBase uint32
+	pathAnswers  uint64
+	// credit counts MAX_DATA and MAX_STREAM_DATA frames: send credit
+	// that may unblock a write that would have blocked.
+	credit uint64
 }
 
 func newQUICReady() *quicReady {
-	return &quicReady{sig: make(chan os.Signal, 1), finAt: -1}
+	r := &quicReady{sig: make(chan os.Signal, 1)}
+	r.resetLocked()
+	return r
 }
 
-// controlStreamID is the id of the first client-initiated bidirectional
-// stream.
-const controlStreamID quic.StreamID = 0
+// streamIndex returns the accounting slot of a client-initiated
+// bidirectional stream, or -1.
+func streamIndex(id quic.StreamID) int {
+	if id&3 != 0 || id>>2 >= MaxQUICStreams {
+		return -1
+	}
+	return int(id >> 2)
+}
 
-// reset forgets what was received (the control stream was reopened after
-// a 0-RTT rejection).
+// reset forgets what was received (the streams were reopened after a 0-RTT
+// rejection).
 func (r *quicReady) reset() {
 	r.mu.Lock()
-	r.end, r.spans, r.finAt = 0, nil, -1
+	r.resetLocked()
 	r.mu.Unlock()
 }
 
-// readable reports whether a read at readPos would return at once.
-func (r *quicReady) readable(readPos int64) bool {
+func (r *quicReady) resetLocked() {
+	for i := range r.acct {
+		r.acct[i] = streamAcct{finAt: -1}
+	}
+}
+
+// readable reports whether a read of stream i at readPos would return at
+// once.
+func (r *quicReady) readable(i int, readPos int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.terminal || r.end > readPos || (r.finAt >= 0 && r.end >= r.finAt)
+	return r.terminal || r.acct[i].readable(readPos)
+}
+
+// readableAny reports whether a read of any stream, at the positions in
+// readPos (indexed like the accounting; only len(readPos) streams are
+// looked at), would return at once.
+func (r *quicReady) readableAny(readPos []int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.terminal {
+		return true
+	}
+	for i, pos := range readPos {
+		if pos >= 0 && r.acct[i].readable(pos) {
+			return true
+		}
+	}
+	return false
 }
 
 // arm enables signalling and queues a signal if there is something to
-// read already (or an early handshake to settle).
-func (r *quicReady) arm(readPos int64, early bool) {
+// read already (or an early handshake to settle, or a stalled path).
+func (r *quicReady) arm(readPos []int64, early bool) {
 	r.armed.Store(true)
-	r.mu.Lock()
-	now := r.terminal || r.end > readPos || (r.finAt >= 0 && r.end >= r.finAt) || (early && r.hsDone)
-	r.mu.Unlock()
+	now := r.readableAny(readPos)
+	if !now {
+		r.mu.Lock()
+		now = (early && r.hsDone) || r.stalledLocked()
+		r.mu.Unlock()
+	}
 	if now {
 		r.wake()
 	}
@@ -80,6 +142,30 @@ func (r *quicReady) wake() {
 	case r.sig <- quicWake{}:
 	default:
 	}
+}
+
+// stalled reports whether the path stopped answering (see
+// Migrator.PathStalled).
+func (r *quicReady) stalled() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stalledLocked()
+}
+
+func (r *quicReady) stalledLocked() bool { return r.pto >= r.ptoBase+QUICStallProbes }
+
+// migrated restarts the stall count on a new path.
+func (r *quicReady) migrated() {
+	r.mu.Lock()
+	r.ptoBase = r.pto
+	r.mu.Unlock()
+}
+
+// creditSeen returns the count of frames that gave send credit.
+func (r *quicReady) creditSeen() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.credit
 }
 
 // tracer is quic.Config.Tracer.
@@ -103,15 +189,30 @@ func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
 		for _, f := range e.Frames {
 			switch fr := f.Frame.(type) {
 			case *qlog.StreamFrame:
-				if fr.StreamID == controlStreamID && r.received(fr.Offset, fr.Offset+fr.Length, fr.Fin) {
+				if i := streamIndex(fr.StreamID); i >= 0 && r.received(&r.acct[i], fr.Offset, fr.Offset+fr.Length, fr.Fin) {
 					changed = true
 				}
 			case *qlog.ResetStreamFrame:
-				if fr.StreamID == controlStreamID {
-					r.terminal, changed = true, true
+				if i := streamIndex(fr.StreamID); i >= 0 {
+					r.acct[i].reset, changed = true, true
 				}
+			case *qlog.PathResponseFrame:
+				r.pathAnswers++
+				changed = true
+			case *qlog.MaxDataFrame, *qlog.MaxStreamDataFrame:
+				r.credit++
+				changed = true
 			}
 		}
+		r.mu.Unlock()
+	case qlog.PTOCountUpdated:
+		r.mu.Lock()
+		was := r.stalledLocked()
+		r.pto = e.PTOCount
+		if e.PTOCount == 0 {
+			r.ptoBase = 0 // something was acknowledged
+		}
+		changed = r.stalledLocked() && !was
 		r.mu.Unlock()
 	case qlog.ConnectionClosed:
 		r.mu.Lock()
@@ -129,32 +230,32 @@ func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
 	}
 }
 
-// received records the stream bytes [from, to) and reports whether the
-// contiguous end or the FIN state moved. Called with mu held.
-func (r *quicReady) received(from, to int64, fin bool) bool {
+// received records the stream bytes [from, to) of one stream and reports
+// whether its contiguous end or its FIN state moved. Called with mu held.
+func (r *quicReady) received(a *streamAcct, from, to int64, fin bool) bool {
 	changed := false
-	if fin && r.finAt < 0 {
-		r.finAt, changed = to, true
+	if fin && a.finAt < 0 {
+		a.finAt, changed = to, true
 	}
-	if to <= r.end {
+	if to <= a.end {
 		return changed
 	}
-	if from > r.end {
-		r.spans = append(r.spans, [2]int64{from, to})
+	if from > a.end {
+		a.spans = append(a.spans, [2]int64{from, to})
 		return changed
 	}
-	r.end = to
+	a.end = to
 	// Merge the spans the new end reaches, until none does.
 	for merged := true; merged; {
 		merged = false
-		for i := 0; i < len(r.spans); i++ {
-			s := r.spans[i]
-			if s[0] > r.end {
+		for i := 0; i < len(a.spans); i++ {
+			s := a.spans[i]
+			if s[0] > a.end {
 				continue
 			}
-			r.end = max(r.end, s[1])
-			r.spans[i] = r.spans[len(r.spans)-1]
-			r.spans = r.spans[:len(r.spans)-1]
+			a.end = max(a.end, s[1])
+			a.spans[i] = a.spans[len(a.spans)-1]
+			a.spans = a.spans[:len(a.spans)-1]
 			i--
 			merged = true
 		}
