@@ -101,6 +101,7 @@ type EventLoop struct {
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
 	aliasOut    outAliases
+	mig         migration // a change of network path (migrate.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -301,6 +302,7 @@ func (l *EventLoop) end(notify error, err error) {
 func (l *EventLoop) lost(cause error) { l.connectionDown(cause, true) }
 
 func (l *EventLoop) closeConn() {
+	l.resetMigration()
 	if l.conn != nil {
 		l.conn.Disarm()
 		l.conn.Close()
@@ -361,6 +363,9 @@ func (l *EventLoop) step() {
 	if l.phase != phaseConnected {
 		return
 	}
+	if !l.checkPath(now) {
+		return
+	}
 	switch act, _ := l.ka.Check(now); act {
 	case keepalive.SendPing:
 		if l.write(&packets.Pingreq{}) != nil {
@@ -368,13 +373,15 @@ func (l *EventLoop) step() {
 		}
 		l.ka.PingSent(now)
 	case keepalive.Dead:
-		l.lost(ErrKeepAliveTimeout)
-		return
+		if !l.pathLost(PathPingTimeout, ErrKeepAliveTimeout, now) {
+			return
+		}
 	}
 	if l.opts.AckTimeout > 0 {
-		if sent, ok := l.st.OldestUnacked(); ok && now.Sub(sent) >= l.opts.AckTimeout {
-			l.lost(ErrAckTimeout)
-			return
+		if sent, ok := l.st.OldestUnacked(); ok && now.Sub(l.ackReference(sent)) >= l.opts.AckTimeout {
+			if !l.pathLost(PathAckTimeout, ErrAckTimeout, now) {
+				return
+			}
 		}
 	}
 	if !l.flush(now) {
@@ -781,9 +788,12 @@ func (l *EventLoop) wait(now time.Time) {
 		deadline = l.throttleAt
 	}
 	if l.opts.AckTimeout > 0 {
-		if sent, ok := l.st.OldestUnacked(); ok && sent.Add(l.opts.AckTimeout).Before(deadline) {
-			deadline = sent.Add(l.opts.AckTimeout)
+		if sent, ok := l.st.OldestUnacked(); ok && l.ackReference(sent).Add(l.opts.AckTimeout).Before(deadline) {
+			deadline = l.ackReference(sent).Add(l.opts.AckTimeout)
 		}
+	}
+	if t := l.migrationWake(); !t.IsZero() && t.Before(deadline) {
+		deadline = t
 	}
 	canTake := l.canTake()
 	expectReply := l.st.Outstanding() > 0 || l.ka.PingOutstanding()

@@ -209,6 +209,16 @@ type Options struct {
 	// QUICHandshakeTimeout bounds the QUIC handshake, after which the next
 	// server is tried (default 5 s, within ConnectTimeout).
 	QUICHandshakeTimeout time.Duration
+	// QUICNoMigration turns off QUIC connection migration. By default,
+	// when a quic:// connection's path stops answering (QUIC's loss
+	// detection finds it silent, a PINGREQ or, with AckTimeout, a
+	// publish goes unanswered) or EventLoop.Handover is called, the loop
+	// first moves the connection to a new UDP socket and carries on with
+	// the same MQTT session (PathChanged), and only if no new path is
+	// validated within QUICMigrationTimeout replaces the connection.
+	QUICNoMigration bool
+	// QUICMigrationTimeout bounds a path change (default 5 s).
+	QUICMigrationTimeout time.Duration
 	// KeyLogWriter receives TLS secrets in NSS key log format, so that
 	// Wireshark can decrypt a capture. Anyone holding them can read the
 	// traffic: set it only for debugging. Nil (the default) logs no keys.
@@ -407,6 +417,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.AckTimeout < 0 {
 		return bad("AckTimeout %v is negative", o.AckTimeout)
+	}
+	switch {
+	case o.QUICMigrationTimeout < 0:
+		return bad("QUICMigrationTimeout %v is negative", o.QUICMigrationTimeout)
+	case o.QUICMigrationTimeout == 0:
+		o.QUICMigrationTimeout = DefaultQUICMigrationTimeout
 	}
 	if o.QUICHandshakeTimeout < 0 {
 		return bad("QUICHandshakeTimeout %v is negative", o.QUICHandshakeTimeout)

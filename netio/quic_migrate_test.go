@@ -1,6 +1,7 @@
 package netio
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ func waitArmed(t *testing.T, c *quicConn, cond func() bool, next func() time.Tim
 			t.Fatal("gave up waiting")
 		}
 	}
+}
+
+// proxiedAddr is how the UDP proxy on 127.0.0.1 sees a client socket with
+// local address a.
+func proxiedAddr(a net.Addr) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(a.(*net.UDPAddr).Port))
 }
 
 // migrate runs a migration to completion from the loop's point of view
@@ -111,6 +118,20 @@ func TestQUICMigration(t *testing.T) {
 	}
 	if n := len(p.Clients()); n != 3 {
 		t.Fatalf("the server saw %d client addresses, want 3", n)
+	}
+	// The old path is not used any more; the new one stalls in turn and
+	// is left for a third.
+	p.Blackhole(proxiedAddr(st.From), true)
+	write("d")
+	if got := readArmed(t, c, 1); string(got) != "d" {
+		t.Fatalf("read %q with the old path cut off", got)
+	}
+	p.Blackhole(proxiedAddr(st.To), true)
+	write("e")
+	waitArmed(t, c, c.PathStalled, func() time.Time { return time.Time{} })
+	migrate(t, c)
+	if got := readArmed(t, c, 1); string(got) != "e" {
+		t.Fatalf("read %q after the third migration", got)
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
