@@ -150,7 +150,7 @@ func (l *quicNetListener) acceptStream(qc *quic.Conn) {
 		_ = qc.CloseWithError(0, "")
 		return
 	}
-	c := &quicStreamConn{Stream: st, qc: qc}
+	c := &quicStreamConn{Stream: st, qc: qc, l: l}
 	select {
 	case l.conns <- c:
 	case <-l.done:
@@ -183,6 +183,7 @@ func (l *quicNetListener) Close() error {
 type quicStreamConn struct {
 	*quic.Stream
 	qc   *quic.Conn
+	l    *quicNetListener
 	once sync.Once
 }
 
@@ -193,20 +194,30 @@ func (c *quicStreamConn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
 func (c *quicStreamConn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
 
 // Close implements net.Conn: it ends the stream after what was written
-// (FIN), stops reads (mochi's reader returns at once), waits until the
-// client closes the connection (at most quicCloseLinger), then closes the
-// QUIC connection with application error code 0.
+// (FIN) and stops reads (mochi's reader returns at once). A goroutine of
+// the listener then waits until the client closes the connection (at most
+// quicCloseLinger, so that what the broker wrote last, a DISCONNECT, is
+// delivered) and closes the QUIC connection with application error code
+// 0. Close itself does not wait: mochi closes the old connection of a
+// session taken over before it answers the new one, and a client whose
+// old path went silent would otherwise hold its own reconnection for the
+// whole linger.
 func (c *quicStreamConn) Close() error {
 	c.once.Do(func() {
 		_ = c.Stream.Close()
 		c.Stream.CancelRead(0)
-		t := time.NewTimer(quicCloseLinger)
-		select {
-		case <-c.qc.Context().Done():
-		case <-t.C:
-		}
-		t.Stop()
-		_ = c.qc.CloseWithError(0, "")
+		c.l.wg.Add(1)
+		go func() {
+			defer c.l.wg.Done()
+			t := time.NewTimer(quicCloseLinger)
+			select {
+			case <-c.qc.Context().Done():
+			case <-t.C:
+			case <-c.l.done:
+			}
+			t.Stop()
+			_ = c.qc.CloseWithError(0, "")
+		}()
 	})
 	return nil
 }

@@ -297,6 +297,21 @@ func (q *quicConn) Write(p []byte) (int, error) {
 	if q.early && !q.handshakeDone() {
 		q.earlyBuf = append(q.earlyBuf, p...)
 		buffered = true
+	} else if len(p) > 0 {
+		// Queue without waiting for the congestion window: quic-go's
+		// Write returns only once the data left in packets, so on a path
+		// that stopped answering (congestion window full of lost packets)
+		// it would hold the loop until a probe timeout sends some, and
+		// the loop could neither notice the stall nor migrate.
+		// TryWriteAll is bounded by flow control, the peer's receive
+		// window; only when that is exhausted (the peer is not reading)
+		// does the write block, as a TCP write does on a full buffer.
+		switch err := q.stream.TryWriteAll(p); {
+		case err == nil:
+			return len(p), nil
+		case !errors.Is(err, quic.ErrWouldBlock):
+			return 0, q.mapError(err)
+		}
 	}
 	n, err := q.stream.Write(p)
 	if err == nil {
@@ -357,10 +372,15 @@ func (q *quicConn) Used0RTT() bool {
 // it closes the connection at once, which makes that call return. Either
 // way the UDP socket is closed and quic-go's goroutines of this
 // connection end. Later calls return the first result.
-func (q *quicConn) Close() error {
+func (q *quicConn) Close() error { return q.close(true) }
+
+// Abort implements Aborter: Close without waiting for the broker.
+func (q *quicConn) Abort() error { return q.close(false) }
+
+func (q *quicConn) close(graceful bool) error {
 	q.closeOnce.Do(func() {
 		q.closed.Store(true)
-		if q.busy.Load() == 0 {
+		if graceful && q.busy.Load() == 0 {
 			q.linger()
 		}
 		if q.stream != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
@@ -63,6 +64,13 @@ type quicReady struct {
 	// and how many PATH_RESPONSE frames arrived.
 	pto, ptoBase uint32
 	pathAnswers  uint64
+	// Silence: when the first ack-eliciting packet sent since the last
+	// packet received left (zero: none is waiting), the round-trip
+	// estimates, and whether the silence has lasted QUICStallProbes probe
+	// timeouts (see silentFor).
+	unanswered   time.Time
+	srtt, rttvar time.Duration
+	silent       bool
 	// credit counts MAX_DATA and MAX_STREAM_DATA frames: send credit
 	// that may unblock a write that would have blocked.
 	credit uint64
@@ -152,13 +160,51 @@ func (r *quicReady) stalled() bool {
 	return r.stalledLocked()
 }
 
-func (r *quicReady) stalledLocked() bool { return r.pto >= r.ptoBase+QUICStallProbes }
+func (r *quicReady) stalledLocked() bool {
+	return r.silent || r.pto >= r.ptoBase+QUICStallProbes
+}
 
-// migrated restarts the stall count on a new path.
+// migrated restarts the stall detection on a new path.
 func (r *quicReady) migrated() {
 	r.mu.Lock()
 	r.ptoBase = r.pto
+	r.silent = false
+	r.unanswered = time.Time{}
 	r.mu.Unlock()
+}
+
+// quicPeerAckDelay is the maximum ACK delay assumed for the peer: quic-go's
+// and the QUIC default (RFC 9000, max_ack_delay).
+const quicPeerAckDelay = 25 * time.Millisecond
+
+// silentFor is how long the peer may stay silent while an ack-eliciting
+// packet waits before the path counts as stalled: QUICStallProbes + 1
+// probe timeouts (RFC 9002 section 6.2.1: smoothed RTT + max(4 × RTT
+// variation, 1 ms) + the peer's maximum ACK delay), the time the
+// consecutive timeouts would take with quic-go doubling each. quic-go's own
+// probe timeouts only count when nothing else is sent: each packet sent
+// restarts the timer, so a client that keeps publishing into a dead path
+// would not see them before its window of messages in flight is full
+// (measured: 0.6 s at 200 messages per second on loopback).
+func (r *quicReady) silentFor() time.Duration {
+	pto := r.srtt + max(4*r.rttvar, time.Millisecond) + quicPeerAckDelay
+	if r.srtt == 0 {
+		pto = 3 * quicProbeInterval // no sample yet: quic-go's initial estimate
+	}
+	return (QUICStallProbes + 1) * pto
+}
+
+// ackEliciting reports whether a packet with these frames asks for an
+// acknowledgement (anything but ACK, PADDING and CONNECTION_CLOSE).
+func ackEliciting(frames []qlog.Frame) bool {
+	for _, f := range frames {
+		switch f.Frame.(type) {
+		case *qlog.AckFrame, *qlog.ConnectionCloseFrame:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // creditSeen returns the count of frames that gave send credit.
@@ -184,8 +230,23 @@ func (r *quicReady) Close() error { return nil }
 func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
 	changed := false
 	switch e := ev.(type) {
+	case qlog.PacketSent:
+		if !ackEliciting(e.Frames) {
+			break
+		}
+		now := time.Now()
+		r.mu.Lock()
+		changed = r.checkSilence(now)
+		r.mu.Unlock()
+	case qlog.MetricsUpdated:
+		if e.SmoothedRTT > 0 {
+			r.mu.Lock()
+			r.srtt, r.rttvar = e.SmoothedRTT, e.RTTVariance
+			r.mu.Unlock()
+		}
 	case qlog.PacketReceived:
 		r.mu.Lock()
+		r.unanswered, r.silent = time.Time{}, false
 		for _, f := range e.Frames {
 			switch fr := f.Frame.(type) {
 			case *qlog.StreamFrame:
@@ -206,12 +267,14 @@ func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
 		}
 		r.mu.Unlock()
 	case qlog.PTOCountUpdated:
+		now := time.Now()
 		r.mu.Lock()
 		was := r.stalledLocked()
 		r.pto = e.PTOCount
 		if e.PTOCount == 0 {
 			r.ptoBase = 0 // something was acknowledged
 		}
+		r.checkSilence(now)
 		changed = r.stalledLocked() && !was
 		r.mu.Unlock()
 	case qlog.ConnectionClosed:
@@ -228,6 +291,21 @@ func (r *quicReady) RecordEvent(ev qlogwriter.Event) {
 	if changed && r.armed.Load() {
 		r.wake()
 	}
+}
+
+// checkSilence notes an ack-eliciting packet sent (or a probe timeout) at
+// now and reports whether the path just became stalled by silence. Called
+// with mu held.
+func (r *quicReady) checkSilence(now time.Time) bool {
+	if r.unanswered.IsZero() {
+		r.unanswered = now
+		return false
+	}
+	if r.silent || now.Sub(r.unanswered) < r.silentFor() {
+		return false
+	}
+	r.silent = true
+	return true
 }
 
 // received records the stream bytes [from, to) of one stream and reports
