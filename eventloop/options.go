@@ -219,6 +219,22 @@ type Options struct {
 	QUICNoMigration bool
 	// QUICMigrationTimeout bounds a path change (default 5 s).
 	QUICMigrationTimeout time.Duration
+	// QUICStreams turns on multi-stream MQTT over QUIC, as EMQX defines
+	// it, for quic:// connections: it returns the stream a Publish,
+	// Subscribe or Unsubscribe goes on, 0 for the control stream or 1 to
+	// MaxQUICDataStreams for a data stream (opened on first use), so that
+	// a large or slow flow does not hold up the others (QUIC orders each
+	// stream on its own; a lost packet delays only its stream). Map by
+	// topic, by QoS, or by anything the request carries, such as its Tag;
+	// what must stay in order must share a stream. Acknowledgements travel
+	// on the stream of the packet they answer, messages arrive on the
+	// stream of the subscription they match, and CONNECT, PINGREQ and
+	// DISCONNECT keep to the control stream; the replay after a reconnect
+	// keeps each stream's order. Requests the function maps outside 0 to
+	// MaxQUICDataStreams fail with ErrInvalidRequest. Nil (the default)
+	// carries everything on the control stream (single-stream mode, which
+	// every MQTT-over-QUIC broker speaks); other transports ignore it.
+	QUICStreams func(r Request) int
 	// KeyLogWriter receives TLS secrets in NSS key log format, so that
 	// Wireshark can decrypt a capture. Anyone holding them can read the
 	// traffic: set it only for debugging. Nil (the default) logs no keys.
@@ -419,6 +435,11 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("AckTimeout %v is negative", o.AckTimeout)
 	}
 	switch {
+	case o.QUICStreams != nil && o.TopicAliasMaximum != 0:
+		// EMQX gives each data stream its own copy of the session, topic
+		// aliases included: one table for the connection would resolve
+		// one stream's alias with another's topic.
+		return bad("TopicAliasMaximum with QUICStreams: the broker's topic aliases are kept per data stream")
 	case o.QUICMigrationTimeout < 0:
 		return bad("QUICMigrationTimeout %v is negative", o.QUICMigrationTimeout)
 	case o.QUICMigrationTimeout == 0:

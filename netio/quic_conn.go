@@ -97,6 +97,8 @@ type quicConn struct {
 	local   net.Addr // the local address in use after a migration
 	// posBuf holds the read positions Arm hands to the accounting.
 	posBuf []int64
+	// data are the data streams (quic_streams.go), by number.
+	data [MaxQUICStreams]*quicDataStream
 
 	// Loop goroutine only.
 	stream        *quic.Stream
@@ -446,6 +448,15 @@ func (q *quicConn) releaseSocket() error {
 // (-1 for a slot not open).
 func (q *quicConn) positions() []int64 {
 	q.posBuf = append(q.posBuf[:0], q.readPos)
+	for _, d := range q.data {
+		if d == nil {
+			continue
+		}
+		for len(q.posBuf) <= d.slot {
+			q.posBuf = append(q.posBuf, -1)
+		}
+		q.posBuf[d.slot] = d.readPos
+	}
 	return q.posBuf
 }
 
