@@ -215,7 +215,10 @@ type Options struct {
 	// publish goes unanswered) or EventLoop.Handover is called, the loop
 	// first moves the connection to a new UDP socket and carries on with
 	// the same MQTT session (PathChanged), and only if no new path is
-	// validated within QUICMigrationTimeout replaces the connection.
+	// validated within QUICMigrationTimeout replaces the connection. A
+	// connection keeps the UDP socket of every path it left (quic-go
+	// cannot release it earlier), so it moves at most
+	// netio.MaxQUICPaths-1 times; the next change reconnects.
 	QUICNoMigration bool
 	// QUICMigrationTimeout bounds a path change (default 5 s).
 	QUICMigrationTimeout time.Duration
