@@ -18,8 +18,8 @@ package eventloop_test
 //
 // A TCP connection cannot notice a dead path by itself (its
 // retransmissions go on for minutes); the reconnect cases use AckTimeout
-// (ackTimeout below, about what three QUIC probe timeouts take on
-// loopback) so that detection costs about the same, and reconnect without
+// (ackTimeout below: the shortest silence the QUIC loss detection takes
+// for a dead path) so that detection costs about the same, and reconnect without
 // back-off (the default back-off would add its first delay, 250 ms ±
 // jitter). Each case runs with no added delay and with 10 ms each way
 // (20 ms round trip) through the fault proxies.
@@ -47,7 +47,7 @@ import (
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
-const ackTimeout = 200 * time.Millisecond
+const ackTimeout = 250 * time.Millisecond
 
 func BenchmarkPathLoss(b *testing.B) {
 	for _, delay := range []time.Duration{0, 10 * time.Millisecond} {

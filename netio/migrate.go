@@ -19,10 +19,11 @@ import (
 // arrives, so that the loop calls StepMigration again.
 type Migrator interface {
 	// PathStalled reports whether the current path has stopped answering:
-	// QUIC's loss detection fired its probe timeout several times in a row
-	// (QUICStallProbes) without anything being acknowledged. The Readiness
-	// signals when that happens. A migration, or an acknowledgement,
-	// clears it.
+	// nothing at all arrived from the server for QUICStallProbes+1 QUIC
+	// probe timeouts (and at least 250 ms) while a packet waited for its
+	// acknowledgement, or QUIC's own probe timeout fired QUICStallProbes
+	// times in a row. The Readiness signals when that happens. A
+	// migration, or any packet from the server, clears it.
 	PathStalled() bool
 
 	// StartMigration opens a new UDP socket, bound to local (the zero Addr:
@@ -74,9 +75,10 @@ const MaxQUICPaths = 16
 // acknowledgement make a path stalled (see Migrator.PathStalled). A probe
 // timeout is the smoothed round trip plus four times its variation plus
 // the peer's maximum ACK delay (25 ms for quic-go), doubling at each
-// consecutive one: two take about 0.25 s on loopback (measured; three
-// took 0.75 s). Two probe timeouts in a row need both probe packets of
-// the first lost as well, which even a lossy path rarely does.
+// consecutive one. quic-go restarts its probe timer with every packet
+// sent, so a client that keeps publishing never sees it fire; the silence
+// of QUICStallProbes+1 probe timeouts (at least 250 ms) while a packet
+// waits counts too, which is what notices a dead path under traffic.
 const QUICStallProbes = 2
 
 // Errors of connection migration.
