@@ -92,10 +92,17 @@ type migration struct {
 	cause    error     // what ends the connection if the change fails
 	at       time.Time // when the last change completed
 
-	// From other goroutines: a handover request (the local address to
-	// move to; the zero Addr for any) and the count of path changes.
-	request atomic.Pointer[netip.Addr]
+	// From other goroutines: a handover request and the count of path
+	// changes.
+	request atomic.Pointer[handover]
 	changes atomic.Uint64
+}
+
+// handover is a request of Handover: the local address to move to (the
+// zero Addr for any) and when it was made.
+type handover struct {
+	local netip.Addr
+	at    time.Time
 }
 
 // Handover moves the connection to a new network path, for an application
@@ -112,7 +119,7 @@ func (l *EventLoop) Handover() { l.HandoverFrom(netip.Addr{}) }
 // HandoverFrom is Handover from a chosen local address, the address of the
 // interface to use from now on.
 func (l *EventLoop) HandoverFrom(local netip.Addr) {
-	l.mig.request.Store(&local)
+	l.mig.request.Store(&handover{local: local, at: time.Now()})
 	l.poke()
 }
 
@@ -136,8 +143,10 @@ func (l *EventLoop) migrator() (netio.Migrator, bool) {
 // stalled, and advances one under way. It returns false if the connection
 // ended.
 func (l *EventLoop) checkPath(now time.Time) bool {
-	if req := l.mig.request.Swap(nil); req != nil {
-		if !l.changePath(PathHandover, *req, ErrHandover, now) {
+	// A request made before this connection was up is moot: the
+	// connection is new.
+	if req := l.mig.request.Swap(nil); req != nil && !req.at.Before(l.upSince) {
+		if !l.changePath(PathHandover, req.local, ErrHandover, now) {
 			return false
 		}
 	}
