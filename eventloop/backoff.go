@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
@@ -16,6 +17,9 @@ import (
 // it ends the run, or schedules the next attempt as the policy says.
 // wasUp says whether a CONNACK had succeeded on this connection.
 func (l *EventLoop) connectionDown(cause error, wasUp bool) {
+	if a, ok := l.conn.(netio.Aborter); ok {
+		_ = a.Abort() // nothing to wait for on a broken connection
+	}
 	l.closeConn()
 	now := time.Now()
 	if !wasUp && l.nextServerAtOnce(cause) {

@@ -61,6 +61,7 @@ func (l *EventLoop) connect() {
 	}
 	l.rd.Reset()
 	l.wr.Reset()
+	l.resetStreams()
 	l.rd.SetMaxPacketSize(int(l.opts.MaxPacketSize))
 	l.wr.SetMaxPacketSize(0)
 	// New validated the version: these cannot fail.
@@ -218,6 +219,9 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}
+	if !ack.SessionPresent && l.multiStream() {
+		l.streamsSessionLost()
+	}
 	resumed := l.st.Connected(ack, !l.opts.NoResubscribe)
 	lim := l.st.Limits()
 	l.wr.SetMaxPacketSize(int(lim.MaximumPacketSize))
@@ -251,7 +255,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 		l.emit(publishedFrom(done))
 	}
 	for _, p := range resumed.Replay {
-		err := l.write(p)
+		err := l.writeReplay(p)
 		if err == nil {
 			l.st.MarkSent(p, now)
 			continue

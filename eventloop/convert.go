@@ -209,8 +209,15 @@ const maxLoggedPayload = 64
 
 // logPacket writes a debug record for a packet. Passwords are never
 // logged; payloads are truncated.
-func (l *EventLoop) logPacket(dir string, p packets.Packet) {
+func (l *EventLoop) logPacket(dir string, p packets.Packet) { l.logPacketOn(dir, 0, p) }
+
+// logPacketOn is logPacket for a packet on stream (0: the control stream);
+// in multi-stream mode the record says which.
+func (l *EventLoop) logPacketOn(dir string, stream int, p packets.Packet) {
 	attrs := []slog.Attr{slog.String("dir", dir)}
+	if l.multiStream() {
+		attrs = append(attrs, slog.Int("stream", stream))
+	}
 	switch p := p.(type) {
 	case *packets.Connect:
 		attrs = append(attrs, slog.String("type", "CONNECT"), slog.String("client_id", p.ClientID),

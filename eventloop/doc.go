@@ -32,7 +32,7 @@
 // Next returns Connected (with what the broker's CONNACK announced),
 // Message, Published (every QoS 1 or 2 publish ends in exactly one, with
 // the request and its Tag), Subscribed, Unsubscribed, RequestFailed,
-// Disconnected, Reconnecting, Dropped and Reauthenticated.
+// Disconnected, Reconnecting, Dropped, Reauthenticated and PathChanged.
 //
 // # Connecting in deployments
 //
@@ -46,6 +46,16 @@
 // Reauthenticate request. Options.OutgoingTopicAliases and
 // Options.TopicAliasMaximum use MQTT 5 topic aliases in each direction,
 // per connection.
+//
+// # MQTT over QUIC
+//
+// A quic:// connection outlives a change of network: when its path goes
+// silent, a PINGREQ (or, with AckTimeout, a publish) goes unanswered, or
+// Handover is called, the loop moves it to a new UDP socket and the
+// session continues without CONNECT or replay (PathChanged); only if no
+// new path works within QUICMigrationTimeout does it reconnect.
+// QUICStreams spreads requests over data streams (EMQX's multi-stream
+// mode) so that one large or lossy flow does not delay the others.
 //
 // # How a run ends
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
@@ -135,5 +136,64 @@ func Example_quicWithFallback() {
 	}
 	// Output:
 	// connected over quic
+	// run ended: true
+}
+
+// Over QUIC, QUICStreams puts traffic on streams of its own, so that a
+// large or lossy flow does not hold up the rest, and Handover moves the
+// connection to a new network path (after a change of Wi-Fi, say) with
+// the MQTT session untouched. The loop also moves by itself when the path
+// goes silent; PathChanged reports both.
+func Example_quicStreamsAndHandover() {
+	certs := testcerts.Get()
+	broker, _ := mqtttest.Start(mqtttest.Options{DisableCapture: true, QUIC: true})
+	defer broker.Close()
+
+	loop, err := eventloop.New(eventloop.Options{
+		Servers:   []string{broker.QUICURL()},
+		ClientID:  "camera-3",
+		TLSConfig: certs.ClientConfig(),
+		// Video frames on data stream 1, everything else on 2.
+		QUICStreams: func(r eventloop.Request) int {
+			if p, ok := r.(eventloop.Publish); ok && strings.HasPrefix(p.Topic, "video/") {
+				return 1
+			}
+			return 2
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	requests := make(chan eventloop.Request, 2)
+	requests <- eventloop.Publish{Topic: "video/3", QoS: 1, Payload: make([]byte, 64<<10)}
+
+	events := loop.Run(ctx, requests)
+	for {
+		ev, err := events.Next()
+		if err != nil {
+			fmt.Println("run ended:", errors.Is(err, eventloop.ErrDisconnected))
+			return
+		}
+		switch ev := ev.(type) {
+		case eventloop.Connected:
+			fmt.Println("connected over", ev.Transport)
+		case eventloop.Published:
+			fmt.Println("published", ev.Request.Topic)
+			loop.Handover() // say the application learned that the network changed
+		case eventloop.PathChanged:
+			// The loop also moves by itself when the path goes silent.
+			if ev.Trigger == eventloop.PathHandover {
+				fmt.Println("moved to a new path:", ev.Trigger)
+				requests <- eventloop.Disconnect{}
+			}
+		}
+	}
+	// Output:
+	// connected over quic
+	// published video/3
+	// moved to a new path: handover
 	// run ended: true
 }

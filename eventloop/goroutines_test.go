@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -196,4 +198,117 @@ func recordType(r slog.Record) string {
 		return true
 	})
 	return typ
+}
+
+// TestQUICStreamsAndMigrationStartNoGoroutine covers what the QUIC
+// transport adds: a run in multi-stream mode (subscriptions and publishes
+// on two data streams and the control stream) that changes network path
+// twice, once asked for and once after its path went silent, takes
+// goroutine profiles at every notification: only quic-go's goroutines are
+// new (its per-path receive loops included), and none is left after.
+func TestQUICStreamsAndMigrationStartNoGoroutine(t *testing.T) {
+	_, p := quicProxy(t)
+	ignore := append(leakcheck.Standard(), brokerGoroutines...)
+	ignore = append(ignore, "udpproxy")
+	during := append(slices.Clip(ignore), quicGoroutines)
+	before := leakcheck.Snapshot()
+
+	loop, err := eventloop.New(quicOptions(eventloop.Options{
+		Servers:     []string{p.URL()},
+		ClientID:    uniqueID("nogo-streams"),
+		QUICStreams: byTopic,
+		Logger:      debugLogger(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := make(chan eventloop.Request, 16)
+	events := loop.Run(testContext(t), reqs)
+	next := func() eventloop.Notification {
+		t.Helper()
+		n, err := events.Next()
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		if gs := leakcheck.Started(before, leakcheck.Snapshot(), during...); len(gs) > 0 {
+			t.Fatalf("after %T the loop started goroutines:\n%s", n, leakcheck.Report(gs))
+		}
+		return n
+	}
+	if _, ok := next().(eventloop.Connected); !ok {
+		t.Fatal("first notification is not Connected")
+	}
+	base := uniqueID("nogo-streams")
+	for _, s := range []string{"/a/#", "/b/#", "/c/#"} {
+		reqs <- eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: base + s, QoS: 2}}}
+	}
+	for subs := 0; subs < 3; {
+		if s, ok := next().(eventloop.Subscribed); ok {
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+			subs++
+		}
+	}
+	exchange := func() {
+		t.Helper()
+		for _, s := range []string{"/a/x", "/b/x", "/c/x"} {
+			reqs <- eventloop.Publish{Topic: base + s, QoS: 2, Payload: []byte(s)}
+		}
+		for msgs, acks := 0, 0; msgs < 3 || acks < 3; {
+			switch n := next().(type) {
+			case eventloop.Message:
+				msgs++
+			case eventloop.Published:
+				acks++
+			case eventloop.RequestFailed:
+				t.Fatal(n.Err)
+			}
+		}
+	}
+	exchange()
+	loop.Handover()
+	var cur netip.AddrPort
+	for {
+		if pc, ok := next().(eventloop.PathChanged); ok {
+			cur = proxiedAddr(pc.NewLocal)
+			if pc.Trigger == eventloop.PathHandover {
+				break
+			}
+		}
+	}
+	exchange()
+	// Silence the path: the loop must notice and move. (If it moved by
+	// itself just before, silence the new path too.)
+	p.Blackhole(cur, true)
+	reqs <- eventloop.Publish{Topic: base + "/a/y", QoS: 1}
+	for {
+		if pc, ok := next().(eventloop.PathChanged); ok {
+			if proxiedAddr(pc.OldLocal) == cur {
+				break
+			}
+			cur = proxiedAddr(pc.NewLocal)
+			p.Blackhole(cur, true)
+		}
+	}
+	exchange()
+	reqs <- eventloop.Disconnect{}
+	for {
+		if _, err := events.Next(); err != nil {
+			mustIs(t, err, eventloop.ErrDisconnected)
+			break
+		}
+	}
+	if left := leakcheck.Wait(before, leakcheck.DefaultTimeout, ignore...); len(left) > 0 {
+		t.Fatalf("left running after the run:\n%s", leakcheck.Report(left))
+	}
+}
+
+// debugLogger logs every record to stderr when MQTTLOOP_TEST_DEBUG is
+// set (nil otherwise).
+func debugLogger() *slog.Logger {
+	if os.Getenv("MQTTLOOP_TEST_DEBUG") == "" {
+		return nil
+	}
+	return newTestLogger()
 }

@@ -101,6 +101,8 @@ type EventLoop struct {
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
 	aliasOut    outAliases
+	mig         migration // a change of network path (migrate.go)
+	streams     streamSet // QUIC data streams (streams.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -301,6 +303,7 @@ func (l *EventLoop) end(notify error, err error) {
 func (l *EventLoop) lost(cause error) { l.connectionDown(cause, true) }
 
 func (l *EventLoop) closeConn() {
+	l.resetMigration()
 	if l.conn != nil {
 		l.conn.Disarm()
 		l.conn.Close()
@@ -349,6 +352,13 @@ func (l *EventLoop) step() {
 		l.lost(fmt.Errorf("reading from %s: %w", l.server, readErr))
 		return
 	}
+	if len(l.streams.open) > 0 {
+		got, ok := l.readStreams(now)
+		if !ok {
+			return
+		}
+		progress = progress || got
+	}
 	if l.takeRequests() {
 		progress = true
 	}
@@ -361,6 +371,9 @@ func (l *EventLoop) step() {
 	if l.phase != phaseConnected {
 		return
 	}
+	if !l.checkPath(now) {
+		return
+	}
 	switch act, _ := l.ka.Check(now); act {
 	case keepalive.SendPing:
 		if l.write(&packets.Pingreq{}) != nil {
@@ -368,13 +381,15 @@ func (l *EventLoop) step() {
 		}
 		l.ka.PingSent(now)
 	case keepalive.Dead:
-		l.lost(ErrKeepAliveTimeout)
-		return
+		if !l.pathLost(PathPingTimeout, ErrKeepAliveTimeout, now) {
+			return
+		}
 	}
 	if l.opts.AckTimeout > 0 {
-		if sent, ok := l.st.OldestUnacked(); ok && now.Sub(sent) >= l.opts.AckTimeout {
-			l.lost(ErrAckTimeout)
-			return
+		if sent, ok := l.st.OldestUnacked(); ok && now.Sub(l.ackReference(sent)) >= l.opts.AckTimeout {
+			if !l.pathLost(PathAckTimeout, ErrAckTimeout, now) {
+				return
+			}
 		}
 	}
 	if !l.flush(now) {
@@ -392,12 +407,16 @@ func (l *EventLoop) step() {
 	l.wait(now)
 }
 
-// handleBuffered handles every complete packet in the read buffer.
-// It returns false if the connection ended.
-func (l *EventLoop) handleBuffered(now time.Time) bool {
+// handleBuffered handles every complete packet in the read buffer of the
+// control stream. It returns false if the connection ended.
+func (l *EventLoop) handleBuffered(now time.Time) bool { return l.handleFrom(l.rd, 0, now) }
+
+// handleFrom handles every complete packet in the read buffer of stream
+// from (0: the control stream). It returns false if the connection ended.
+func (l *EventLoop) handleFrom(rd *wire.Reader, from int, now time.Time) bool {
 	got := false
 	for {
-		cp, err := l.rd.Next()
+		cp, err := rd.Next()
 		if err != nil {
 			l.lost(fmt.Errorf("from %s: %w", l.server, err))
 			return false
@@ -407,9 +426,9 @@ func (l *EventLoop) handleBuffered(now time.Time) bool {
 		}
 		got = true
 		if l.dbg {
-			l.logPacket("in", cp.Content)
+			l.logPacketOn("in", from, cp.Content)
 		}
-		if !l.handle(cp) {
+		if !l.handle(cp, from) {
 			return false
 		}
 	}
@@ -419,8 +438,8 @@ func (l *EventLoop) handleBuffered(now time.Time) bool {
 	return true
 }
 
-// handle applies one packet from the broker.
-func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
+// handle applies one packet from the broker, which came on stream from.
+func (l *EventLoop) handle(cp *packets.ControlPacket, from int) bool {
 	switch p := cp.Content.(type) {
 	case *packets.Auth:
 		if l.opts.Authenticator != nil {
@@ -433,13 +452,14 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 			return false
 		}
 	}
+	l.inbound(cp, from)
 	ev, reply, err := l.st.HandleIncoming(cp)
 	if err != nil {
 		l.lost(err)
 		return false
 	}
 	if reply != nil {
-		if l.write(reply) != nil {
+		if l.reply(reply, from) != nil {
 			return false
 		}
 		if _, isRel := reply.(*packets.Pubrel); isRel && l.opts.AckTimeout > 0 {
@@ -453,8 +473,10 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 		m.session = ev.Session
 		l.emit(m)
 	case state.PublishDone:
+		l.doneRoute(ev.Publish.PacketID)
 		l.emit(publishedFrom(ev))
 	case state.SubscribeDone:
+		l.doneRoute(ev.Subscribe.PacketID)
 		req, ok := ev.Tag.(Subscribe)
 		if !ok {
 			req = subscribeRequestFrom(ev.Subscribe)
@@ -462,6 +484,7 @@ func (l *EventLoop) handle(cp *packets.ControlPacket) bool {
 		_, resub := ev.Tag.(state.Resubscribe)
 		l.emit(Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons, Resubscribe: resub})
 	case state.UnsubscribeDone:
+		l.doneRoute(ev.Unsubscribe.PacketID)
 		req, ok := ev.Tag.(Unsubscribe)
 		if !ok {
 			req = Unsubscribe{Topics: ev.Unsubscribe.Topics}
@@ -604,7 +627,7 @@ func (l *EventLoop) ack(a Ack) error {
 	if l.conn == nil {
 		return nil
 	}
-	return l.write(pkt)
+	return l.reply(pkt, 0)
 }
 
 // sendQueued writes queued requests while the window allows.
@@ -640,7 +663,7 @@ func (l *EventLoop) sendQueued() bool {
 			l.emit(RequestFailed{Request: requestOf(next.Pending), Err: next.Err})
 			continue
 		}
-		if err := l.write(pkt); err != nil {
+		if err := l.sendPending(next.Pending, pkt); err != nil {
 			if refused(err, pkt) {
 				l.st.Abandon(pkt)
 				l.emit(RequestFailed{Request: requestOf(next.Pending), Err: l.refusal(err)})
@@ -723,7 +746,8 @@ func (l *EventLoop) write(p packets.Packet) error {
 // the protocol version cannot express (a session saved by an MQTT 5 loop
 // and resumed with ProtocolVersion 4).
 func refused(err error, p packets.Packet) bool {
-	if errors.Is(err, wire.ErrPacketTooLarge) {
+	var se *streamError
+	if errors.Is(err, wire.ErrPacketTooLarge) || errors.As(err, &se) {
 		return true
 	}
 	switch p.(type) {
@@ -754,15 +778,17 @@ func (l *EventLoop) flush(now time.Time) bool {
 	if !l.commit() {
 		return false
 	}
-	if l.wr.Buffered() == 0 || l.conn == nil {
-		return l.conn != nil
-	}
-	if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
-		l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
+	if l.conn == nil {
 		return false
 	}
-	l.ka.Sent(now)
-	return true
+	if l.wr.Buffered() > 0 {
+		if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
+			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
+			return false
+		}
+		l.ka.Sent(now)
+	}
+	return len(l.streams.open) == 0 || l.flushStreams(now)
 }
 
 // wait blocks until something may have happened: bytes from the broker, a
@@ -781,14 +807,23 @@ func (l *EventLoop) wait(now time.Time) {
 		deadline = l.throttleAt
 	}
 	if l.opts.AckTimeout > 0 {
-		if sent, ok := l.st.OldestUnacked(); ok && sent.Add(l.opts.AckTimeout).Before(deadline) {
-			deadline = sent.Add(l.opts.AckTimeout)
+		if sent, ok := l.st.OldestUnacked(); ok && l.ackReference(sent).Add(l.opts.AckTimeout).Before(deadline) {
+			deadline = l.ackReference(sent).Add(l.opts.AckTimeout)
 		}
+	}
+	if t := l.migrationWake(); !t.IsZero() && t.Before(deadline) {
+		deadline = t
+	}
+	if t := l.streamsWake(); !t.IsZero() && t.Before(deadline) {
+		deadline = t
 	}
 	canTake := l.canTake()
 	expectReply := l.st.Outstanding() > 0 || l.ka.PingOutstanding()
 	streaming := now.Sub(l.rxAt) < streamWindow
-	if (expectReply || streaming) && !l.pollMissed && (!canTake || len(l.requests) == 0) {
+	// With data streams open, replies may come on any stream: the poller
+	// parks on one, so only the readiness, which covers all, will do.
+	poll := len(l.streams.open) == 0
+	if poll && (expectReply || streaming) && !l.pollMissed && (!canTake || len(l.requests) == 0) {
 		slice := pollSlice
 		if !expectReply {
 			slice = streamSlice

@@ -6,7 +6,7 @@ import (
 
 // Notification is what Next returns: Connected, Message, Published,
 // Subscribed, Unsubscribed, RequestFailed, Disconnected, Reconnecting,
-// Dropped or Reauthenticated.
+// Dropped, Reauthenticated or PathChanged.
 type Notification interface{ isNotification() }
 
 // Connected: the broker accepted the connection (CONNACK with success).

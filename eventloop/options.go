@@ -209,6 +209,35 @@ type Options struct {
 	// QUICHandshakeTimeout bounds the QUIC handshake, after which the next
 	// server is tried (default 5 s, within ConnectTimeout).
 	QUICHandshakeTimeout time.Duration
+	// QUICNoMigration turns off QUIC connection migration. By default,
+	// when a quic:// connection's path stops answering (QUIC's loss
+	// detection finds it silent, a PINGREQ or, with AckTimeout, a
+	// publish goes unanswered) or EventLoop.Handover is called, the loop
+	// first moves the connection to a new UDP socket and carries on with
+	// the same MQTT session (PathChanged), and only if no new path is
+	// validated within QUICMigrationTimeout replaces the connection. A
+	// connection keeps the UDP socket of every path it left (quic-go
+	// cannot release it earlier), so it moves at most
+	// netio.MaxQUICPaths-1 times; the next change reconnects.
+	QUICNoMigration bool
+	// QUICMigrationTimeout bounds a path change (default 5 s).
+	QUICMigrationTimeout time.Duration
+	// QUICStreams turns on multi-stream MQTT over QUIC, as EMQX defines
+	// it, for quic:// connections: it returns the stream a Publish,
+	// Subscribe or Unsubscribe goes on, 0 for the control stream or 1 to
+	// MaxQUICDataStreams for a data stream (opened on first use), so that
+	// a large or slow flow does not hold up the others (QUIC orders each
+	// stream on its own; a lost packet delays only its stream). Map by
+	// topic, by QoS, or by anything the request carries, such as its Tag;
+	// what must stay in order must share a stream. Acknowledgements travel
+	// on the stream of the packet they answer, messages arrive on the
+	// stream of the subscription they match, and CONNECT, PINGREQ and
+	// DISCONNECT keep to the control stream; the replay after a reconnect
+	// keeps each stream's order. Requests the function maps outside 0 to
+	// MaxQUICDataStreams fail with ErrInvalidRequest. Nil (the default)
+	// carries everything on the control stream (single-stream mode, which
+	// every MQTT-over-QUIC broker speaks); other transports ignore it.
+	QUICStreams func(r Request) int
 	// KeyLogWriter receives TLS secrets in NSS key log format, so that
 	// Wireshark can decrypt a capture. Anyone holding them can read the
 	// traffic: set it only for debugging. Nil (the default) logs no keys.
@@ -407,6 +436,17 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.AckTimeout < 0 {
 		return bad("AckTimeout %v is negative", o.AckTimeout)
+	}
+	switch {
+	case o.QUICStreams != nil && o.TopicAliasMaximum != 0:
+		// EMQX gives each data stream its own copy of the session, topic
+		// aliases included: one table for the connection would resolve
+		// one stream's alias with another's topic.
+		return bad("TopicAliasMaximum with QUICStreams: the broker's topic aliases are kept per data stream")
+	case o.QUICMigrationTimeout < 0:
+		return bad("QUICMigrationTimeout %v is negative", o.QUICMigrationTimeout)
+	case o.QUICMigrationTimeout == 0:
+		o.QUICMigrationTimeout = DefaultQUICMigrationTimeout
 	}
 	if o.QUICHandshakeTimeout < 0 {
 		return bad("QUICHandshakeTimeout %v is negative", o.QUICHandshakeTimeout)

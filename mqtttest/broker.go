@@ -94,8 +94,17 @@ type Options struct {
 	WebSocket bool
 	// QUIC adds a QUIC listener (MQTT over QUIC, see QUICURL) on a free
 	// UDP port. It uses the TLS configuration when one is set (mutual TLS
-	// included), else the test certificates.
+	// included), else the test certificates. It speaks single-stream
+	// MQTT over QUIC and EMQX's multi-stream mode: packets on data
+	// streams are answered on the stream they came on, and messages are
+	// delivered on the stream the subscription was made on.
 	QUIC bool
+	// QUICPerStreamIDs makes the QUIC listener number the deliveries of
+	// each data stream on their own, from 1, the way EMQX does (it gives
+	// each data stream its own copy of the session), so that two streams
+	// deliver different messages under the same packet id. By default the
+	// ids are mochi's, one space for the client.
+	QUICPerStreamIDs bool
 	// Logger receives mochi's logs. Nil discards them.
 	Logger *slog.Logger
 	// TLS, when non-nil, opens a second listener on another free loopback
@@ -188,7 +197,7 @@ func Start(opts Options) (*Broker, error) {
 		}
 	}
 	if opts.QUIC {
-		if err := b.startQUIC(opts.TLS); err != nil {
+		if err := b.startQUIC(opts.TLS, opts.QUICPerStreamIDs); err != nil {
 			_ = b.Close()
 			return nil, err
 		}

@@ -25,7 +25,7 @@ const quicCloseLinger = time.Second
 
 // quicMochiListener is the broker's QUIC listener: the generic listener
 // (connection and goroutine tracking) over a net.Listener that accepts
-// QUIC connections and hands out their control streams.
+// QUIC connections and hands out each one's streams as one net.Conn.
 type quicMochiListener struct{ *listener }
 
 // Protocol implements listeners.Listener.
@@ -34,12 +34,12 @@ func (l quicMochiListener) Protocol() string { return "quic" }
 // startQUIC adds a QUIC listener (MQTT over QUIC, ALPN "mqtt", 0-RTT
 // allowed) on a free UDP port of 127.0.0.1, with the test server
 // certificate of internal/testcerts.
-func (b *Broker) startQUIC(tlsConf *tls.Config) error {
+func (b *Broker) startQUIC(tlsConf *tls.Config, perStreamIDs bool) error {
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return fmt.Errorf("mqtttest: listen UDP: %w", err)
 	}
-	ql := &quicNetListener{udp: udp, tls: tlsConf, owners: b.owners, conns: make(chan net.Conn), done: make(chan struct{})}
+	ql := &quicNetListener{udp: udp, tls: tlsConf, perStreamIDs: perStreamIDs, owners: b.owners, conns: make(chan net.Conn), done: make(chan struct{})}
 	// quic-go starts its transport and server goroutines here; start them
 	// on a goroutine of the broker so that they are recognised as its own
 	// (and exist before the first client, like the TCP listening socket).
@@ -72,18 +72,21 @@ func (b *Broker) QUICURL() string {
 }
 
 // quicNetListener is a net.Listener over a quic-go listener: Accept
-// returns the first bidirectional stream of each QUIC connection (the
-// MQTT control stream) as a net.Conn.
+// returns each QUIC connection as a net.Conn (a quicMux) that carries the
+// MQTT packets of its control stream and of its data streams, in EMQX's
+// multi-stream mode (see quicmux.go).
 //
 // quic-go's transport and server goroutines descend from a broker
 // goroutine (see startQUIC); its per-connection goroutines end when the
-// connection is closed, which Close of each stream connection waits for.
+// connection is closed, which a goroutine of the listener does after
+// Close of the connection's quicMux.
 type quicNetListener struct {
-	udp    *net.UDPConn
-	tls    *tls.Config // nil: the test certificates, no client certificate asked
-	owners *owners
-	conns  chan net.Conn
-	done   chan struct{}
+	udp          *net.UDPConn
+	perStreamIDs bool        // see Options.QUICPerStreamIDs
+	tls          *tls.Config // nil: the test certificates, no client certificate asked
+	owners       *owners
+	conns        chan net.Conn
+	done         chan struct{}
 
 	tr        *quic.Transport
 	ln        *quic.EarlyListener
@@ -116,7 +119,9 @@ func (l *quicNetListener) listen() error {
 	}
 	tlsConf.NextProtos = []string{"mqtt"}
 	l.tr = &quic.Transport{Conn: l.udp}
-	ln, err := l.tr.ListenEarly(tlsConf, &quic.Config{Allow0RTT: true})
+	// At most 10 client-opened bidirectional streams at once, the control
+	// stream included: EMQX's default (peer_bidi_stream_count).
+	ln, err := l.tr.ListenEarly(tlsConf, &quic.Config{Allow0RTT: true, MaxIncomingStreams: 10})
 	if err != nil {
 		_ = l.tr.Close()
 		l.tr = nil
@@ -141,7 +146,8 @@ func (l *quicNetListener) acceptConns() {
 	}
 }
 
-// acceptStream hands the connection's first stream to Accept.
+// acceptStream hands the connection, its first stream as the control
+// stream and its later streams as data streams (quicmux.go), to Accept.
 func (l *quicNetListener) acceptStream(qc *quic.Conn) {
 	defer l.wg.Done()
 	// Closing the transport closes the connection, which ends the wait.
@@ -150,7 +156,7 @@ func (l *quicNetListener) acceptStream(qc *quic.Conn) {
 		_ = qc.CloseWithError(0, "")
 		return
 	}
-	c := &quicStreamConn{Stream: st, qc: qc}
+	c := newQUICMux(qc, st, l)
 	select {
 	case l.conns <- c:
 	case <-l.done:
@@ -175,38 +181,6 @@ func (l *quicNetListener) Close() error {
 		}
 		_ = l.udp.Close()
 		l.wg.Wait()
-	})
-	return nil
-}
-
-// quicStreamConn is the control stream of a QUIC connection as a net.Conn.
-type quicStreamConn struct {
-	*quic.Stream
-	qc   *quic.Conn
-	once sync.Once
-}
-
-// LocalAddr implements net.Conn.
-func (c *quicStreamConn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
-
-// RemoteAddr implements net.Conn.
-func (c *quicStreamConn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
-
-// Close implements net.Conn: it ends the stream after what was written
-// (FIN), stops reads (mochi's reader returns at once), waits until the
-// client closes the connection (at most quicCloseLinger), then closes the
-// QUIC connection with application error code 0.
-func (c *quicStreamConn) Close() error {
-	c.once.Do(func() {
-		_ = c.Stream.Close()
-		c.Stream.CancelRead(0)
-		t := time.NewTimer(quicCloseLinger)
-		select {
-		case <-c.qc.Context().Done():
-		case <-t.C:
-		}
-		t.Stop()
-		_ = c.qc.CloseWithError(0, "")
 	})
 	return nil
 }

@@ -46,6 +46,14 @@ type Conn interface {
 	Transport() string
 }
 
+// Aborter is implemented by connections whose Close takes time to end
+// gracefully (quic:// waits briefly for the broker to end the control
+// stream). Abort closes at once, for a connection given up on: a path
+// that stopped answering would only make Close wait in vain.
+type Aborter interface {
+	Abort() error
+}
+
 // Readiness is what Conn.Arm returns: the channels that fire when the
 // connection may have bytes to read. A transport sets at most one of them
 // and leaves the other nil; a nil channel never fires in a select, so the

@@ -88,6 +88,18 @@ type quicConn struct {
 	conn  *quic.Conn
 	ready *quicReady
 
+	// Migration (quic_migrate.go): the sockets of the paths the
+	// connection moved to (kept until Close: quic-go cannot release
+	// them earlier), and the migration under way.
+	pathsMu sync.Mutex // guards paths against Close from another goroutine
+	paths   []quicSocket
+	mig     *quicMigration
+	local   net.Addr // the local address in use after a migration
+	// posBuf holds the read positions Arm hands to the accounting.
+	posBuf []int64
+	// data are the data streams (quic_streams.go), by number.
+	data [MaxQUICStreams]*quicDataStream
+
 	// Loop goroutine only.
 	stream        *quic.Stream
 	readPos       int64     // bytes read from the control stream
@@ -155,14 +167,14 @@ func (q *quicConn) ReadNow(p []byte) (int, error) {
 	defer q.leave()
 	if q.early {
 		if !q.handshakeDone() {
-			if !q.ready.readable(q.readPos) {
+			if !q.ready.readable(0, q.readPos) {
 				return 0, nil
 			}
 		} else if err := q.settleEarly(); err != nil {
 			return 0, err
 		}
 	}
-	if !q.ready.readable(q.readPos) {
+	if !q.ready.readable(0, q.readPos) {
 		return 0, nil
 	}
 	n, err := q.read(p, time.Now().Add(quicReadNowGuard))
@@ -268,7 +280,7 @@ func (q *quicConn) Arm() (Readiness, error) {
 	if q.closed.Load() {
 		return Readiness{}, errQUICClosed
 	}
-	q.ready.arm(q.readPos, q.early)
+	q.ready.arm(q.positions(), q.early)
 	return Readiness{Signal: q.ready.sig}, nil
 }
 
@@ -287,6 +299,21 @@ func (q *quicConn) Write(p []byte) (int, error) {
 	if q.early && !q.handshakeDone() {
 		q.earlyBuf = append(q.earlyBuf, p...)
 		buffered = true
+	} else if len(p) > 0 {
+		// Queue without waiting for the congestion window: quic-go's
+		// Write returns only once the data left in packets, so on a path
+		// that stopped answering (congestion window full of lost packets)
+		// it would hold the loop until a probe timeout sends some, and
+		// the loop could neither notice the stall nor migrate.
+		// TryWriteAll is bounded by flow control, the peer's receive
+		// window; only when that is exhausted (the peer is not reading)
+		// does the write block, as a TCP write does on a full buffer.
+		switch err := q.stream.TryWriteAll(p); {
+		case err == nil:
+			return len(p), nil
+		case !errors.Is(err, quic.ErrWouldBlock):
+			return 0, q.mapError(err)
+		}
 	}
 	n, err := q.stream.Write(p)
 	if err == nil {
@@ -347,10 +374,15 @@ func (q *quicConn) Used0RTT() bool {
 // it closes the connection at once, which makes that call return. Either
 // way the UDP socket is closed and quic-go's goroutines of this
 // connection end. Later calls return the first result.
-func (q *quicConn) Close() error {
+func (q *quicConn) Close() error { return q.close(true) }
+
+// Abort implements Aborter: Close without waiting for the broker.
+func (q *quicConn) Abort() error { return q.close(false) }
+
+func (q *quicConn) close(graceful bool) error {
 	q.closeOnce.Do(func() {
 		q.closed.Store(true)
-		if q.busy.Load() == 0 {
+		if graceful && q.busy.Load() == 0 {
 			q.linger()
 		}
 		if q.stream != nil {
@@ -392,14 +424,40 @@ func (q *quicConn) abort() {
 	_ = q.releaseSocket()
 }
 
-// releaseSocket closes the transport (waiting for its receive goroutine)
-// and the UDP socket.
+// releaseSocket closes the transports (waiting for their receive
+// goroutines) and the UDP sockets.
 func (q *quicConn) releaseSocket() error {
 	err := q.tr.Close()
 	if cerr := q.udp.Close(); err == nil {
 		err = cerr
 	}
+	q.pathsMu.Lock()
+	paths := q.paths
+	q.paths = nil
+	q.pathsMu.Unlock()
+	for _, s := range paths {
+		if cerr := s.close(); err == nil {
+			err = cerr
+		}
+	}
 	return err
+}
+
+// positions returns the read positions of the streams the loop reads, for
+// the receive accounting: the control stream's, then each data stream's
+// (-1 for a slot not open).
+func (q *quicConn) positions() []int64 {
+	q.posBuf = append(q.posBuf[:0], q.readPos)
+	for _, d := range q.data {
+		if d == nil {
+			continue
+		}
+		for len(q.posBuf) <= d.slot {
+			q.posBuf = append(q.posBuf, -1)
+		}
+		q.posBuf[d.slot] = d.readPos
+	}
+	return q.posBuf
 }
 
 // quicError maps quic-go's errors to the netio sentinels, keeping the

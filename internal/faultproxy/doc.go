@@ -32,7 +32,9 @@
 //     dropped instead and counted in Stats.Discarded; a side's close (EOF or
 //     reset) is held until the blackhole is off, so the other side does not
 //     see it either. Bytes the proxy has read are lost; bytes a side sends
-//     are still read, so its writes keep succeeding.
+//     are still read, so its writes keep succeeding. BlackholeOpen does the
+//     same to the connections open at that moment only, for good: a path
+//     that died while new connections work.
 //   - Stall: the readers stop reading and the writers stop writing, without
 //     dropping anything; bytes pile up in the kernel buffers (the sender's
 //     writes block once they are full) and flow again, intact, when the stall

@@ -335,6 +335,22 @@ func (p *Proxy) Blackhole(on bool) {
 	p.mu.Unlock()
 }
 
+// BlackholeOpen blackholes the connections open now, for good, and returns
+// how many: they behave as under Blackhole(true) until they are closed,
+// while later connections are served normally. To a client this is a
+// network path that died (a change of network, a NAT that forgot the
+// mapping): the old connection goes silent, a new one works.
+func (p *Proxy) BlackholeOpen() int {
+	p.mu.Lock()
+	for l := range p.links {
+		l.holed = true
+	}
+	n := len(p.links)
+	p.cfgChangedLocked()
+	p.mu.Unlock()
+	return n
+}
+
 // Stall stops (on) or resumes (off) all forwarding without dropping
 // anything: the proxy stops reading and writing, so the bytes wait in the
 // kernel buffers and the senders' writes block once those are full. When
@@ -590,6 +606,7 @@ type link struct {
 	closed bool
 	doomed bool // a cut is decided: forward nothing more
 	ended  int  // directions whose EOF was passed on
+	holed  bool // blackholed by BlackholeOpen
 }
 
 type chunk struct {
@@ -768,7 +785,7 @@ func (l *link) reserve(dir Direction, avail int) (size, n int, gap time.Duration
 	if sh.ChunkSize > 0 && size > sh.ChunkSize {
 		size = sh.ChunkSize
 	}
-	if p.blackhole {
+	if p.blackhole || l.holed {
 		p.stats.Discarded[dir] += int64(size)
 		p.statChangedLocked()
 		return size, 0, 0, nil, 0
@@ -851,7 +868,7 @@ func (l *link) sleep(d time.Duration, timer *time.Timer) bool {
 // link.
 func (l *link) end(err error, dst *net.TCPConn) {
 	p := l.p
-	if !p.waitCfg(l.done, func() bool { return !p.blackhole && !p.stalled && !l.doomed }) {
+	if !p.waitCfg(l.done, func() bool { return !p.blackhole && !l.holed && !p.stalled && !l.doomed }) {
 		return
 	}
 	if !errors.Is(err, io.EOF) {

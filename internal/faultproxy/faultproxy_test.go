@@ -781,3 +781,26 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		t.Fatalf("after closing the upstream: %s", leakcheck.Report(left))
 	}
 }
+
+func TestBlackholeOpen(t *testing.T) {
+	leakcheck.VerifyNone(t)
+	u := newTestUpstream(t)
+	p := StartT(t, u.Addr())
+	client, server := pair(t, p, u)
+
+	if n := p.BlackholeOpen(); n != 1 {
+		t.Fatalf("BlackholeOpen = %d, want 1", n)
+	}
+	write(t, client, "lost")
+	write(t, server, "lost!")
+	wait(t, p, "the bytes to be discarded", func(s Stats) bool { return s.Discarded == [2]int64{4, 5} })
+	// A later connection is served.
+	client2, server2 := pair(t, p, u)
+	write(t, client2, "fine")
+	expect(t, server2, "fine")
+	write(t, server2, "fine too")
+	expect(t, client2, "fine too")
+	if s := p.Stats(); s.Discarded != [2]int64{4, 5} {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -23,8 +23,15 @@ const (
 // maximum. A Writer is not safe for concurrent use.
 type Writer struct {
 	buf   []byte
+	off   int // bytes of buf already written by FlushNow
 	limit int
 	v311  bool // encode MQTT 3.1.1 (AppendPacket311) instead of MQTT 5
+}
+
+// NowSink is what FlushNow writes to: a writer that takes what it can
+// without blocking (netio.DataStream).
+type NowSink interface {
+	WriteNow(p []byte) (int, error)
 }
 
 // NewWriter returns a Writer that refuses packets larger than
@@ -86,13 +93,35 @@ func (w *Writer) Append(p packets.Packet) error {
 }
 
 // Buffered returns the number of encoded bytes waiting for Flush.
-func (w *Writer) Buffered() int { return len(w.buf) }
+func (w *Writer) Buffered() int { return len(w.buf) - w.off }
 
 // Reset discards the buffered bytes, for example when the connection they
 // were meant for is gone.
 func (w *Writer) Reset() {
 	w.buf = w.buf[:0]
+	w.off = 0
 	w.shrink()
+}
+
+// FlushNow writes what c takes of the buffered bytes without blocking and
+// keeps the rest for a later call. It reports whether everything was
+// written. After an error the connection is unusable (part of a packet may
+// have been written).
+func (w *Writer) FlushNow(c NowSink) (bool, error) {
+	if w.Buffered() == 0 {
+		return true, nil
+	}
+	n, err := c.WriteNow(w.buf[w.off:])
+	w.off += clamp(n, len(w.buf)-w.off)
+	if err != nil {
+		w.Reset()
+		return false, fmt.Errorf("mqttloop: flush: %w", err)
+	}
+	if w.off < len(w.buf) {
+		return false, nil
+	}
+	w.Reset()
+	return true, nil
 }
 
 // Flush writes everything buffered to c in one Write, under a write
@@ -102,19 +131,20 @@ func (w *Writer) Reset() {
 // The buffer is emptied even when Flush fails: part of a packet may have
 // been written, so the connection is unusable and must be closed.
 func (w *Writer) Flush(c Sink, deadline time.Time) error {
-	if len(w.buf) == 0 {
+	if w.Buffered() == 0 {
 		return nil
 	}
 	defer w.Reset()
 	if err := c.SetWriteDeadline(deadline); err != nil {
 		return fmt.Errorf("mqttloop: flush: set write deadline: %w", err)
 	}
-	n, err := c.Write(w.buf)
+	buf := w.buf[w.off:]
+	n, err := c.Write(buf)
 	if err != nil {
-		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(w.buf), n, err)
+		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(buf), n, err)
 	}
-	if n != len(w.buf) {
-		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(w.buf), n, io.ErrShortWrite)
+	if n != len(buf) {
+		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(buf), n, io.ErrShortWrite)
 	}
 	return nil
 }

@@ -181,3 +181,47 @@ func BenchmarkWriterPublish(b *testing.B) {
 		}
 	}
 }
+
+// nowSink takes at most room bytes per call.
+type nowSink struct {
+	got  []byte
+	room int
+}
+
+func (s *nowSink) WriteNow(p []byte) (int, error) {
+	n := min(len(p), s.room)
+	s.got = append(s.got, p[:n]...)
+	return n, nil
+}
+
+func TestFlushNowKeepsTheRest(t *testing.T) {
+	w := NewWriter(0)
+	pub := &packets.Publish{Topic: "t", Payload: make([]byte, 100)}
+	if err := w.Append(pub); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := AppendPacket(nil, pub, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := w.Buffered()
+	s := &nowSink{room: 40}
+	for i := 0; ; i++ {
+		done, err := w.FlushNow(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+		if i > 10 || w.Buffered() != want-len(s.got) {
+			t.Fatalf("after %d calls: buffered %d, written %d of %d", i+1, w.Buffered(), len(s.got), want)
+		}
+	}
+	if len(s.got) != want || w.Buffered() != 0 {
+		t.Fatalf("wrote %d of %d, %d left", len(s.got), want, w.Buffered())
+	}
+	if !bytes.Equal(s.got, enc) {
+		t.Fatal("the pieces do not make up the packet")
+	}
+}
