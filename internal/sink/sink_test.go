@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
 )
 
 const testTimeout = 10 * time.Second
@@ -187,9 +188,16 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	if strings.Contains(stacks, "sink.(*Sink)") || strings.Contains(stacks, "sink.(*conn)") {
+	// Close returns once every goroutine of the sink called Done on its
+	// WaitGroup; a goroutine may still be executing its last instructions
+	// after that, so wait (bounded) for them to be gone.
+	var stacks string
+	gone := leakcheck.Poll(10*time.Second, func() bool {
+		buf := make([]byte, 1<<20)
+		stacks = string(buf[:runtime.Stack(buf, true)])
+		return !strings.Contains(stacks, "sink.(*Sink)") && !strings.Contains(stacks, "sink.(*conn)")
+	})
+	if !gone {
 		t.Fatalf("goroutines left after Close:\n%s", stacks)
 	}
 	if err := s.Close(); err != nil {
