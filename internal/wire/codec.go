@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // Sentinel errors. Errors returned by this package wrap them with context;
@@ -37,7 +39,7 @@ var (
 
 // MaxRemainingLength is the largest remaining length (the size of a
 // packet after its fixed header) that MQTT can express: 268,435,455 bytes.
-const MaxRemainingLength = 268_435_455
+const MaxRemainingLength = vbi.Max
 
 // maxPacketSize is the largest whole packet MQTT can express: one type
 // byte, four remaining-length bytes and the largest body.
@@ -181,7 +183,7 @@ func checkSize(typ byte, rem, maxSize int) (int, error) {
 		return 0, fmt.Errorf("%w: %s with a remaining length of %d bytes, the MQTT limit is %d",
 			ErrPacketTooLarge, packetNames[typ], rem, MaxRemainingLength)
 	}
-	total := 1 + vbiLen(rem) + rem
+	total := 1 + vbi.Len(rem) + rem
 	if maxSize > 0 && total > maxSize {
 		return 0, fmt.Errorf("%w: %s of %d bytes, the maximum packet size is %d",
 			ErrPacketTooLarge, packetNames[typ], total, maxSize)
@@ -200,7 +202,7 @@ func appendPublish(dst []byte, p *packets.Publish, maxSize int) ([]byte, error) 
 	}
 	dst = slices.Grow(dst, total)
 	dst = append(dst, packets.PUBLISH<<4|publishFlags(p))
-	dst = appendVBI(dst, rem)
+	dst = vbi.Append(dst, rem)
 	dst = append(dst, byte(len(p.Topic)>>8), byte(len(p.Topic)))
 	dst = append(dst, p.Topic...)
 	if p.QoS > 0 {
@@ -275,7 +277,7 @@ func appendGeneric(dst []byte, p packets.Packet, maxSize int) ([]byte, error) {
 	}
 	dst = slices.Grow(dst, total)
 	dst = append(dst, typ<<4|flags)
-	dst = appendVBI(dst, rem)
+	dst = vbi.Append(dst, rem)
 	for _, b := range bufs {
 		dst = append(dst, b...)
 	}
@@ -293,49 +295,6 @@ func safeBuffers(p packets.Packet) (bufs [][]byte, err error) {
 	}()
 	return p.Buffers(), nil
 }
-
-// vbiLen is the number of bytes of n as a variable byte integer.
-func vbiLen(n int) int {
-	switch {
-	case n < 1<<7:
-		return 1
-	case n < 1<<14:
-		return 2
-	case n < 1<<21:
-		return 3
-	default:
-		return 4
-	}
-}
-
-// appendVBI appends n (at most MaxRemainingLength) as a variable byte
-// integer.
-func appendVBI(dst []byte, n int) []byte {
-	for n >= 0x80 {
-		dst = append(dst, byte(n)|0x80)
-		n >>= 7
-	}
-	return append(dst, byte(n))
-}
-
-// parseVBI reads a variable byte integer from the start of b. It returns
-// n == 0 and a nil error when b ends before the integer does, and an error
-// wrapping ErrMalformedPacket when the integer is longer than four bytes.
-func parseVBI(b []byte) (val, n int, err error) {
-	for i := 0; i < 4; i++ {
-		if i >= len(b) {
-			return 0, 0, nil
-		}
-		val |= int(b[i]&0x7F) << (7 * i)
-		if b[i] < 0x80 {
-			return val, i + 1, nil
-		}
-	}
-	return 0, 0, errLongVBI
-}
-
-// errLongVBI is parseVBI's error; callers say which integer it was.
-var errLongVBI = fmt.Errorf("%w: variable byte integer longer than 4 bytes", ErrMalformedPacket)
 
 // checkHeader validates the first byte of a packet: the packet type and
 // the fixed-header flags (MQTT 5 §2.1.3).
@@ -494,7 +453,7 @@ func decodePublish(flags byte, body []byte) (*packets.ControlPacket, error) {
 // propsEnd parses the property length that starts at body[i] and returns
 // the offset just past the properties and their length.
 func propsEnd(typ byte, body []byte, i int) (end, n int, err error) {
-	n, w, err := parseVBI(body[i:])
+	n, w, err := vbi.Parse(body[i:])
 	if err != nil {
 		return 0, 0, malformed(typ, "property length longer than 4 bytes")
 	}

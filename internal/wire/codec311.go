@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // Protocol versions, as the protocol level byte of CONNECT carries them.
@@ -190,7 +192,7 @@ func appendPublish311(dst []byte, p *packets.Publish, maxSize int) ([]byte, erro
 	}
 	dst = slices.Grow(dst, total)
 	dst = append(dst, packets.PUBLISH<<4|publishFlags(p))
-	dst = appendVBI(dst, rem)
+	dst = vbi.Append(dst, rem)
 	dst = appendString(dst, p.Topic)
 	if p.QoS > 0 {
 		dst = append(dst, byte(p.PacketID>>8), byte(p.PacketID))
@@ -232,7 +234,7 @@ func finish(dst []byte, header byte, rem, maxSize int, body func([]byte) []byte)
 	}
 	dst = slices.Grow(dst, total)
 	dst = append(dst, header)
-	dst = appendVBI(dst, rem)
+	dst = vbi.Append(dst, rem)
 	return body(dst), nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -36,7 +38,7 @@ func pahoRead(t testing.TB, b []byte) *packets.ControlPacket {
 // split returns the first byte and the body of one encoded packet.
 func split(t testing.TB, b []byte) (byte, []byte) {
 	t.Helper()
-	rem, n, err := parseVBI(b[1:])
+	rem, n, err := vbi.Parse(b[1:])
 	if err != nil || n == 0 || 1+n+rem != len(b) {
 		t.Fatalf("bad framing of % x: rem=%d n=%d err=%v", head(b), rem, n, err)
 	}
@@ -340,25 +342,6 @@ func TestPacketType(t *testing.T) {
 	}
 	if got := PacketType(&fakePacket{}); got != 0 {
 		t.Errorf("PacketType(unknown) = %d", got)
-	}
-}
-
-func TestVBI(t *testing.T) {
-	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 2_097_151, 2_097_152, MaxRemainingLength} {
-		b := appendVBI(nil, n)
-		if len(b) != vbiLen(n) {
-			t.Errorf("%d: %d bytes, vbiLen says %d", n, len(b), vbiLen(n))
-		}
-		got, w, err := parseVBI(b)
-		if err != nil || w != len(b) || got != n {
-			t.Errorf("%d: parsed %d (%d bytes, %v)", n, got, w, err)
-		}
-		if w, _, _ := parseVBI(b[:len(b)-1]); len(b) > 1 && w != 0 {
-			t.Errorf("%d: truncated encoding parsed", n)
-		}
-	}
-	if _, _, err := parseVBI([]byte{0x80, 0x80, 0x80, 0x80, 0x01}); !errors.Is(err, ErrMalformedPacket) {
-		t.Errorf("5-byte VBI: %v", err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // defaultReadBuffer is the Reader's buffer size. The buffer grows beyond
@@ -202,7 +204,7 @@ func (rd *Reader) peek() (size, hlen int, err error) {
 	if err := check(header); err != nil {
 		return 0, 0, err
 	}
-	rem, n, err := parseVBI(rd.buf[rd.r+1 : rd.w])
+	rem, n, err := vbi.Parse(rd.buf[rd.r+1 : rd.w])
 	if err != nil {
 		return 0, 0, malformed(header>>4, "remaining length longer than 4 bytes")
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // stream concatenates encoded packets.
@@ -135,7 +137,7 @@ func TestReaderRefusesOversizedBeforeAllocating(t *testing.T) {
 	before := cap(rd.buf)
 
 	// A PUBLISH announcing 1 MiB: only its fixed header arrives.
-	c.push(appendVBI([]byte{0x30}, 1<<20))
+	c.push(vbi.Append([]byte{0x30}, 1<<20))
 	if _, err := rd.FillNow(c); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestReaderRefusesOversizedBeforeAllocating(t *testing.T) {
 func TestReaderGrowsWithArrivingBytes(t *testing.T) {
 	rd := NewReader(0)
 	c := &memConn{}
-	c.push(appendVBI([]byte{0x30}, MaxRemainingLength))
+	c.push(vbi.Append([]byte{0x30}, MaxRemainingLength))
 	received := 0
 	for i := 0; i < 10; i++ {
 		c.push(make([]byte, 50_000))
@@ -438,7 +440,7 @@ func refFrames(data []byte, limit int) ([]*packets.ControlPacket, error) {
 		if err := checkHeader(data[0]); err != nil {
 			return out, err
 		}
-		rem, n, err := parseVBI(data[1:])
+		rem, n, err := vbi.Parse(data[1:])
 		if err != nil {
 			return out, err
 		}
@@ -468,7 +470,7 @@ func refFrames(data []byte, limit int) ([]*packets.ControlPacket, error) {
 // sentinels, and that the result does not depend on the chunking.
 func FuzzReader(f *testing.F) {
 	f.Add(stream(mustAppend(f, &packets.Publish{Topic: "a", Payload: []byte("b")}), []byte{0xD0, 0}), uint8(1))
-	f.Add(appendVBI([]byte{0x30}, 1<<20), uint8(3))
+	f.Add(vbi.Append([]byte{0x30}, 1<<20), uint8(3))
 	f.Add([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01}, uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		const start, limit = 64, 512
