@@ -382,6 +382,9 @@ func (o Options) withDefaults() (Options, error) {
 		if err := state.ValidateQoS(w.QoS); err != nil {
 			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
 		}
+		if w.Properties != nil && w.Properties.User.odd != "" {
+			return bad("Will.Properties.User: %s", w.Properties.User.odd)
+		}
 	}
 	switch {
 	case o.MaxInflight == 0 && o.ProtocolVersion == 4:

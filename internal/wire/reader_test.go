@@ -31,9 +31,9 @@ func chunks(b []byte, n int) [][]byte {
 }
 
 // drain reads c through rd until EOF and returns the packets.
-func drain(t *testing.T, rd *Reader, c *memConn) []*packets.ControlPacket {
+func drain(t *testing.T, rd *Reader, c *memConn) []*Packet {
 	t.Helper()
-	var out []*packets.ControlPacket
+	var out []*Packet
 	for i := 0; ; i++ {
 		if i > 10_000_000 {
 			t.Fatal("no progress")
@@ -58,7 +58,7 @@ func drain(t *testing.T, rd *Reader, c *memConn) []*packets.ControlPacket {
 	}
 }
 
-func sameContents(t *testing.T, got []*packets.ControlPacket, want [][]byte) {
+func sameContents(t *testing.T, got []*Packet, want [][]byte) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d packets, want %d", len(got), len(want))
@@ -76,7 +76,12 @@ func sameContents(t *testing.T, got []*packets.ControlPacket, want [][]byte) {
 }
 
 func readerCorpus(t *testing.T) [][]byte {
-	pkts := decodeCorpus(t)
+	var pkts [][]byte
+	for _, b := range decodeCorpus(t) {
+		if !clientOnly(b[0]) {
+			pkts = append(pkts, b)
+		}
+	}
 	pkts = append(pkts, mustAppend(t, &packets.Publish{Topic: "big", QoS: 2, PacketID: 77, Payload: bytes.Repeat([]byte("0123456789"), 20_000)}))
 	return pkts
 }
@@ -107,7 +112,7 @@ func TestReaderManyPacketsInOneRead(t *testing.T) {
 	if n, err := rd.FillNow(c); n != len(all) || err != nil {
 		t.Fatalf("FillNow = %d, %v", n, err)
 	}
-	var got []*packets.ControlPacket
+	var got []*Packet
 	for {
 		cp, err := rd.Next()
 		if err != nil {
@@ -289,7 +294,7 @@ func TestReaderGarbage(t *testing.T) {
 		}
 		var err error
 		for i := 0; i < 3; i++ {
-			var cp *packets.ControlPacket
+			var cp *Packet
 			if cp, err = rd.Next(); cp == nil {
 				break
 			}
@@ -316,7 +321,7 @@ func TestReaderGrowsAndShrinks(t *testing.T) {
 	small := mustAppend(t, &packets.Puback{PacketID: 1})
 	rd := NewReader(1 << 20)
 	c := &memConn{chunks: chunks(stream(small, big, small, small), 10_000), eof: true}
-	var got []*packets.ControlPacket
+	var got []*Packet
 	grew := 0
 	for {
 		_, err := rd.FillNow(c)
@@ -434,11 +439,14 @@ func TestZeroReader(t *testing.T) {
 // refFrames frames data in one pass, as the reference for FuzzReader:
 // the packets, and the error that ends the stream (nil when it ends with
 // an incomplete packet or exactly at a packet boundary).
-func refFrames(data []byte, limit int) ([]*packets.ControlPacket, error) {
-	var out []*packets.ControlPacket
+func refFrames(data []byte, limit int) ([]*Packet, error) {
+	var out []*Packet
 	for len(data) > 0 {
-		if err := checkHeader(data[0]); err != nil {
+		if err := V5.checkHeader(data[0]); err != nil {
 			return out, err
+		}
+		if clientOnly(data[0]) {
+			return out, ErrMalformedPacket
 		}
 		rem, n, err := vbi.Parse(data[1:])
 		if err != nil {
@@ -477,7 +485,7 @@ func FuzzReader(f *testing.F) {
 		rd := &Reader{start: start}
 		rd.SetMaxPacketSize(limit)
 		c := &memConn{chunks: chunks(data, int(chunk)+1), eof: true}
-		var got []*packets.ControlPacket
+		var got []*Packet
 		var gotErr error
 	loop:
 		for i := 0; ; i++ {
