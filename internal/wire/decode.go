@@ -83,9 +83,10 @@ func newPacket[T any](typ, flags byte) (*Packet, *T) {
 // It checks the packet type and fixed-header flags, that every length
 // matches the body exactly, that strings are valid UTF-8 without U+0000,
 // that each property is one the packet may carry with a value in its
-// range (a Receive Maximum, Maximum Packet Size, Topic Alias or
-// Subscription Identifier of 0 is refused, as is a byte property other
-// than 0 or 1), and the reserved bits and values each version defines.
+// range (a Receive Maximum, Maximum Packet Size or Subscription
+// Identifier of 0 is refused, as is a byte property other than 0 or 1; a
+// Topic Alias of 0 is left to the alias logic, which answers every bad
+// alias alike), and the reserved bits and values each version defines.
 // MQTT 5 short forms are accepted (acknowledgements of two or three bytes,
 // DISCONNECT and AUTH of zero or one byte).
 //
@@ -613,7 +614,9 @@ func (d *decoder) props(allowed propSet, pkt *Packet, multiIDs bool) *packets.Pr
 			box.u16[2] = p.u16(name)
 			pr.TopicAliasMaximum = &box.u16[2]
 		case packets.PropTopicAlias:
-			nonZero16(3)
+			// 0 is invalid too, but the loop answers it with the reason
+			// code of every bad alias (0x94, Topic Alias invalid).
+			box.u16[3] = p.u16(name)
 			pr.TopicAlias = &box.u16[3]
 		case packets.PropMessageExpiry:
 			box.u32[0] = p.u32(name)

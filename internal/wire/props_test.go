@@ -113,7 +113,6 @@ func TestDecodePropertyRules(t *testing.T) {
 	cases := map[string][]byte{
 		"content type twice":          pub(0x03, 0, 1, 'a', 0x03, 0, 1, 'b'),
 		"payload format 2":            pub(0x01, 2),
-		"topic alias 0":               pub(0x23, 0, 0),
 		"subscription identifier 0":   pub(0x0b, 0),
 		"will delay in a PUBLISH":     pub(0x18, 0, 0, 0, 1),
 		"reason string in a PUBLISH":  pub(0x1f, 0, 1, 'r'),
@@ -147,6 +146,7 @@ func TestDecodePropertyRules(t *testing.T) {
 		"maximum QoS 1":              connack(0x24, 1),
 		"receive maximum 1":          connack(0x21, 0, 1),
 		"topic alias maximum 0":      connack(0x22, 0, 0),
+		"topic alias 0 (the loop's)": pub(0x23, 0, 0),
 		"empty content type":         pub(0x03, 0, 0),
 		"empty correlation data":     pub(0x09, 0, 0),
 		"server keep alive 0":        connack(0x13, 0, 0),
