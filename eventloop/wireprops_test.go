@@ -133,7 +133,7 @@ func TestReceivedPacketHeap(t *testing.T) {
 // the subscriber that gets the will (issue 9, finding 8; paho's encoder
 // sent only user properties and will delay). MQTT 5 only. mochi v2.7.9
 // decodes every will property but publishes the will with its user
-// properties only (its Will struct keeps no more: clients.go, inheritWill
+// properties only (its Will struct keeps no more: Client.ParseConnect
 // in mochi's source): for mochi the test checks the CONNECT it decoded,
 // and what it forwards.
 func TestWillProperties(t *testing.T) {
