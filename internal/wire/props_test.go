@@ -301,7 +301,7 @@ func allocated(f func()) uint64 {
 const (
 	decodeBound = 4
 	readerBound = decodeBound + 3
-	boundSlack  = 256 << 10
+	boundSlack  = 1 << 20
 )
 
 // TestDecodeHeapBound measures the heap that decoding the worst shapes of
