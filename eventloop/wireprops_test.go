@@ -80,7 +80,10 @@ const loopHeapBound = 8
 // bytes leaving the broker and the notification: a small constant times
 // the packet's size, where paho's decoder cost about 30 times.
 func TestReceivedPacketHeap(t *testing.T) {
-	const size = 16 << 20
+	size := 16 << 20
+	if raceEnabled {
+		size = 2 << 20
+	}
 	emptyUser := []byte{0x26, 0, 0, 0, 0}
 	cases := []struct {
 		name    string
