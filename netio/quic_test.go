@@ -368,25 +368,25 @@ func TestQUICReadiness(t *testing.T) {
 func TestQUICReadyLagging(t *testing.T) {
 	r := newQUICReady()
 	const readPos = 1 // one byte of a five-byte frame already read
-	if r.readable(readPos) {
+	if r.readable(0, readPos) {
 		t.Fatal("readable before any event")
 	}
-	r.arm(readPos, false)
+	r.arm([]int64{readPos}, false)
 	select {
 	case <-r.sig:
 		t.Fatal("Arm signalled though the accounting shows nothing unread")
 	default:
 	}
-	r.RecordEvent(qlog.PacketReceived{Frames: []qlog.Frame{{Frame: &qlog.StreamFrame{StreamID: controlStreamID, Offset: 0, Length: 5}}}})
+	r.RecordEvent(qlog.PacketReceived{Frames: []qlog.Frame{{Frame: &qlog.StreamFrame{StreamID: 0, Offset: 0, Length: 5}}}})
 	select {
 	case <-r.sig:
 	default:
 		t.Fatal("the lagging event did not signal the armed connection")
 	}
-	if !r.readable(readPos) {
+	if !r.readable(0, readPos) {
 		t.Fatal("the rest of the frame is not readable after the event")
 	}
-	if r.readable(5) {
+	if r.readable(0, 5) {
 		t.Fatal("readable after everything was read")
 	}
 }
