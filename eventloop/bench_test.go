@@ -426,7 +426,7 @@ type baselineClient struct {
 	reqDone   bool
 	maxQueued int
 
-	pkts    chan *packets.ControlPacket
+	pkts    chan *wire.Packet
 	quit    chan struct{} // closed by Close: the reader stops sending
 	rdone   chan struct{} // closed when the reader exited
 	rerr    error         // the reader's error, valid after pkts is closed
@@ -616,7 +616,7 @@ func dialBaseline(cfg clientConfig) (*baselineClient, error) {
 		reqs:      cfg.reqs,
 		reqOpen:   cfg.reqs != nil,
 		maxQueued: baselineMaxQueued,
-		pkts:      make(chan *packets.ControlPacket, baselinePktBuffer),
+		pkts:      make(chan *wire.Packet, baselinePktBuffer),
 		quit:      make(chan struct{}),
 		rdone:     make(chan struct{}),
 		timer:     time.NewTimer(time.Hour),
@@ -877,8 +877,8 @@ func (c *baselineClient) sendQueued() bool {
 	return sent
 }
 
-func (c *baselineClient) handle(cp *packets.ControlPacket) bool {
-	ev, reply, err := c.st.HandleIncoming(cp)
+func (c *baselineClient) handle(pkt *wire.Packet) bool {
+	ev, reply, err := c.st.HandleIncoming(&pkt.ControlPacket)
 	if err != nil {
 		c.end(fmt.Errorf("%w: %w", eventloop.ErrConnectionLost, err))
 		return false

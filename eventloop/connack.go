@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/wire"
 )
 
 // fillConnack copies into c what the broker announced in a successful
@@ -11,7 +13,7 @@ import (
 // server keepalive, session expiry, response information, server
 // reference and diagnostics. Absent properties keep their MQTT 5
 // defaults (features available, the options' session expiry).
-func (l *EventLoop) fillConnack(c *Connected, ack *packets.Connack) {
+func (l *EventLoop) fillConnack(c *Connected, ack *packets.Connack, user wire.UserProps) {
 	c.WildcardSubscriptionAvailable = true
 	c.SharedSubscriptionAvailable = true
 	c.SubscriptionIdentifiersAvailable = true
@@ -39,20 +41,7 @@ func (l *EventLoop) fillConnack(c *Connected, ack *packets.Connack) {
 	c.ResponseInformation = pr.ResponseInfo
 	c.ServerReference = pr.ServerReference
 	c.ReasonString = pr.ReasonString
-	c.UserProperties = fromUserProps(pr.User)
-}
-
-// fromUserProps converts received user properties; nil when there are
-// none.
-func fromUserProps(u []packets.User) []UserProperty {
-	if len(u) == 0 {
-		return nil
-	}
-	out := make([]UserProperty, len(u))
-	for i, p := range u {
-		out[i] = UserProperty{Key: p.Key, Value: p.Value}
-	}
-	return out
+	c.UserProperties = UserProperties{enc: user}
 }
 
 // reasonCodeError builds the error of a refusal (CONNACK) or of a broker

@@ -2,7 +2,6 @@ package eventloop_test
 
 import (
 	"errors"
-	"slices"
 	"testing"
 	"time"
 
@@ -45,7 +44,7 @@ func TestConnackInFull(t *testing.T) {
 	if got.ServerReference != "mqtt://other.example:1883" {
 		t.Errorf("ServerReference %q", got.ServerReference)
 	}
-	if want := []eventloop.UserProperty{{Key: "region", Value: "eu-1"}}; !slices.Equal(got.UserProperties, want) {
+	if want := eventloop.UserProps("region", "eu-1"); got.UserProperties != want {
 		t.Errorf("UserProperties %v, want %v", got.UserProperties, want)
 	}
 

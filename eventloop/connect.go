@@ -64,9 +64,11 @@ func (l *EventLoop) connect() {
 	l.resetStreams()
 	l.rd.SetMaxPacketSize(int(l.opts.MaxPacketSize))
 	l.wr.SetMaxPacketSize(0)
-	// New validated the version: these cannot fail.
-	_ = l.rd.SetProtocolVersion(l.opts.ProtocolVersion)
-	_ = l.wr.SetProtocolVersion(l.opts.ProtocolVersion)
+	// The codec of the connection, for both directions. New validated
+	// the version: this cannot fail.
+	codec, _ := wire.CodecFor(l.opts.ProtocolVersion)
+	l.rd.SetCodec(codec)
+	l.wr.SetCodec(codec)
 
 	authCtx, authCancel := context.WithDeadline(l.ctx, deadline)
 	defer authCancel()
@@ -89,7 +91,7 @@ func (l *EventLoop) connect() {
 		return
 	}
 
-	ack, err := l.awaitConnack(authCtx, deadline)
+	ack, ackUser, err := l.awaitConnack(authCtx, deadline)
 	if err != nil {
 		if l.ctx.Err() != nil || l.closed.Load() {
 			return
@@ -116,7 +118,7 @@ func (l *EventLoop) connect() {
 			return
 		}
 	}
-	l.connected(ack, time.Now())
+	l.connected(ack, ackUser, time.Now())
 }
 
 func (l *EventLoop) connectFailed(err error) { l.connectionDown(err, false) }
@@ -124,11 +126,11 @@ func (l *EventLoop) connectFailed(err error) { l.connectionDown(err, false) }
 // awaitConnack reads until CONNACK, answering the AUTH packets of
 // enhanced authentication on the way; any other packet first is a
 // protocol error.
-func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*packets.Connack, error) {
+func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*packets.Connack, wire.UserProps, error) {
 	for {
 		cp, err := l.rd.Next()
 		if err != nil {
-			return nil, fmt.Errorf("reading CONNACK from %s: %w", l.server, err)
+			return nil, "", fmt.Errorf("reading CONNACK from %s: %w", l.server, err)
 		}
 		if cp != nil {
 			if l.dbg {
@@ -136,26 +138,26 @@ func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*pack
 			}
 			switch p := cp.Content.(type) {
 			case *packets.Connack:
-				return p, nil
+				return p, cp.User(), nil
 			case *packets.Disconnect:
-				return nil, fmt.Errorf("connecting to %s: %w", l.server, reasonCodeError("DISCONNECT", p.ReasonCode, p.Properties))
+				return nil, "", fmt.Errorf("connecting to %s: %w", l.server, reasonCodeError("DISCONNECT", p.ReasonCode, p.Properties))
 			case *packets.Auth:
 				reply, err := l.continueAuth(ctx, p)
 				if err != nil {
-					return nil, fmt.Errorf("connecting to %s: %w", l.server, err)
+					return nil, "", fmt.Errorf("connecting to %s: %w", l.server, err)
 				}
 				if err := l.wr.Append(reply); err != nil {
-					return nil, fmt.Errorf("encoding AUTH: %w", err)
+					return nil, "", fmt.Errorf("encoding AUTH: %w", err)
 				}
 				if l.dbg {
 					l.logPacket("out", reply)
 				}
 				if err := l.wr.Flush(l.conn, deadline); err != nil {
-					return nil, fmt.Errorf("sending AUTH to %s: %w", l.server, err)
+					return nil, "", fmt.Errorf("sending AUTH to %s: %w", l.server, err)
 				}
 				continue
 			default:
-				return nil, fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
+				return nil, "", fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
 			}
 		}
 		if err := l.waitReadable(deadline); err != nil {
@@ -163,9 +165,9 @@ func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*pack
 				// Some 3.1.1-only brokers close the connection instead of
 				// answering an MQTT 5 CONNECT; say so, the cause may be
 				// the network too, so the policy still decides.
-				return nil, fmt.Errorf("%w (a broker that speaks only MQTT 3.1.1 may close the connection like this; see Options.ProtocolVersion)", err)
+				return nil, "", fmt.Errorf("%w (a broker that speaks only MQTT 3.1.1 may close the connection like this; see Options.ProtocolVersion)", err)
 			}
-			return nil, err
+			return nil, "", err
 		}
 	}
 }
@@ -206,7 +208,7 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 }
 
 // connected applies a successful CONNACK.
-func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
+func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now time.Time) {
 	l.connects++
 	l.attempt = 0
 	l.roundErrs = nil
@@ -249,7 +251,7 @@ func (l *EventLoop) connected(ack *packets.Connack, now time.Time) {
 		Resubscribed:      resumed.Resubscribed,
 		Used0RTT:          used0RTT(l.conn),
 	}
-	l.fillConnack(&c, ack)
+	l.fillConnack(&c, ack, ackUser)
 	l.emit(c)
 	for _, done := range resumed.Completed {
 		l.emit(publishedFrom(done))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 
+	"github.com/mqttloop/mqttloop/internal/wire"
 	"github.com/mqttloop/mqttloop/state"
 )
 
@@ -20,7 +21,7 @@ func only5(what string) error {
 // empty reports whether p would put no property on the wire.
 func (p *Properties) empty() bool {
 	return p == nil || !p.PayloadIsUTF8 && p.MessageExpiry <= 0 && p.ContentType == "" &&
-		p.ResponseTopic == "" && len(p.CorrelationData) == 0 && len(p.User) == 0
+		p.ResponseTopic == "" && len(p.CorrelationData) == 0 && p.User.empty()
 }
 
 // publishPacket validates a Publish for protocol version v and turns it
@@ -31,6 +32,11 @@ func publishPacket(r Publish, v byte) (*packets.Publish, error) {
 	}
 	if err := state.ValidateQoS(r.QoS); err != nil {
 		return nil, err
+	}
+	if r.Properties != nil {
+		if err := r.Properties.User.check("Publish.Properties.User"); err != nil {
+			return nil, err
+		}
 	}
 	if v == 4 && !r.Properties.empty() {
 		return nil, only5("Publish.Properties")
@@ -46,11 +52,14 @@ func subscribePacket(r Subscribe, v byte) (*packets.Subscribe, error) {
 	if len(r.Filters) == 0 {
 		return nil, fmt.Errorf("%w: Subscribe without filters", ErrInvalidRequest)
 	}
+	if err := r.UserProperties.check("Subscribe.UserProperties"); err != nil {
+		return nil, err
+	}
 	if v == 4 {
 		switch {
 		case r.SubscriptionID != 0:
 			return nil, only5("Subscribe.SubscriptionID")
-		case len(r.UserProperties) > 0:
+		case !r.UserProperties.empty():
 			return nil, only5("Subscribe.UserProperties")
 		}
 		for _, f := range r.Filters {
@@ -82,7 +91,7 @@ func subscribePacket(r Subscribe, v byte) (*packets.Subscribe, error) {
 		id := r.SubscriptionID
 		p.Properties.SubscriptionIdentifier = &id
 	}
-	p.Properties.User = userProps(r.UserProperties)
+	p.Properties.User = r.UserProperties.packets()
 	return p, nil
 }
 
@@ -90,7 +99,10 @@ func unsubscribePacket(r Unsubscribe, v byte) (*packets.Unsubscribe, error) {
 	if len(r.Topics) == 0 {
 		return nil, fmt.Errorf("%w: Unsubscribe without topics", ErrInvalidRequest)
 	}
-	if v == 4 && len(r.UserProperties) > 0 {
+	if err := r.UserProperties.check("Unsubscribe.UserProperties"); err != nil {
+		return nil, err
+	}
+	if v == 4 && !r.UserProperties.empty() {
 		return nil, only5("Unsubscribe.UserProperties")
 	}
 	for _, t := range r.Topics {
@@ -98,18 +110,7 @@ func unsubscribePacket(r Unsubscribe, v byte) (*packets.Unsubscribe, error) {
 			return nil, err
 		}
 	}
-	return &packets.Unsubscribe{Topics: r.Topics, Properties: &packets.Properties{User: userProps(r.UserProperties)}}, nil
-}
-
-func userProps(u []UserProperty) []packets.User {
-	if len(u) == 0 {
-		return nil
-	}
-	out := make([]packets.User, len(u))
-	for i, p := range u {
-		out[i] = packets.User{Key: p.Key, Value: p.Value}
-	}
-	return out
+	return &packets.Unsubscribe{Topics: r.Topics, Properties: &packets.Properties{User: r.UserProperties.packets()}}, nil
 }
 
 // toPacketProps converts properties for the wire; never nil.
@@ -129,18 +130,16 @@ func toPacketProps(p *Properties) *packets.Properties {
 	out.ContentType = p.ContentType
 	out.ResponseTopic = p.ResponseTopic
 	out.CorrelationData = p.CorrelationData
-	out.User = userProps(p.User)
+	out.User = p.User.packets()
 	return out
 }
 
-// fromPacketProps converts received publish properties; nil when empty.
-func fromPacketProps(pp *packets.Properties) *Properties {
+// fromPacketProps converts the properties of a PUBLISH; nil when empty.
+// For a received one, pkt is the decoded packet, which holds the user
+// properties (compact) and every subscription identifier; for one of our
+// own (a session restored without its tags), pkt is nil.
+func fromPacketProps(pp *packets.Properties, pkt *wire.Packet) *Properties {
 	if pp == nil {
-		return nil
-	}
-	if pp.PayloadFormat == nil && pp.MessageExpiry == nil && pp.ContentType == "" &&
-		pp.ResponseTopic == "" && pp.CorrelationData == nil && len(pp.User) == 0 &&
-		pp.SubscriptionIdentifier == nil {
 		return nil
 	}
 	p := &Properties{
@@ -152,11 +151,19 @@ func fromPacketProps(pp *packets.Properties) *Properties {
 	if pp.MessageExpiry != nil {
 		p.MessageExpiry = time.Duration(*pp.MessageExpiry) * time.Second
 	}
-	if pp.SubscriptionIdentifier != nil {
+	if pkt != nil {
+		p.User = UserProperties{enc: pkt.User()}
+		p.SubscriptionIDs = pkt.SubscriptionIDs()
+	} else {
+		p.User = userPropertiesFrom(pp.User)
+	}
+	if p.SubscriptionIDs == nil && pp.SubscriptionIdentifier != nil {
 		p.SubscriptionIDs = []int{*pp.SubscriptionIdentifier}
 	}
-	for _, u := range pp.User {
-		p.User = append(p.User, UserProperty{Key: u.Key, Value: u.Value})
+	if !p.PayloadIsUTF8 && pp.PayloadFormat == nil && p.MessageExpiry == 0 && pp.MessageExpiry == nil &&
+		p.ContentType == "" && p.ResponseTopic == "" && p.CorrelationData == nil && p.User.empty() &&
+		p.SubscriptionIDs == nil {
+		return nil
 	}
 	return p
 }
@@ -165,7 +172,7 @@ func fromPacketProps(pp *packets.Properties) *Properties {
 // sessions restored without their tags).
 func publishRequestFrom(p *packets.Publish) Publish {
 	r := Publish{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
-	r.Properties = fromPacketProps(p.Properties)
+	r.Properties = fromPacketProps(p.Properties, nil)
 	return r
 }
 
@@ -182,7 +189,9 @@ func subscribeRequestFrom(p *packets.Subscribe) Subscribe {
 	return r
 }
 
-func messageFrom(p *packets.Publish) Message {
+// messageFrom makes the notification of a received PUBLISH, decoded as
+// pkt.
+func messageFrom(p *packets.Publish, pkt *wire.Packet) Message {
 	return Message{
 		Topic:      p.Topic,
 		Payload:    p.Payload,
@@ -190,7 +199,7 @@ func messageFrom(p *packets.Publish) Message {
 		Retain:     p.Retain,
 		Duplicate:  p.Duplicate,
 		PacketID:   p.PacketID,
-		Properties: fromPacketProps(p.Properties),
+		Properties: fromPacketProps(p.Properties, pkt),
 	}
 }
 

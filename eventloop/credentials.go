@@ -19,8 +19,9 @@ type Credentials struct {
 	// logs or errors. MQTT 3.1.1 allows a password only with a user name.
 	Username string
 	Password []byte
-	// UserProperties go into CONNECT (MQTT 5 only).
-	UserProperties []UserProperty
+	// UserProperties go into CONNECT (MQTT 5 only):
+	// UserProps("name", "value", ...).
+	UserProperties UserProperties
 	// WebSocketHeader is added to the upgrade request of ws:// and wss://
 	// servers (for example Authorization: Bearer ...), replacing the values
 	// of Options.WebSocketHeader for the same keys. A custom Options.Dial
@@ -52,7 +53,7 @@ func (l *EventLoop) credentials(ctx context.Context, server string) (Credentials
 		switch {
 		case c.Password != nil && c.Username == "":
 			return Credentials{}, fmt.Errorf("%w for %s: %w: a Password without a Username", ErrCredentials, l.server, ErrMQTT5Only)
-		case len(c.UserProperties) > 0:
+		case !c.UserProperties.empty():
 			return Credentials{}, fmt.Errorf("%w for %s: %w: UserProperties", ErrCredentials, l.server, ErrMQTT5Only)
 		}
 	}
@@ -80,8 +81,8 @@ func applyCredentials(c *packets.Connect, cr Credentials) {
 		c.PasswordFlag = true
 		c.Password = cr.Password
 	}
-	if len(cr.UserProperties) > 0 && c.Properties != nil {
-		c.Properties.User = userProps(cr.UserProperties)
+	if c.Properties != nil {
+		c.Properties.User = cr.UserProperties.packets()
 	}
 }
 
@@ -95,13 +96,18 @@ func checkCredentials(c Credentials) error {
 	if len(c.Password) > 65535 {
 		return fmt.Errorf("Password: %d bytes, at most 65535 fit", len(c.Password))
 	}
-	for i, u := range c.UserProperties {
-		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Key", i), u.Key); err != nil {
+	if c.UserProperties.odd != "" {
+		return fmt.Errorf("UserProperties: %s", c.UserProperties.odd)
+	}
+	i := 0
+	for k, v := range c.UserProperties.All() {
+		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Key", i), k); err != nil {
 			return err
 		}
-		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Value", i), u.Value); err != nil {
+		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Value", i), v); err != nil {
 			return err
 		}
+		i++
 	}
 	return nil
 }

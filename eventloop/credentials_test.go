@@ -53,7 +53,7 @@ func (ti *tokenIssuer) credentials(ctx context.Context, server string) (eventloo
 	return eventloop.Credentials{
 		Username:        "device",
 		Password:        []byte(tok),
-		UserProperties:  []eventloop.UserProperty{{Key: "attempt", Value: fmt.Sprint(ti.n)}},
+		UserProperties:  eventloop.UserProps("attempt", fmt.Sprint(ti.n)),
 		WebSocketHeader: http.Header{"Authorization": {"Bearer " + tok}},
 	}, nil
 }
@@ -192,7 +192,7 @@ func TestCredentialsErrorEndsRun(t *testing.T) {
 
 	// MQTT 3.1.1 cannot carry user properties: the attempt fails clearly.
 	c = newClient(t, mb.URL(), eventloop.Options{ProtocolVersion: 4, Credentials: func(context.Context, string) (eventloop.Credentials, error) {
-		return eventloop.Credentials{Username: "ok", UserProperties: []eventloop.UserProperty{{Key: "a", Value: "b"}}}, nil
+		return eventloop.Credentials{Username: "ok", UserProperties: eventloop.UserProps("a", "b")}, nil
 	}})
 	err = c.end()
 	if !errors.Is(err, eventloop.ErrCredentials) || !errors.Is(err, eventloop.ErrMQTT5Only) {

@@ -445,19 +445,23 @@ func TestInvalidRequests(t *testing.T) {
 			{eventloop.Subscribe{}, eventloop.ErrInvalidRequest},
 			{eventloop.Unsubscribe{Topics: []string{"x+"}}, eventloop.ErrInvalidTopic},
 			{nil, eventloop.ErrInvalidRequest},
+			// A name without a value.
+			{eventloop.Publish{Topic: "p", Properties: &eventloop.Properties{User: eventloop.UserProps("k")}}, eventloop.ErrInvalidRequest},
+			{eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s"}}, UserProperties: eventloop.UserProps("a", "b", "")}, eventloop.ErrInvalidRequest},
+			{eventloop.Unsubscribe{Topics: []string{"s"}, UserProperties: eventloop.UserProps("a")}, eventloop.ErrInvalidRequest},
 		}
 		if b.v4() {
 			// What only MQTT 5 can say is refused, never sent as garbage.
 			only5 := []eventloop.Request{
 				eventloop.Publish{Topic: "p", QoS: 1, Properties: &eventloop.Properties{ContentType: "text/plain"}},
-				eventloop.Publish{Topic: "p", Properties: &eventloop.Properties{User: []eventloop.UserProperty{{Key: "k", Value: "v"}}}},
+				eventloop.Publish{Topic: "p", Properties: &eventloop.Properties{User: eventloop.UserProps("k", "v")}},
 				eventloop.Publish{Topic: "p", Properties: &eventloop.Properties{MessageExpiry: time.Minute}},
 				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s"}}, SubscriptionID: 7},
-				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s"}}, UserProperties: []eventloop.UserProperty{{Key: "k"}}},
+				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s"}}, UserProperties: eventloop.UserProps("k", "")},
 				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s", NoLocal: true}}},
 				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s", RetainAsPublished: true}}},
 				eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "s", RetainHandling: 2}}},
-				eventloop.Unsubscribe{Topics: []string{"s"}, UserProperties: []eventloop.UserProperty{{Key: "k"}}},
+				eventloop.Unsubscribe{Topics: []string{"s"}, UserProperties: eventloop.UserProps("k", "")},
 				eventloop.Ack{PacketID: 1, QoS: 1, ReasonCode: 0x80},
 				eventloop.Disconnect{ReasonCode: 0x04},
 				eventloop.Disconnect{SessionExpiry: new(time.Duration)},

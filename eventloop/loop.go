@@ -439,8 +439,8 @@ func (l *EventLoop) handleFrom(rd *wire.Reader, from int, now time.Time) bool {
 }
 
 // handle applies one packet from the broker, which came on stream from.
-func (l *EventLoop) handle(cp *packets.ControlPacket, from int) bool {
-	switch p := cp.Content.(type) {
+func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
+	switch p := pkt.Content.(type) {
 	case *packets.Auth:
 		if l.opts.Authenticator != nil {
 			return l.handleAuth(p)
@@ -452,8 +452,8 @@ func (l *EventLoop) handle(cp *packets.ControlPacket, from int) bool {
 			return false
 		}
 	}
-	l.inbound(cp, from)
-	ev, reply, err := l.st.HandleIncoming(cp)
+	l.inbound(&pkt.ControlPacket, from)
+	ev, reply, err := l.st.HandleIncoming(&pkt.ControlPacket)
 	if err != nil {
 		l.lost(err)
 		return false
@@ -469,7 +469,10 @@ func (l *EventLoop) handle(cp *packets.ControlPacket, from int) bool {
 	switch ev := ev.(type) {
 	case nil:
 	case state.Delivered:
-		m := messageFrom(ev.Publish)
+		if pkt.Content != packets.Packet(ev.Publish) {
+			pkt = nil // not the packet just decoded: its extras do not apply
+		}
+		m := messageFrom(ev.Publish, pkt)
 		m.session = ev.Session
 		l.emit(m)
 	case state.PublishDone:

@@ -54,7 +54,7 @@ type Connected struct {
 	// ReasonString and UserProperties are what the broker added to its
 	// CONNACK for diagnostics or for the application (MQTT 5).
 	ReasonString   string
-	UserProperties []UserProperty
+	UserProperties UserProperties
 	// Replayed counts packets resent because the broker kept the session;
 	// Requeued counts requests sent again as new because it did not.
 	Replayed, Requeued int

@@ -207,7 +207,9 @@ type Options struct {
 	// which happened.
 	QUIC0RTT bool
 	// QUICHandshakeTimeout bounds the QUIC handshake, after which the next
-	// server is tried (default 5 s, within ConnectTimeout).
+	// server is tried (default 5 s, within ConnectTimeout). A UDP port the
+	// network reports unreachable (ICMP) fails at once on Linux, without
+	// waiting for it.
 	QUICHandshakeTimeout time.Duration
 	// QUICNoMigration turns off QUIC connection migration. By default,
 	// when a quic:// connection's path stops answering (QUIC's loss
@@ -379,6 +381,9 @@ func (o Options) withDefaults() (Options, error) {
 		}
 		if err := state.ValidateQoS(w.QoS); err != nil {
 			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
+		}
+		if w.Properties != nil && w.Properties.User.odd != "" {
+			return bad("Will.Properties.User: %s", w.Properties.User.odd)
 		}
 	}
 	switch {

@@ -31,7 +31,7 @@ type Subscribe struct {
 	// SubscriptionID, if non-zero, is the MQTT 5 Subscription Identifier:
 	// messages matching these filters carry it.
 	SubscriptionID int
-	UserProperties []UserProperty
+	UserProperties UserProperties // MQTT 5
 	Tag            any
 }
 
@@ -48,7 +48,7 @@ type Filter struct {
 // Unsubscribed notification.
 type Unsubscribe struct {
 	Topics         []string
-	UserProperties []UserProperty
+	UserProperties UserProperties // MQTT 5
 	Tag            any
 }
 
@@ -94,21 +94,20 @@ func (Pause) isRequest()       {}
 func (Resume) isRequest()      {}
 
 // Properties are the MQTT 5 properties of an application message, outgoing
-// (Publish) and incoming (Message). Zero fields are not sent.
+// (Publish, a Will) and incoming (Message). Zero fields are not sent.
 type Properties struct {
 	PayloadIsUTF8   bool          // Payload Format Indicator
 	MessageExpiry   time.Duration // whole seconds; 0: none
 	ContentType     string
 	ResponseTopic   string
 	CorrelationData []byte
-	User            []UserProperty
+	// User are the user properties: UserProps("name", "value", ...).
+	User UserProperties
 	// SubscriptionIDs are the identifiers of the subscriptions a received
-	// message matched (incoming only).
+	// message matched, every one, in the order the broker sent them
+	// (incoming only).
 	SubscriptionIDs []int
 }
-
-// UserProperty is an MQTT 5 user property.
-type UserProperty struct{ Key, Value string }
 
 // Shutdown ends the run gracefully: the loop stops taking requests, sends
 // DISCONNECT (the broker keeps the session when Options.SessionExpiry > 0),

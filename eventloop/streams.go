@@ -219,9 +219,9 @@ func (l *EventLoop) dataStream(i int) (*dataStream, error) {
 	}
 	lim := l.st.Limits()
 	ds := &dataStream{s: s, rd: wire.NewReader(int(l.opts.MaxPacketSize)), wr: wire.NewWriter(int(lim.MaximumPacketSize))}
-	// New validated the version: these cannot fail.
-	_ = ds.rd.SetProtocolVersion(l.opts.ProtocolVersion)
-	_ = ds.wr.SetProtocolVersion(l.opts.ProtocolVersion)
+	// The connection's codec (the control stream's).
+	ds.rd.SetCodec(l.rd.Codec())
+	ds.wr.SetCodec(l.rd.Codec())
 	ss.data[i] = ds
 	ss.open = append(ss.open, i)
 	return ds, nil

@@ -177,6 +177,10 @@ type QUICOptions struct {
 
 	// HandshakeTimeout bounds the QUIC handshake (0: DefaultQUICHandshakeTimeout),
 	// so that a network that drops UDP is noticed and the next server tried.
+	// Where the network says no instead (ICMP port, host or network
+	// unreachable), the dial fails at once on Linux, with an error that
+	// satisfies errors.Is(err, syscall.ECONNREFUSED) (or EHOSTUNREACH,
+	// ENETUNREACH), as a refused TCP dial does.
 	HandshakeTimeout time.Duration
 
 	// Enable0RTT sends the first bytes written (the CONNECT) as 0-RTT data

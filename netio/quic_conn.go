@@ -245,6 +245,7 @@ func (q *quicConn) settleEarly() error {
 		return fmt.Errorf("QUIC handshake: %w", ErrQUICHandshakeTimeout)
 	}
 	q.early = false
+	_ = reportICMP(q.udp, false) // see dialQUIC
 	buf := q.earlyBuf
 	q.earlyBuf = nil
 	if err := q.checkALPN(); err != nil {

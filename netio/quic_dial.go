@@ -79,6 +79,11 @@ func dialQUIC(ctx context.Context, u *url.URL, opts DialOptions) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening UDP socket: %w", err)
 	}
+	// Where the network answers "unreachable" (ICMP), fail at once rather
+	// than after the handshake timeout; off again once the handshake is
+	// complete (settleEarly for 0-RTT). Best effort: without it the
+	// handshake times out as before.
+	_ = reportICMP(udp, true)
 	q := &quicConn{
 		udp:       udp,
 		tr:        &quic.Transport{Conn: udp},
@@ -101,10 +106,11 @@ func dialQUIC(ctx context.Context, u *url.URL, opts DialOptions) (Conn, error) {
 			// No packet from the server within HandshakeIdleTimeout.
 			return nil, fmt.Errorf("QUIC handshake: %w: %w", ErrQUICHandshakeTimeout, err)
 		}
-		return nil, fmt.Errorf("QUIC handshake: %w", quicError(err))
+		return nil, fmt.Errorf("QUIC handshake with %s: %w", raddr, quicError(err))
 	}
 	q.early = opts.QUIC.Enable0RTT && !q.handshakeDone()
 	if !q.early {
+		_ = reportICMP(udp, false)
 		if err := q.checkALPN(); err != nil {
 			q.abort()
 			return nil, err

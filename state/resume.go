@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // Resumed is what Connected reports about the session.
@@ -168,7 +170,7 @@ func stripAlias(p *packets.Publish, topic string) bool {
 
 // maxPacketSize is the largest packet MQTT can frame: a 4-byte remaining
 // length of at most 268,435,455 plus the fixed header's first byte.
-const maxPacketSize = 1 + 4 + 268435455
+const maxPacketSize = 1 + 4 + vbi.Max
 
 // resubscribes builds SUBSCRIBE requests for every active subscription:
 // one per subscription identifier, split where a packet would exceed the
@@ -208,9 +210,9 @@ func (s *MqttState) resubscribes() ([]Pending, []string) {
 			if sb.id > 0 {
 				id := sb.id
 				cur.Properties.SubscriptionIdentifier = &id
-				props = 1 + vbiLen(sb.id)
+				props = 1 + vbi.Len(sb.id)
 			}
-			rem = 2 + vbiLen(props) + props
+			rem = 2 + vbi.Len(props) + props
 		}
 		cur.Subscriptions = append(cur.Subscriptions, sb.opts)
 		rem += size
@@ -221,20 +223,7 @@ func (s *MqttState) resubscribes() ([]Pending, []string) {
 }
 
 // packetSize is the size of a packet with this remaining length.
-func packetSize(remaining int) int { return 1 + vbiLen(remaining) + remaining }
-
-// vbiLen is the size of n as an MQTT variable byte integer.
-func vbiLen(n int) int {
-	switch {
-	case n < 128:
-		return 1
-	case n < 16384:
-		return 2
-	case n < 2097152:
-		return 3
-	}
-	return 4
-}
+func packetSize(remaining int) int { return 1 + vbi.Len(remaining) + remaining }
 
 // sentRequest is a SUBSCRIBE or UNSUBSCRIBE awaiting its ack, with its
 // place in the send order (shared with publishes).

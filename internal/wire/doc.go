@@ -1,17 +1,22 @@
 // Package wire is the MQTT codec and framing of the event loop: it turns
 // the bytes of a connection into packets and packets into bytes, for MQTT 5
-// and MQTT 3.1.1, without goroutines and without allocating what a peer
-// merely announces.
+// and MQTT 3.1.1, without goroutines, without allocating what a peer
+// merely announces, and with memory proportional to what it received.
 //
 // Packets are the structs of github.com/eclipse/paho.golang/packets, the
-// library's one packet model. Reader frames and decodes them out of a
-// Source (every netio.Conn is one), refusing a packet over the maximum
-// size before allocating anything for it; Writer encodes and batches them
-// and flushes the batch to a Sink in one write. AppendPacket/Decode (MQTT 5)
-// and AppendPacket311/Decode311 (MQTT 3.1.1) are the codecs underneath
-// both, with allocation-free fast paths for the packets of the hot path
-// (PUBLISH without properties, acks with reason 0, PINGREQ) and
-// paho.golang/packets for the rest.
+// library's one packet model; the encoder and decoder are this package's
+// own. A Codec (V5 or V311, chosen once per connection) encodes
+// (Codec.Append) and decodes (Codec.Decode) every packet type of its
+// version; the two versions share one code path and differ only where the
+// protocols do. Decoding returns a Packet: the packets-model packet plus
+// what that model cannot hold at a reasonable cost, the user properties
+// in a compact form (UserProps) and every Subscription Identifier of a
+// PUBLISH. Reader frames and decodes packets out of a Source (every
+// netio.Conn is one), refusing a packet over the maximum size before
+// allocating anything for it; Writer encodes and batches them and flushes
+// the batch to a Sink in one write. The packets of the hot path (PUBLISH,
+// the acknowledgements, PINGREQ, DISCONNECT) are encoded without
+// allocating.
 package wire
 
 import "time"

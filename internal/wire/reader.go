@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // defaultReadBuffer is the Reader's buffer size. The buffer grows beyond
@@ -12,7 +14,8 @@ import (
 // that packet is consumed.
 const defaultReadBuffer = 64 << 10
 
-// Reader frames MQTT packets out of the byte stream of a Source. It reads
+// Reader frames the MQTT packets a client receives out of the byte stream
+// of a Source and decodes them with its Codec. It reads
 // into one internal buffer that it reuses: 64 KiB, grown only to hold a
 // single legal packet that is larger and shrunk back afterwards. A packet
 // whose announced size exceeds the maximum packet size is refused as soon
@@ -33,7 +36,7 @@ type Reader struct {
 	limit int    // maximum whole packet size; 0 means maxPacketSize
 	start int    // size of a fresh buffer; 0 means defaultReadBuffer
 	err   error  // sticky framing or decoding error
-	v311  bool   // decode MQTT 3.1.1 (Decode311) instead of MQTT 5
+	codec Codec  // the protocol version decoded
 }
 
 // NewReader returns a Reader that refuses packets larger than
@@ -57,27 +60,12 @@ func (rd *Reader) SetMaxPacketSize(n int) {
 	rd.limit = n
 }
 
-// SetProtocolVersion selects the protocol the Reader decodes: MQTT5 (5,
-// the default; 0 means 5) with Decode, or MQTT311 (4) with Decode311. It
-// applies to packets not returned yet. Other versions leave the Reader
-// unchanged and return an error wrapping ErrUnsupportedVersion.
-func (rd *Reader) SetProtocolVersion(v byte) error {
-	v, err := normVersion(v)
-	if err != nil {
-		return err
-	}
-	rd.v311 = v == MQTT311
-	return nil
-}
+// SetCodec selects the protocol version the Reader decodes (V5, the
+// default, or V311). It applies to packets not returned yet.
+func (rd *Reader) SetCodec(c Codec) { rd.codec = c }
 
-// ProtocolVersion returns the protocol the Reader decodes: MQTT5 or
-// MQTT311.
-func (rd *Reader) ProtocolVersion() byte {
-	if rd.v311 {
-		return MQTT311
-	}
-	return MQTT5
-}
+// Codec returns the codec the Reader decodes with.
+func (rd *Reader) Codec() Codec { return rd.codec }
 
 // MaxPacketSize returns the largest packet the Reader accepts, in bytes,
 // fixed header included.
@@ -94,7 +82,7 @@ func (rd *Reader) Buffered() int { return rd.w - rd.r }
 
 // Reset discards buffered bytes and a previous error so that the Reader
 // can serve a new connection. It keeps the maximum packet size and the
-// protocol version.
+// codec.
 func (rd *Reader) Reset() {
 	rd.r, rd.w, rd.err = 0, 0, nil
 	if len(rd.buf) > rd.startSize() {
@@ -141,16 +129,18 @@ func clamp(n, max int) int {
 	return min(n, max)
 }
 
-// Next returns the next complete packet from the buffered bytes, or nil
-// and a nil error when no complete packet is buffered yet. The packet does
-// not refer to the Reader's buffer and may be kept.
+// Next returns the next complete packet from the buffered bytes (decoded
+// by Codec.Decode), or nil and a nil error when no complete packet is
+// buffered yet. The packet does not refer to the Reader's buffer and may
+// be kept.
 //
 // Errors wrap ErrMalformedPacket (bad fixed header, a remaining length
-// longer than four bytes, a body that does not decode) or
+// longer than four bytes, a body that does not decode, or a packet that
+// only a client sends: CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) or
 // ErrPacketTooLarge (the announced size exceeds the maximum packet size).
 // They are final: the stream cannot be resynchronised, so Next and the
 // Fill methods keep returning the error until Reset.
-func (rd *Reader) Next() (*packets.ControlPacket, error) {
+func (rd *Reader) Next() (*Packet, error) {
 	if rd.err != nil {
 		return nil, rd.err
 	}
@@ -174,17 +164,12 @@ func (rd *Reader) Next() (*packets.ControlPacket, error) {
 	if rd.r == rd.w {
 		rd.r, rd.w = 0, 0
 	}
-	var cp *packets.ControlPacket
-	if rd.v311 {
-		cp, err = Decode311(header, body)
-	} else {
-		cp, err = Decode(header, body)
-	}
+	pkt, err := rd.codec.Decode(header, body)
 	if err != nil {
 		rd.err = err
 		return nil, err
 	}
-	return cp, nil
+	return pkt, nil
 }
 
 // peek parses the fixed header of the next packet. It returns size == 0
@@ -195,14 +180,17 @@ func (rd *Reader) peek() (size, hlen int, err error) {
 		return 0, 0, nil
 	}
 	header := rd.buf[rd.r]
-	check := checkHeader
-	if rd.v311 {
-		check = checkHeader311
-	}
-	if err := check(header); err != nil {
+	if err := rd.codec.checkHeader(header); err != nil {
 		return 0, 0, err
 	}
-	rem, n, err := parseVBI(rd.buf[rd.r+1 : rd.w])
+	switch typ := header >> 4; typ {
+	case packets.CONNECT, packets.SUBSCRIBE, packets.UNSUBSCRIBE, packets.PINGREQ:
+		// A broker never sends these; refusing them before their body
+		// is read keeps their decoding (CONNECT's user properties in the
+		// packets model) off the client's path.
+		return 0, 0, fmt.Errorf("%w: %s, which only a client sends", ErrMalformedPacket, packetNames[typ])
+	}
+	rem, n, err := vbi.Parse(rd.buf[rd.r+1 : rd.w])
 	if err != nil {
 		return 0, 0, malformed(header>>4, "remaining length longer than 4 bytes")
 	}

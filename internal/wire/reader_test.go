@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/vbi"
 )
 
 // stream concatenates encoded packets.
@@ -29,9 +31,9 @@ func chunks(b []byte, n int) [][]byte {
 }
 
 // drain reads c through rd until EOF and returns the packets.
-func drain(t *testing.T, rd *Reader, c *memConn) []*packets.ControlPacket {
+func drain(t *testing.T, rd *Reader, c *memConn) []*Packet {
 	t.Helper()
-	var out []*packets.ControlPacket
+	var out []*Packet
 	for i := 0; ; i++ {
 		if i > 10_000_000 {
 			t.Fatal("no progress")
@@ -56,7 +58,7 @@ func drain(t *testing.T, rd *Reader, c *memConn) []*packets.ControlPacket {
 	}
 }
 
-func sameContents(t *testing.T, got []*packets.ControlPacket, want [][]byte) {
+func sameContents(t *testing.T, got []*Packet, want [][]byte) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d packets, want %d", len(got), len(want))
@@ -74,7 +76,12 @@ func sameContents(t *testing.T, got []*packets.ControlPacket, want [][]byte) {
 }
 
 func readerCorpus(t *testing.T) [][]byte {
-	pkts := decodeCorpus(t)
+	var pkts [][]byte
+	for _, b := range decodeCorpus(t) {
+		if !clientOnly(b[0]) {
+			pkts = append(pkts, b)
+		}
+	}
 	pkts = append(pkts, mustAppend(t, &packets.Publish{Topic: "big", QoS: 2, PacketID: 77, Payload: bytes.Repeat([]byte("0123456789"), 20_000)}))
 	return pkts
 }
@@ -105,7 +112,7 @@ func TestReaderManyPacketsInOneRead(t *testing.T) {
 	if n, err := rd.FillNow(c); n != len(all) || err != nil {
 		t.Fatalf("FillNow = %d, %v", n, err)
 	}
-	var got []*packets.ControlPacket
+	var got []*Packet
 	for {
 		cp, err := rd.Next()
 		if err != nil {
@@ -135,7 +142,7 @@ func TestReaderRefusesOversizedBeforeAllocating(t *testing.T) {
 	before := cap(rd.buf)
 
 	// A PUBLISH announcing 1 MiB: only its fixed header arrives.
-	c.push(appendVBI([]byte{0x30}, 1<<20))
+	c.push(vbi.Append([]byte{0x30}, 1<<20))
 	if _, err := rd.FillNow(c); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +176,7 @@ func TestReaderRefusesOversizedBeforeAllocating(t *testing.T) {
 func TestReaderGrowsWithArrivingBytes(t *testing.T) {
 	rd := NewReader(0)
 	c := &memConn{}
-	c.push(appendVBI([]byte{0x30}, MaxRemainingLength))
+	c.push(vbi.Append([]byte{0x30}, MaxRemainingLength))
 	received := 0
 	for i := 0; i < 10; i++ {
 		c.push(make([]byte, 50_000))
@@ -287,7 +294,7 @@ func TestReaderGarbage(t *testing.T) {
 		}
 		var err error
 		for i := 0; i < 3; i++ {
-			var cp *packets.ControlPacket
+			var cp *Packet
 			if cp, err = rd.Next(); cp == nil {
 				break
 			}
@@ -314,7 +321,7 @@ func TestReaderGrowsAndShrinks(t *testing.T) {
 	small := mustAppend(t, &packets.Puback{PacketID: 1})
 	rd := NewReader(1 << 20)
 	c := &memConn{chunks: chunks(stream(small, big, small, small), 10_000), eof: true}
-	var got []*packets.ControlPacket
+	var got []*Packet
 	grew := 0
 	for {
 		_, err := rd.FillNow(c)
@@ -432,13 +439,16 @@ func TestZeroReader(t *testing.T) {
 // refFrames frames data in one pass, as the reference for FuzzReader:
 // the packets, and the error that ends the stream (nil when it ends with
 // an incomplete packet or exactly at a packet boundary).
-func refFrames(data []byte, limit int) ([]*packets.ControlPacket, error) {
-	var out []*packets.ControlPacket
+func refFrames(data []byte, limit int) ([]*Packet, error) {
+	var out []*Packet
 	for len(data) > 0 {
-		if err := checkHeader(data[0]); err != nil {
+		if err := V5.checkHeader(data[0]); err != nil {
 			return out, err
 		}
-		rem, n, err := parseVBI(data[1:])
+		if clientOnly(data[0]) {
+			return out, ErrMalformedPacket
+		}
+		rem, n, err := vbi.Parse(data[1:])
 		if err != nil {
 			return out, err
 		}
@@ -468,14 +478,14 @@ func refFrames(data []byte, limit int) ([]*packets.ControlPacket, error) {
 // sentinels, and that the result does not depend on the chunking.
 func FuzzReader(f *testing.F) {
 	f.Add(stream(mustAppend(f, &packets.Publish{Topic: "a", Payload: []byte("b")}), []byte{0xD0, 0}), uint8(1))
-	f.Add(appendVBI([]byte{0x30}, 1<<20), uint8(3))
+	f.Add(vbi.Append([]byte{0x30}, 1<<20), uint8(3))
 	f.Add([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01}, uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		const start, limit = 64, 512
 		rd := &Reader{start: start}
 		rd.SetMaxPacketSize(limit)
 		c := &memConn{chunks: chunks(data, int(chunk)+1), eof: true}
-		var got []*packets.ControlPacket
+		var got []*Packet
 		var gotErr error
 	loop:
 		for i := 0; ; i++ {

@@ -25,7 +25,7 @@ type Writer struct {
 	buf   []byte
 	off   int // bytes of buf already written by FlushNow
 	limit int
-	v311  bool // encode MQTT 3.1.1 (AppendPacket311) instead of MQTT 5
+	codec Codec // the protocol version encoded
 }
 
 // NowSink is what FlushNow writes to: a writer that takes what it can
@@ -50,41 +50,22 @@ func (w *Writer) SetMaxPacketSize(n int) {
 	w.limit = max(n, 0)
 }
 
-// SetProtocolVersion selects the protocol Append encodes: MQTT5 (5, the
-// default; 0 means 5) with AppendPacket, or MQTT311 (4) with
-// AppendPacket311. Other versions leave the Writer unchanged and return an
-// error wrapping ErrUnsupportedVersion.
-func (w *Writer) SetProtocolVersion(v byte) error {
-	v, err := normVersion(v)
-	if err != nil {
-		return err
-	}
-	w.v311 = v == MQTT311
-	return nil
-}
+// SetCodec selects the protocol version Append encodes (V5, the
+// default, or V311).
+func (w *Writer) SetCodec(c Codec) { w.codec = c }
 
-// ProtocolVersion returns the protocol Append encodes: MQTT5 or MQTT311.
-func (w *Writer) ProtocolVersion() byte {
-	if w.v311 {
-		return MQTT311
-	}
-	return MQTT5
-}
+// Codec returns the codec the Writer encodes with.
+func (w *Writer) Codec() Codec { return w.codec }
 
-// Append encodes p (see AppendPacket and AppendPacket311) at the end of the buffer. If p
-// cannot be encoded or is larger than the maximum packet size, nothing is
-// buffered and the error wraps ErrPacketTooLarge or ErrInvalidPacket.
+// Append encodes p with the Writer's codec (see Codec.Append) at the end
+// of the buffer. If p cannot be encoded or is larger than the maximum
+// packet size, nothing is buffered and the error wraps ErrPacketTooLarge
+// or ErrInvalidPacket.
 func (w *Writer) Append(p packets.Packet) error {
 	if w.buf == nil {
 		w.buf = make([]byte, 0, writerStartSize)
 	}
-	var buf []byte
-	var err error
-	if w.v311 {
-		buf, err = AppendPacket311(w.buf, p, w.limit)
-	} else {
-		buf, err = AppendPacket(w.buf, p, w.limit)
-	}
+	buf, err := w.codec.Append(w.buf, p, w.limit)
 	if err != nil {
 		return err
 	}
