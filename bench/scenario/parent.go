@@ -110,9 +110,9 @@ func (c *child) kill() {
 // measurement.
 type window struct {
 	broker0, busy0, helpers0, self0 time.Duration
-	brokerPID                int
-	helpers                  []int
-	t0                       time.Time
+	brokerPID                       int
+	helpers                         []int
+	t0                              time.Time
 }
 
 func (e *Env) openWindow(helpers ...int) *window {
