@@ -31,11 +31,13 @@ const (
 	// expected: after it the loop waits with select, which also watches
 	// the context and the requests channel.
 	pollSlice = 2 * time.Millisecond
-	// streamWindow and streamSlice: bytes that arrived within the window
-	// mean more are likely on their way (a broker streaming messages), so
-	// the loop parks in the poller for a short slice rather than paying
-	// for SIGIO (two fcntl calls and a signal relay per wait).
-	streamWindow = time.Millisecond
+	// streamWindow and streamSlice: two arrivals less than the window
+	// apart, the last one within the window, mean more are likely on
+	// their way (a broker streaming messages), so the loop parks in the
+	// poller for a short slice rather than waiting for a signal per
+	// arrival. Sparser traffic (one message now and then) waits for
+	// SIGIO, which costs nothing while no byte comes.
+	streamWindow = 500 * time.Microsecond
 	streamSlice  = 500 * time.Microsecond
 	// farFuture stands for "no timer".
 	farFuture = 24 * time.Hour
@@ -97,6 +99,7 @@ type EventLoop struct {
 	assignedID  string
 	pollMissed  bool      // the last park in the poller timed out
 	rxAt        time.Time // when bytes last arrived
+	burst       bool      // the last two arrivals were less than streamWindow apart
 	pendingRead error     // a read error seen while waiting, handled next step
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
@@ -343,7 +346,7 @@ func (l *EventLoop) step() {
 	}
 	now := time.Now()
 	if n > 0 {
-		l.rxAt = now
+		l.arrived(now)
 	}
 	if !l.handleBuffered(now) {
 		return
@@ -405,6 +408,13 @@ func (l *EventLoop) step() {
 		return
 	}
 	l.wait(now)
+}
+
+// arrived notes that bytes arrived at now: two arrivals less than
+// streamWindow apart make a burst (see wait).
+func (l *EventLoop) arrived(now time.Time) {
+	l.burst = now.Sub(l.rxAt) < streamWindow
+	l.rxAt = now
 }
 
 // handleBuffered handles every complete packet in the read buffer of the
@@ -822,7 +832,7 @@ func (l *EventLoop) wait(now time.Time) {
 	}
 	canTake := l.canTake()
 	expectReply := l.st.Outstanding() > 0 || l.ka.PingOutstanding()
-	streaming := now.Sub(l.rxAt) < streamWindow
+	streaming := l.burst && now.Sub(l.rxAt) < streamWindow
 	// With data streams open, replies may come on any stream: the poller
 	// parks on one, so only the readiness, which covers all, will do.
 	poll := len(l.streams.open) == 0
@@ -835,7 +845,10 @@ func (l *EventLoop) wait(now time.Time) {
 		if s := now.Add(slice); s.Before(until) {
 			until = s
 		}
-		_, err := l.rd.FillWait(l.conn, until)
+		n, err := l.rd.FillWait(l.conn, until)
+		if n > 0 {
+			l.arrived(time.Now())
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -863,18 +876,25 @@ func (l *EventLoop) wait(now time.Time) {
 		reqs = l.requests
 	}
 	l.timer.Reset(deadline.Sub(now))
-	select {
-	case r, ok := <-reqs:
-		if !ok {
-			l.reqOpen, l.reqDone = false, true
-		} else {
-			l.accept(r)
+	for {
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				l.reqOpen, l.reqDone = false, true
+			} else {
+				l.accept(r)
+			}
+		case <-ready.Signal:
+		case <-ready.Shared:
+			if !ready.Dispatch() {
+				continue // another loop's socket: it was woken, keep waiting
+			}
+		case <-ready.Tick:
+		case <-l.ctx.Done():
+		case <-l.timer.C:
+		case <-l.wake:
 		}
-	case <-ready.Signal:
-	case <-ready.Tick:
-	case <-l.ctx.Done():
-	case <-l.timer.C:
-	case <-l.wake:
+		break
 	}
 	if l.conn != nil {
 		l.conn.Disarm()
