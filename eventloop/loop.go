@@ -875,6 +875,9 @@ func (l *EventLoop) wait(now time.Time) {
 	if canTake {
 		reqs = l.requests
 	}
+	// Waiting for anything: an idle connection holds no buffers.
+	l.rd.Release()
+	l.wr.Release()
 	l.timer.Reset(deadline.Sub(now))
 	for {
 		select {
