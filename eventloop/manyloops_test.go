@@ -10,7 +10,7 @@ import (
 
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
-	"github.com/mqttloop/mqttloop/internal/testbroker"
+	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/netio"
 )
 
@@ -24,7 +24,7 @@ import (
 // theirs is left.
 func TestManyLoopsShareReadiness(t *testing.T) {
 	const loops, perLoop = 200, 3
-	b := testbroker.StartT(t, testbroker.Options{DisableCapture: true})
+	b := mqtttest.StartT(t, mqtttest.Options{DisableCapture: true})
 	ignore := append(leakcheck.Standard(), brokerGoroutines...)
 	before := leakcheck.Snapshot()
 	baseSockets := netio.RegisteredSockets()

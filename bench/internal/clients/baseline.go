@@ -11,8 +11,8 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/internal/wire"
 	"github.com/mqttloop/mqttloop/keepalive"
-	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/state"
 )
 
@@ -27,7 +27,7 @@ import (
 type baselineClient struct {
 	nc   net.Conn
 	conn blockingConn
-	wr   *netio.Writer
+	wr   *wire.Writer
 	st   *state.MqttState
 	ka   *keepalive.Timer
 	ctx  context.Context
@@ -48,17 +48,14 @@ type baselineClient struct {
 	endErr error
 }
 
-// blockingConn adapts a net.Conn to netio.Conn for the baseline's reader:
-// ReadWait is a plain blocking Read.
+// blockingConn adapts a net.Conn to the framing's source for the
+// baseline's reader: ReadWait is a plain blocking Read.
 type blockingConn struct{ net.Conn }
 
 func (c blockingConn) ReadNow([]byte) (int, error) {
 	return 0, errors.New("baseline: ReadNow not used")
 }
 func (c blockingConn) ReadWait(p []byte, _ time.Time) (int, error) { return c.Read(p) }
-func (c blockingConn) Arm() (netio.Readiness, error)               { return netio.Readiness{}, nil }
-func (c blockingConn) Disarm()                                     {}
-func (c blockingConn) Transport() string                           { return "tcp" }
 
 const (
 	baselineBatch     = 256
@@ -75,7 +72,7 @@ func dialBaseline(ctx context.Context, url, id string, reqs <-chan eventloop.Req
 	}
 	c := &baselineClient{
 		nc: nc, conn: blockingConn{nc},
-		wr:      netio.NewWriter(0),
+		wr:      wire.NewWriter(0),
 		st:      state.New(state.Config{MaxInflight: inflight}),
 		ctx:     ctx,
 		reqs:    reqs,
@@ -100,7 +97,7 @@ func dialBaseline(ctx context.Context, url, id string, reqs <-chan eventloop.Req
 		nc.Close()
 		return nil, err
 	}
-	rd := netio.NewReader(eventloop.DefaultMaxPacketSize)
+	rd := wire.NewReader(eventloop.DefaultMaxPacketSize)
 	var ack *packets.Connack
 	for ack == nil {
 		cp, err := rd.Next()
@@ -130,7 +127,7 @@ func dialBaseline(ctx context.Context, url, id string, reqs <-chan eventloop.Req
 	return c, nil
 }
 
-func (c *baselineClient) readLoop(rd *netio.Reader) {
+func (c *baselineClient) readLoop(rd *wire.Reader) {
 	defer close(c.rdone)
 	defer close(c.pkts)
 	for {
