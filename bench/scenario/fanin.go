@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -27,7 +26,8 @@ func (e *Env) FanIn(ns []int) ([]Sample, error) {
 					return msgs, pub.Paced(topics, Payload, msgs, time.Second/rate)
 				})
 				if err != nil {
-					return out, fmt.Errorf("fan-in N=%d %s: %w", n, k, err)
+					e.failed("fan-in N=%d %s: %v", n, k, err)
+					continue
 				}
 				s := Sample{Scenario: "fan-in 1000 msg/s", Point: "N=" + strconv.Itoa(n), Client: k, Metrics: run.metrics()}
 				e.logf("%s %s %s: %.1f µs/msg, other %.1f%%", s.Scenario, s.Point, k, s.Metrics["cpu-µs/msg"], run.otherPct)

@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -22,7 +21,8 @@ func (e *Env) Idle(n int) ([]Sample, error) {
 				return 0, nil
 			})
 			if err != nil {
-				return out, fmt.Errorf("idle %d %s: %w", n, k, err)
+				e.failed("idle %d %s: %v", n, k, err)
+				continue
 			}
 			res := run.res
 			per := func(a, b int64) float64 { return float64(a-b) / 1024 / float64(max(res.Loops, 1)) }

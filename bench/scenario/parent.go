@@ -30,6 +30,15 @@ type Env struct {
 	Rounds  int
 	Log     io.Writer // progress
 	Scale   float64   // multiplies message counts and durations (quick runs: < 1)
+	// Failures lists the measurements that failed; the others go on.
+	Failures []string
+}
+
+// failed records a failed measurement and logs it.
+func (e *Env) failed(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	e.Failures = append(e.Failures, msg)
+	e.logf("FAILED: %s", msg)
 }
 
 // Sample is one measurement of one client at one point of a scenario.

@@ -49,7 +49,8 @@ func (e *Env) Publish(n1, n0, nrt int, cAnchor bool) ([]Sample, error) {
 					m, err = e.publishRun(k, pc.qos, pc.n, pc.how)
 				}
 				if err != nil {
-					return out, fmt.Errorf("publish %s %s: %w", pc.point, k, err)
+					e.failed("publish %s %s: %v", pc.point, k, err)
+					continue
 				}
 				s := Sample{Scenario: "publish", Point: pc.point, Client: k, Metrics: m}
 				e.logf("publish %s %s: %.0f msgs/s, %.2f µs/msg, p50 %.0f µs", pc.point, k, m["msgs/s"], m["cpu-µs/msg"], m["p50-µs"])

@@ -39,7 +39,8 @@ func (e *Env) Receive(n int, cAnchor bool) ([]Sample, error) {
 					})
 				}
 				if err != nil {
-					return out, fmt.Errorf("receive QoS %d %s: %w", qos, k, err)
+					e.failed("receive QoS %d %s: %v", qos, k, err)
+					continue
 				}
 				s := Sample{Scenario: "receive", Point: fmt.Sprintf("QoS %d", qos), Client: k, Metrics: run.metrics()}
 				e.logf("receive QoS %d %s: %.0f msgs/s, %.2f µs/msg, broker %.2f µs/msg, other %.1f%%", qos, k, s.Metrics["msgs/s"], s.Metrics["cpu-µs/msg"], s.Metrics["broker-cpu-µs/msg"], run.otherPct)

@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/mqttloop/mqttloop/bench/internal/rawpub"
@@ -19,7 +18,8 @@ func (e *Env) Sparse(intervals []time.Duration) ([]Sample, error) {
 					return msgs, pub.Paced([]string{prefix + "/0"}, Payload, msgs, iv)
 				})
 				if err != nil {
-					return out, fmt.Errorf("sparse %v %s: %w", iv, k, err)
+					e.failed("sparse %v %s: %v", iv, k, err)
+					continue
 				}
 				s := Sample{Scenario: "sparse", Point: "every " + iv.String(), Client: k, Metrics: run.metrics()}
 				e.logf("%s %s %s: %.1f µs/msg", s.Scenario, s.Point, k, s.Metrics["cpu-µs/msg"])

@@ -112,6 +112,9 @@ func main() {
 	}
 	load, _ = os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nload at the end: %s\n", strings.TrimSpace(string(load)))
+	for _, f := range env.Failures {
+		fmt.Printf("FAILED: %s\n", f)
+	}
 	if len(errs) > 0 {
 		m.Stop()
 		os.Exit(1)

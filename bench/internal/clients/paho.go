@@ -114,7 +114,7 @@ func autoConnect(ctx context.Context, rawURL, id string, onPub func(paho.Publish
 		CleanStartOnInitialConnection: true,
 		ConnectRetryDelay:             time.Second,
 		ConnectTimeout:                30 * time.Second,
-		ClientConfig:                  paho.ClientConfig{ClientID: id},
+		ClientConfig:                  paho.ClientConfig{ClientID: id, PacketTimeout: 60 * time.Second},
 	}
 	if onPub != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){onPub}
