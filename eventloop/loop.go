@@ -37,8 +37,13 @@ const (
 	// poller for a short slice rather than waiting for a signal per
 	// arrival. Sparser traffic (one message now and then) waits for
 	// SIGIO, which costs nothing while no byte comes.
-	streamWindow = 500 * time.Microsecond
+	streamWindow = 750 * time.Microsecond
 	streamSlice  = 500 * time.Microsecond
+	// minLowat and maxLowat bound how many bytes a stream's read waits
+	// for (netio.BatchReader), at most streamSlice: the last read's size,
+	// so that the loop wakes about as often as the broker writes batches.
+	minLowat = 512
+	maxLowat = 16 << 10
 	// farFuture stands for "no timer".
 	farFuture = 24 * time.Hour
 	// closeWriteTimeout bounds the farewell DISCONNECT.
@@ -100,6 +105,7 @@ type EventLoop struct {
 	pollMissed  bool      // the last park in the poller timed out
 	rxAt        time.Time // when bytes last arrived
 	burst       bool      // the last two arrivals were less than streamWindow apart
+	batch       batchWait // the read of a stream (see wait)
 	pendingRead error     // a read error seen while waiting, handled next step
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
@@ -845,7 +851,17 @@ func (l *EventLoop) wait(now time.Time) {
 		if s := now.Add(slice); s.Before(until) {
 			until = s
 		}
-		n, err := l.rd.FillWait(l.conn, until)
+		var n int
+		var err error
+		if br, ok := l.conn.(netio.BatchReader); ok && !expectReply {
+			// A stream: let several messages gather before waking up.
+			l.batch.c, l.batch.br = l.conn, br
+			n, err = l.rd.FillWait(&l.batch, until)
+			l.batch.c, l.batch.br = nil, nil
+			l.batch.lowat = min(max(n, minLowat), maxLowat)
+		} else {
+			n, err = l.rd.FillWait(l.conn, until)
+		}
 		if n > 0 {
 			l.arrived(time.Now())
 		}
@@ -902,4 +918,18 @@ func (l *EventLoop) wait(now time.Time) {
 	if l.conn != nil {
 		l.conn.Disarm()
 	}
+}
+
+// batchWait presents a netio.BatchReader to the framing as a plain
+// source whose ReadWait waits for lowat bytes.
+type batchWait struct {
+	c     netio.Conn
+	br    netio.BatchReader
+	lowat int
+}
+
+func (b *batchWait) ReadNow(p []byte) (int, error) { return b.c.ReadNow(p) }
+
+func (b *batchWait) ReadWait(p []byte, deadline time.Time) (int, error) {
+	return b.br.ReadWaitBatch(p, max(b.lowat, minLowat), deadline)
 }

@@ -56,6 +56,16 @@ type Aborter interface {
 	Abort() error
 }
 
+// BatchReader is implemented by transports that can gather several
+// arrivals into one wakeup (TCP sockets on Linux, through SO_RCVLOWAT):
+// ReadWaitBatch is ReadWait, except that the caller is woken only once
+// lowat bytes have arrived or the deadline passes, and then reads what
+// has arrived, however little. The event loop uses it while a broker
+// streams messages, so that it reads many per wakeup rather than one.
+type BatchReader interface {
+	ReadWaitBatch(p []byte, lowat int, deadline time.Time) (int, error)
+}
+
 // Readiness is what Conn.Arm returns: the channels that fire when the
 // connection may have bytes to read. A nil channel never fires in a
 // select, so the caller waits on all of them without knowing which

@@ -103,6 +103,19 @@ func (r *readySet) dispatch() {
 	if ps == nil {
 		return
 	}
+	r.mu.Lock()
+	if len(r.conns) == 1 {
+		// One socket in the set: the signal can only be its (or
+		// spurious), so wake it without asking the kernel. Its event
+		// stays queued in the set until a later dispatch with more
+		// sockets collects it: one spurious wakeup at most.
+		for _, s := range r.conns {
+			s.signal()
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
 	for {
 		var full bool
 		r.tokens, full = ps.poll(&r.buf, r.tokens[:0])
@@ -110,10 +123,7 @@ func (r *readySet) dispatch() {
 			r.mu.Lock()
 			for _, tok := range r.tokens {
 				if s := r.conns[tok]; s != nil {
-					select {
-					case s.wake <- syscall.SIGIO:
-					default:
-					}
+					s.signal()
 				}
 			}
 			r.mu.Unlock()
@@ -132,3 +142,13 @@ func dispatchReady() { rset.dispatch() }
 // holds: those of connections that waited for readiness at least once and
 // are not closed yet. It is a diagnostic, for tests and monitoring.
 func RegisteredSockets() int { return rset.size() }
+
+// signal tells the connection that its socket may have bytes: pokes
+// first (ReadNow reads again once it changed), then the channel.
+func (s *sockConn) signal() {
+	s.pokes.Add(1)
+	select {
+	case s.wake <- syscall.SIGIO:
+	default:
+	}
+}

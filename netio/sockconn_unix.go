@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -36,7 +37,7 @@ type sockConn struct {
 	n          int
 	rerr       error
 	cerr       error
-	readNowCB  func(fd uintptr) bool
+	readNowCB  func(fd uintptr)
 	readWaitCB func(fd uintptr) bool
 	armCB      func(fd uintptr)
 	disarmCB   func(fd uintptr)
@@ -47,7 +48,18 @@ type sockConn struct {
 	async    bool           // O_ASYNC is set
 	owned    bool           // F_SETOWN done and flags read
 	flags    int            // file status flags without O_ASYNC
+	lowat    int            // SO_RCVLOWAT set by ReadWaitBatch; <= 1 means the default
 	wake     chan os.Signal // the readiness set's dispatch signals here
+
+	// ReadNow skips read(2) when it cannot find anything: O_ASYNC was set
+	// before the last read, that read emptied the socket (drained), and
+	// no dispatch has signalled this socket since (pokes == seen). A byte
+	// that arrived since would have raised SIGIO, and its dispatch
+	// increments pokes before it signals wake.
+	pokes   atomic.Uint32 // dispatches that signalled wake
+	shut    atomic.Bool   // Close was called
+	seen    uint32        // pokes when the last read(2) started
+	drained bool
 
 	mu     sync.Mutex // guards inSet, tok and closed against Close
 	inSet  bool       // registered in the process's readiness set
@@ -106,7 +118,7 @@ func (s *sockConn) read(fd uintptr, wait bool) bool {
 	}
 }
 
-func (s *sockConn) readNow(fd uintptr) bool  { return s.read(fd, false) }
+func (s *sockConn) readNow(fd uintptr)       { s.read(fd, false) }
 func (s *sockConn) readWait(fd uintptr) bool { return s.read(fd, true) }
 
 // rawRead runs one RawConn.Read with callback cb over p.
@@ -121,20 +133,60 @@ func (s *sockConn) rawRead(p []byte, cb func(uintptr) bool) (int, error) {
 	return n, rerr
 }
 
-// ReadNow implements Conn with one non-blocking read(2).
+// ReadNow implements Conn with one non-blocking read(2), or none when
+// nothing can have arrived since the last one (see sockConn.drained). It
+// reads through RawConn.Control, which, unlike RawConn.Read, ignores the
+// read deadline an earlier ReadWait left behind.
 func (s *sockConn) ReadNow(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := s.rawRead(p, s.readNowCB)
-	if err != nil && !s.deadline.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
-		// The runtime refuses to read once the read deadline of an earlier
-		// ReadWait has passed, even without blocking: clear it and retry.
-		if err := s.nc.SetReadDeadline(time.Time{}); err != nil {
-			return 0, err
+	pokes := s.pokes.Load()
+	if s.async && s.drained && pokes == s.seen && !s.shut.Load() {
+		return 0, nil
+	}
+	s.seen = pokes
+	s.p = p
+	err := s.rc.Control(s.readNowCB)
+	n, rerr := s.n, s.rerr
+	s.p, s.n, s.rerr = nil, 0, nil
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		s.drained = false
+		return 0, err
+	}
+	s.drained = s.async && n < len(p)
+	return n, nil
+}
+
+// setLowat sets SO_RCVLOWAT: the kernel wakes readers (and raises SIGIO)
+// only once n bytes wait.
+func (s *sockConn) setLowat(n int) {
+	if n == s.lowat || (n <= 1 && s.lowat <= 1) {
+		return
+	}
+	s.lowat = n
+	_ = s.rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, max(n, 1))
+	})
+}
+
+// ReadWaitBatch implements BatchReader: ReadWait, except that the poller
+// wakes the caller only once lowat bytes have arrived (SO_RCVLOWAT) or
+// the deadline passes, when it takes whatever has arrived.
+func (s *sockConn) ReadWaitBatch(p []byte, lowat int, deadline time.Time) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	lowat = min(lowat, len(p))
+	n, err := s.parkRead(p, lowat, deadline)
+	if n == 0 && lowat > 1 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Fewer than lowat bytes do not wake the poller: take them now.
+		if n, err = s.ReadNow(p); n == 0 && err == nil {
+			err = os.ErrDeadlineExceeded
 		}
-		s.deadline = time.Time{}
-		n, err = s.rawRead(p, s.readNowCB)
 	}
 	return n, err
 }
@@ -145,6 +197,12 @@ func (s *sockConn) ReadWait(p []byte, deadline time.Time) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	return s.parkRead(p, 1, deadline)
+}
+
+func (s *sockConn) parkRead(p []byte, lowat int, deadline time.Time) (int, error) {
+	s.drained = false
+	s.setLowat(lowat)
 	if s.async {
 		// Parked in the poller, the loop needs no signal: stop them.
 		s.async = false
@@ -188,11 +246,14 @@ func (s *sockConn) Arm() (Readiness, error) {
 			return Readiness{}, fmt.Errorf("netio: arm %s: %w", s.transport, err)
 		}
 	}
-	select {
-	case <-s.wake: // a stale wakeup: the caller reads once more after Arm
-	default:
-	}
 	if !s.async {
+		// Bytes below a low-water mark would raise no signal.
+		s.setLowat(1)
+		select {
+		case <-s.wake: // a stale wakeup: the caller reads once more after Arm
+		default:
+		}
+		s.drained = false // so that the caller's next ReadNow reads
 		s.cerr = nil
 		if err := s.rc.Control(s.armCB); err != nil {
 			return Readiness{}, fmt.Errorf("netio: arm %s: %w", s.transport, err)
@@ -262,6 +323,7 @@ func (s *sockConn) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.shut.Store(true)
 	if s.inSet {
 		// Control fails only when the descriptor is already gone, which
 		// removed it from the kernel set; the token goes either way.

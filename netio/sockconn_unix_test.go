@@ -4,6 +4,7 @@ package netio
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -281,4 +282,53 @@ func (s *sockConn) fdForTest(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return fd
+}
+
+// TestReadWaitBatch: a batched wait returns what arrived by the deadline
+// even below the low-water mark, returns at once when enough arrived, and
+// leaves nothing behind that would silence the next Arm (a socket still
+// at a high SO_RCVLOWAT raises no SIGIO for a single byte).
+func TestReadWaitBatch(t *testing.T) {
+	craw, peer := pair(t, "tcp")
+	c := WrapConn(craw)
+	defer c.Close()
+	br, ok := c.(BatchReader)
+	if !ok {
+		t.Fatal("TCP Conn is not a BatchReader")
+	}
+	buf := make([]byte, 4096)
+	if n, err := br.ReadWaitBatch(buf, 1000, time.Now().Add(20*time.Millisecond)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("nothing sent: ReadWaitBatch = %d, %v", n, err)
+	}
+	write(t, peer, "few")
+	if n, err := br.ReadWaitBatch(buf, 1000, time.Now().Add(20*time.Millisecond)); err != nil || string(buf[:n]) != "few" {
+		t.Fatalf("below the mark: ReadWaitBatch = %q, %v", buf[:n], err)
+	}
+	many := strings.Repeat("m", 1500)
+	write(t, peer, many)
+	got := ""
+	for len(got) < len(many) {
+		n, err := br.ReadWaitBatch(buf, 1000, time.Now().Add(guard))
+		if err != nil {
+			t.Fatalf("above the mark: %v after %d bytes", err, len(got))
+		}
+		got += string(buf[:n])
+	}
+	if got != many {
+		t.Fatalf("read %d bytes, want %d", len(got), len(many))
+	}
+	rd, err := c.Arm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.ReadNow(buf); n != 0 || err != nil {
+		t.Fatalf("ReadNow after Arm = %d, %v", n, err)
+	}
+	write(t, peer, "1")
+	if !awaitReady(rd, guard) {
+		t.Fatal("no wakeup for one byte after a batched read")
+	}
+	if got := readNowUntil(t, c, 1); string(got) != "1" {
+		t.Fatalf("read %q", got)
+	}
 }
