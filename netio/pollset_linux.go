@@ -37,7 +37,13 @@ func (p *pollSet) add(fd int) (uint64, error) {
 	tok := p.next
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET}
 	ev.Fd, ev.Pad = int32(uint32(tok)), int32(uint32(tok>>32))
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
+	if err == syscall.EEXIST {
+		// A descriptor of this number whose socket is still open
+		// elsewhere (a dup) was never removed: take the entry over.
+		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, fd, &ev)
+	}
+	if err != nil {
 		return 0, os.NewSyscallError("epoll_ctl", err)
 	}
 	return tok, nil
