@@ -298,19 +298,20 @@ func (c *baselineClient) accept(r eventloop.Request) {
 func (c *baselineClient) sendQueued() bool {
 	sent := false
 	for range baselineBatch {
-		p, pkt, ok, err := c.st.NextToSend()
-		if !ok {
+		next := c.st.NextToSend()
+		pkt := next.Packet
+		if pkt == nil {
 			return sent
 		}
 		sent = true
-		if err != nil {
-			r, _ := p.Tag.(eventloop.Request)
-			c.emit(eventloop.RequestFailed{Request: r, Err: err})
+		if next.Err != nil {
+			r, _ := next.Tag.(eventloop.Request)
+			c.emit(eventloop.RequestFailed{Request: r, Err: next.Err})
 			continue
 		}
 		if err := c.wr.Append(pkt); err != nil {
 			c.st.Abandon(pkt)
-			r, _ := p.Tag.(eventloop.Request)
+			r, _ := next.Tag.(eventloop.Request)
 			c.emit(eventloop.RequestFailed{Request: r, Err: err})
 			continue
 		}
