@@ -36,7 +36,7 @@ type baselineClient struct {
 	reqOpen bool
 	reqDone bool
 
-	pkts    chan *packets.ControlPacket
+	pkts    chan *wire.Packet
 	quit    chan struct{}
 	rdone   chan struct{}
 	rerr    error
@@ -77,7 +77,7 @@ func dialBaseline(ctx context.Context, url, id string, reqs <-chan eventloop.Req
 		ctx:     ctx,
 		reqs:    reqs,
 		reqOpen: reqs != nil,
-		pkts:    make(chan *packets.ControlPacket, baselinePktBuffer),
+		pkts:    make(chan *wire.Packet, baselinePktBuffer),
 		quit:    make(chan struct{}),
 		rdone:   make(chan struct{}),
 		timer:   time.NewTimer(time.Hour),
@@ -322,8 +322,8 @@ func (c *baselineClient) sendQueued() bool {
 	return sent
 }
 
-func (c *baselineClient) handle(cp *packets.ControlPacket) bool {
-	ev, reply, err := c.st.HandleIncoming(cp)
+func (c *baselineClient) handle(pkt *wire.Packet) bool {
+	ev, reply, err := c.st.HandleIncoming(&pkt.ControlPacket)
 	if err != nil {
 		c.end(fmt.Errorf("%w: %w", eventloop.ErrConnectionLost, err))
 		return false
