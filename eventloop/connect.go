@@ -195,6 +195,8 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 		l.timer.Reset(deadline.Sub(now))
 		select {
 		case <-ready.Signal:
+		case <-ready.Shared:
+			ready.Dispatch() // whether ours or not, reading once more is cheap
 		case <-ready.Tick:
 		case <-l.timer.C:
 		case <-l.ctx.Done():

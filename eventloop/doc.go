@@ -124,8 +124,10 @@
 // # Goroutines
 //
 // Run and Next start no goroutine on any transport; tests prove it with
-// goroutine profiles. The standard library runs one of its own for the
-// whole process once SIGIO readiness is first used (os/signal's
-// dispatcher), and over quic:// the QUIC library runs its own per
-// connection.
+// goroutine profiles. Once SIGIO readiness is first used, the standard
+// library runs two goroutines for the whole process, however many loops
+// it runs: os/signal's dispatcher (os/signal.loop) and the runtime's
+// ensureSigM (runtime.ensureSigM.func1), which keeps an OS thread of its
+// own; a test measures this in a fresh process. Over quic:// the QUIC
+// library runs its own goroutines per connection.
 package eventloop

@@ -24,8 +24,10 @@ type Conn interface {
 	// bytes may have arrived. The readiness may signal spuriously and may
 	// hold one stale signal, so after Arm the caller must call ReadNow once
 	// more before it waits (a byte that arrived before Arm does not always
-	// signal). Disarm stops the signalling; it is cheap to call when not
-	// armed. Calling Arm while armed is allowed.
+	// signal). Disarm says the caller stopped waiting; it is cheap, and a
+	// transport may keep signalling after it (the SIGIO transport keeps
+	// O_ASYNC set until the next ReadWait, so that the next Arm is free).
+	// Calling Arm while armed is allowed.
 	Arm() (Readiness, error)
 	Disarm()
 
@@ -54,30 +56,68 @@ type Aborter interface {
 	Abort() error
 }
 
+// BatchReader is implemented by transports that can gather several
+// arrivals into one wakeup (TCP sockets on Linux, through SO_RCVLOWAT):
+// ReadWaitBatch is ReadWait, except that the caller is woken only once
+// lowat bytes have arrived or the deadline passes, and then reads what
+// has arrived, however little. The event loop uses it while a broker
+// streams messages, so that it reads many per wakeup rather than one.
+type BatchReader interface {
+	ReadWaitBatch(p []byte, lowat int, deadline time.Time) (int, error)
+}
+
 // Readiness is what Conn.Arm returns: the channels that fire when the
-// connection may have bytes to read. A transport sets at most one of them
-// and leaves the other nil; a nil channel never fires in a select, so the
-// caller waits on both without knowing which transport it has:
+// connection may have bytes to read. A nil channel never fires in a
+// select, so the caller waits on all of them without knowing which
+// transport it has:
 //
 //	rd, err := conn.Arm()
 //	// ... call conn.ReadNow once more, then:
-//	select {
-//	case <-rd.Signal:
-//	case <-rd.Tick:
-//	case req := <-requests:
-//	case <-ctx.Done():
+//	for {
+//		select {
+//		case <-rd.Signal:
+//		case <-rd.Tick:
+//		case <-rd.Shared:
+//			if !rd.Dispatch() {
+//				continue // other connections' bytes: keep waiting
+//			}
+//		case req := <-requests:
+//		case <-ctx.Done():
+//		}
+//		break
 //	}
 //
 // Two channel types are needed because Go cannot convert between channel
 // element types without a goroutine in between: os/signal only delivers
 // into a chan os.Signal, and a time.Timer only into a chan time.Time.
 type Readiness struct {
-	// Signal receives a value when bytes may have arrived. Sockets armed
-	// for SIGIO deliver the signal here; other notifying transports send
-	// any os.Signal value. Values carry no information beyond the wakeup.
+	// Signal receives a value when bytes may have arrived on this
+	// connection. Values carry no information beyond the wakeup.
 	Signal <-chan os.Signal
 
 	// Tick fires when a transport that cannot notify must be polled again
 	// (the polling fallback of NewPollConn).
 	Tick <-chan time.Time
+
+	// Shared is the process's one SIGIO channel (TCP and Unix sockets on
+	// Linux, macOS and the BSDs): every waiting connection of the process
+	// selects on it, and the Go runtime hands each signal to one of them.
+	// Whoever receives from it must call Dispatch, which wakes the
+	// connections whose sockets are ready through their Signal channels.
+	Shared <-chan os.Signal
+}
+
+// Dispatch is what a receiver of Shared must do: it asks the process's
+// readiness set which sockets received bytes and signals their
+// connections (each through its Signal channel). It reports whether this
+// Readiness's own connection was among them; if it was, its Signal value
+// is consumed.
+func (r Readiness) Dispatch() bool {
+	dispatchReady()
+	select {
+	case <-r.Signal:
+		return true
+	default:
+		return false
+	}
 }

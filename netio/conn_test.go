@@ -17,6 +17,28 @@ import (
 	"time"
 )
 
+// awaitReady waits until rd says its connection may have bytes, running
+// the dispatch of the process's readiness set when the shared SIGIO
+// arrives, as the event loop does. It returns false after timeout.
+func awaitReady(rd Readiness, timeout time.Duration) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-rd.Signal:
+			return true
+		case <-rd.Tick:
+			return true
+		case <-rd.Shared:
+			if rd.Dispatch() {
+				return true
+			}
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
 // guard is the failure guard of waits that must end on their own: it
 // never synchronises anything, it only turns a hang into a failure.
 const guard = 10 * time.Second
@@ -226,10 +248,7 @@ func TestConnArm(t *testing.T) {
 				t.Fatalf("ReadNow after Arm = %d, %v", n, err)
 			}
 			write(t, peer, "ping")
-			select {
-			case <-rd.Signal:
-			case <-rd.Tick:
-			case <-time.After(guard):
+			if !awaitReady(rd, guard) {
 				t.Fatalf("round %d: no readiness signal within %v", round, guard)
 			}
 			c.Disarm()
@@ -451,10 +470,18 @@ func waitArmSelect(requests chan struct{}) func(b *testing.B, c Conn, buf []byte
 				b.Fatal(err)
 			}
 			if got += n; got < len(buf) {
-				select {
-				case <-rd.Signal:
-				case <-rd.Tick:
-				case <-requests:
+			wait:
+				for {
+					select {
+					case <-rd.Signal:
+					case <-rd.Shared:
+						if !rd.Dispatch() {
+							continue wait
+						}
+					case <-rd.Tick:
+					case <-requests:
+					}
+					break
 				}
 			}
 			c.Disarm()

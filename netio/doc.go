@@ -18,8 +18,10 @@
 // until a deadline (the fastest way to wait for a reply that is expected
 // soon), and a readiness notification (Arm) that can be selected on
 // together with the user's request channel. On Unix sockets readiness is
-// SIGIO; over QUIC it comes from quic-go's tracer; any other net.Conn gets
-// a documented polling fallback (WrapConn, NewPollConn).
+// SIGIO through one process-wide readiness set (epoll or kqueue) that
+// wakes only the connections whose sockets are ready, however many a
+// process runs; over QUIC it comes from quic-go's tracer; any other
+// net.Conn gets a documented polling fallback (WrapConn, NewPollConn).
 //
 // The MQTT codec and framing that run over a Conn live in the module's
 // internal/wire package.

@@ -25,14 +25,19 @@ const pollReadSlack = 20 * time.Microsecond
 // the polling fallback of NewPollConn with DefaultPollInterval. The Conn
 // owns c: closing it closes c.
 //
-// SIGIO is one signal for the whole process, so with the SIGIO transport:
-// every armed connection is woken when any armed socket receives bytes
-// (wakeups can be spurious; the loop just reads and finds nothing); a
-// program that itself calls signal.Notify for SIGIO receives those
-// signals too; and the first Arm registers with os/signal, which starts
-// its single process-wide goroutine if the program has not done so
-// already. Go ignores SIGIO that nobody asked for, so a late signal after
-// Close is harmless.
+// SIGIO is one signal for the whole process. The SIGIO transport registers
+// every socket it waits on in one process-wide readiness set (epoll on
+// Linux, kqueue on macOS and the BSDs) and SIGIO with os/signal once, on
+// one channel (Readiness.Shared) that every waiting connection selects
+// on; the one that receives a signal runs Readiness.Dispatch, which asks
+// the set which sockets are ready and wakes only their connections. So
+// an arrival costs the same however many connections the process runs.
+// The first Arm of the process registers with os/signal, which starts
+// its single process-wide goroutine (and the runtime's ensureSigM, on an
+// OS thread of its own) if the program has not done so already; when the
+// last registered socket closes, the registration is stopped. A program
+// that itself calls signal.Notify for SIGIO receives those signals too.
+// Go ignores SIGIO that nobody asked for, so a late signal is harmless.
 func WrapConn(c net.Conn) Conn {
 	if sc, ok := wrapSocket(c); ok {
 		return sc

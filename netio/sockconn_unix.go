@@ -8,21 +8,24 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // sockConn is the Conn of TCP and Unix stream sockets on systems with
 // SIGIO: reads go straight to the file descriptor through syscall.RawConn
-// and readiness is signalled with SIGIO (O_ASYNC).
+// and readiness comes from the process's readiness set (readySet): the
+// socket is registered there at the first Arm, raises SIGIO (O_ASYNC)
+// while its loop waits for anything, and the loop that takes the shared
+// SIGIO wakes the loops whose sockets are ready through their own
+// channels.
 //
-// SIGIO is process-wide: every armed sockConn's channel receives every
-// SIGIO of the process, whichever socket raised it, so wakeups can be
-// spurious; the loop copes by reading (ReadNow) after each one. The Go
-// runtime ignores SIGIO that nobody asked for, so a signal raised after
-// the last channel was unregistered is harmless.
+// O_ASYNC stays set from one Arm to the next, so a loop that alternates
+// between handling a message and waiting costs no fcntl per wait; it is
+// cleared when the loop parks in the runtime's poller (ReadWait), where
+// signals would only cost CPU, and set again by the next Arm.
 type sockConn struct {
 	nc        net.Conn // *net.TCPConn or *net.UnixConn
 	rc        syscall.RawConn
@@ -34,18 +37,33 @@ type sockConn struct {
 	n          int
 	rerr       error
 	cerr       error
-	readNowCB  func(fd uintptr) bool
+	readNowCB  func(fd uintptr)
 	readWaitCB func(fd uintptr) bool
 	armCB      func(fd uintptr)
 	disarmCB   func(fd uintptr)
+	addCB      func(fd uintptr)
+	removeCB   func(fd uintptr)
 
-	deadline time.Time // read deadline last set on nc; zero means none
-	armed    bool      // O_ASYNC is set
-	owned    bool      // F_SETOWN done and flags read
-	flags    int       // file status flags without O_ASYNC
+	deadline time.Time      // read deadline last set on nc; zero means none
+	async    bool           // O_ASYNC is set
+	owned    bool           // F_SETOWN done and flags read
+	flags    int            // file status flags without O_ASYNC
+	lowat    int            // SO_RCVLOWAT set by ReadWaitBatch; <= 1 means the default
+	wake     chan os.Signal // the readiness set's dispatch signals here
 
-	mu     sync.Mutex     // guards sig against Close, and closed
-	sig    chan os.Signal // registered for SIGIO at the first Arm
+	// ReadNow skips read(2) when it cannot find anything: O_ASYNC was set
+	// before the last read, that read emptied the socket (drained), and
+	// no dispatch has signalled this socket since (pokes == seen). A byte
+	// that arrived since would have raised SIGIO, and its dispatch
+	// increments pokes before it signals wake.
+	pokes   atomic.Uint32 // dispatches that signalled wake
+	shut    atomic.Bool   // Close was called
+	seen    uint32        // pokes when the last read(2) started
+	drained bool
+
+	mu     sync.Mutex // guards inSet, tok and closed against Close
+	inSet  bool       // registered in the process's readiness set
+	tok    uint64     // the registration's token
 	closed bool
 }
 
@@ -70,11 +88,13 @@ func wrapSocket(c net.Conn) (Conn, bool) {
 	if err != nil {
 		return nil, false
 	}
-	s := &sockConn{nc: c, rc: rc, transport: transport}
+	s := &sockConn{nc: c, rc: rc, transport: transport, wake: make(chan os.Signal, 1)}
 	s.readNowCB = s.readNow
 	s.readWaitCB = s.readWait
 	s.armCB = s.arm
 	s.disarmCB = s.disarm
+	s.addCB = func(fd uintptr) { s.tok, s.cerr = rset.add(s, int(fd)) }
+	s.removeCB = func(fd uintptr) { rset.remove(s, int(fd), s.tok) }
 	return s, true
 }
 
@@ -98,7 +118,7 @@ func (s *sockConn) read(fd uintptr, wait bool) bool {
 	}
 }
 
-func (s *sockConn) readNow(fd uintptr) bool  { return s.read(fd, false) }
+func (s *sockConn) readNow(fd uintptr)       { s.read(fd, false) }
 func (s *sockConn) readWait(fd uintptr) bool { return s.read(fd, true) }
 
 // rawRead runs one RawConn.Read with callback cb over p.
@@ -113,20 +133,60 @@ func (s *sockConn) rawRead(p []byte, cb func(uintptr) bool) (int, error) {
 	return n, rerr
 }
 
-// ReadNow implements Conn with one non-blocking read(2).
+// ReadNow implements Conn with one non-blocking read(2), or none when
+// nothing can have arrived since the last one (see sockConn.drained). It
+// reads through RawConn.Control, which, unlike RawConn.Read, ignores the
+// read deadline an earlier ReadWait left behind.
 func (s *sockConn) ReadNow(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := s.rawRead(p, s.readNowCB)
-	if err != nil && !s.deadline.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
-		// The runtime refuses to read once the read deadline of an earlier
-		// ReadWait has passed, even without blocking: clear it and retry.
-		if err := s.nc.SetReadDeadline(time.Time{}); err != nil {
-			return 0, err
+	pokes := s.pokes.Load()
+	if s.async && s.drained && pokes == s.seen && !s.shut.Load() {
+		return 0, nil
+	}
+	s.seen = pokes
+	s.p = p
+	err := s.rc.Control(s.readNowCB)
+	n, rerr := s.n, s.rerr
+	s.p, s.n, s.rerr = nil, 0, nil
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		s.drained = false
+		return 0, err
+	}
+	s.drained = s.async && n < len(p)
+	return n, nil
+}
+
+// setLowat sets SO_RCVLOWAT: the kernel wakes readers (and raises SIGIO)
+// only once n bytes wait.
+func (s *sockConn) setLowat(n int) {
+	if n == s.lowat || (n <= 1 && s.lowat <= 1) {
+		return
+	}
+	s.lowat = n
+	_ = s.rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, max(n, 1))
+	})
+}
+
+// ReadWaitBatch implements BatchReader: ReadWait, except that the poller
+// wakes the caller only once lowat bytes have arrived (SO_RCVLOWAT) or
+// the deadline passes, when it takes whatever has arrived.
+func (s *sockConn) ReadWaitBatch(p []byte, lowat int, deadline time.Time) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	lowat = min(lowat, len(p))
+	n, err := s.parkRead(p, lowat, deadline)
+	if n == 0 && lowat > 1 && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Fewer than lowat bytes do not wake the poller: take them now.
+		if n, err = s.ReadNow(p); n == 0 && err == nil {
+			err = os.ErrDeadlineExceeded
 		}
-		s.deadline = time.Time{}
-		n, err = s.rawRead(p, s.readNowCB)
 	}
 	return n, err
 }
@@ -136,6 +196,17 @@ func (s *sockConn) ReadNow(p []byte) (int, error) {
 func (s *sockConn) ReadWait(p []byte, deadline time.Time) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	return s.parkRead(p, 1, deadline)
+}
+
+func (s *sockConn) parkRead(p []byte, lowat int, deadline time.Time) (int, error) {
+	s.drained = false
+	s.setLowat(lowat)
+	if s.async {
+		// Parked in the poller, the loop needs no signal: stop them.
+		s.async = false
+		_ = s.rc.Control(s.disarmCB)
 	}
 	if !deadline.Equal(s.deadline) {
 		if err := s.nc.SetReadDeadline(deadline); err != nil {
@@ -150,27 +221,39 @@ func (s *sockConn) ReadWait(p []byte, deadline time.Time) (int, error) {
 	return n, err
 }
 
-// Arm implements Conn: it sets O_ASYNC on the socket so that the kernel
-// raises SIGIO when bytes arrive, and returns the channel os/signal
-// delivers SIGIO to. The first Arm registers that channel with
-// signal.Notify (os/signal then runs its one process-wide goroutine) and
-// makes this process the owner of the socket (F_SETOWN).
+// Arm implements Conn. The first Arm registers the socket in the
+// process's readiness set (and, for the first socket of the process,
+// SIGIO with os/signal, which then runs its one process-wide goroutine)
+// and makes this process the owner of the socket (F_SETOWN); Arm sets
+// O_ASYNC unless it is still set from the last one.
 func (s *sockConn) Arm() (Readiness, error) {
-	if s.sig == nil {
+	if !s.inSet {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			return Readiness{}, fmt.Errorf("netio: arm %s: %w", s.transport, net.ErrClosed)
 		}
-		s.sig = make(chan os.Signal, 1)
-		signal.Notify(s.sig, syscall.SIGIO)
+		s.cerr = nil
+		err := s.rc.Control(s.addCB)
+		if err == nil && s.cerr == nil {
+			s.inSet = true
+		}
 		s.mu.Unlock()
+		if err == nil {
+			err = s.cerr
+		}
+		if err != nil {
+			return Readiness{}, fmt.Errorf("netio: arm %s: %w", s.transport, err)
+		}
 	}
-	if !s.armed {
+	if !s.async {
+		// Bytes below a low-water mark would raise no signal.
+		s.setLowat(1)
 		select {
-		case <-s.sig: // a stale wakeup from an earlier arming or another socket
+		case <-s.wake: // a stale wakeup: the caller reads once more after Arm
 		default:
 		}
+		s.drained = false // so that the caller's next ReadNow reads
 		s.cerr = nil
 		if err := s.rc.Control(s.armCB); err != nil {
 			return Readiness{}, fmt.Errorf("netio: arm %s: %w", s.transport, err)
@@ -178,9 +261,9 @@ func (s *sockConn) Arm() (Readiness, error) {
 		if s.cerr != nil {
 			return Readiness{}, fmt.Errorf("netio: arm %s: %w", s.transport, s.cerr)
 		}
-		s.armed = true
+		s.async = true
 	}
-	return Readiness{Signal: s.sig}, nil
+	return Readiness{Signal: s.wake, Shared: rset.sig}, nil
 }
 
 func (s *sockConn) arm(fd uintptr) {
@@ -204,16 +287,10 @@ func (s *sockConn) arm(fd uintptr) {
 	}
 }
 
-// Disarm implements Conn: it clears O_ASYNC. It does nothing when the
-// socket is not armed.
-func (s *sockConn) Disarm() {
-	if !s.armed {
-		return
-	}
-	s.armed = false
-	// An error means the socket is closed: there is nothing left to undo.
-	_ = s.rc.Control(s.disarmCB)
-}
+// Disarm implements Conn. It keeps O_ASYNC set, so that the next Arm
+// costs nothing; a signal that arrives meanwhile is harmless (the
+// dispatch wakes this connection's channel, and Arm drains it).
+func (s *sockConn) Disarm() {}
 
 func (s *sockConn) disarm(fd uintptr) {
 	_, _ = fcntl(fd, syscall.F_SETFL, s.flags)
@@ -236,8 +313,9 @@ func (s *sockConn) SetWriteDeadline(t time.Time) error { return s.nc.SetWriteDea
 // Transport implements Conn: "tcp" or "unix".
 func (s *sockConn) Transport() string { return s.transport }
 
-// Close implements Conn. It stops SIGIO delivery to this connection's
-// channel and closes the socket; later calls return nil.
+// Close implements Conn. It removes the socket from the readiness set
+// (before the descriptor is closed and its number can be reused) and
+// closes it; later calls return nil.
 func (s *sockConn) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -245,10 +323,14 @@ func (s *sockConn) Close() error {
 		return nil
 	}
 	s.closed = true
-	sig := s.sig
-	s.mu.Unlock()
-	if sig != nil {
-		signal.Stop(sig)
+	s.shut.Store(true)
+	if s.inSet {
+		// Control fails only when the descriptor is already gone, which
+		// removed it from the kernel set; the token goes either way.
+		if s.rc.Control(s.removeCB) != nil {
+			rset.remove(s, -1, s.tok)
+		}
 	}
+	s.mu.Unlock()
 	return s.nc.Close()
 }

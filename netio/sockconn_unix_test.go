@@ -4,6 +4,9 @@ package netio
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"regexp"
@@ -54,9 +57,7 @@ func TestSockConnStartsNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, peer, "x")
-	select {
-	case <-rd.Signal:
-	case <-time.After(guard):
+	if !awaitReady(rd, guard) {
 		t.Fatal("no SIGIO")
 	}
 	c.Disarm()
@@ -86,9 +87,10 @@ func othersGoroutine(stack string) bool {
 	return strings.Contains(stack, "github.com/quic-go/quic-go") || strings.Contains(stack, "runtime.runCleanups")
 }
 
-// TestSIGIOSharedBetweenConns checks that two armed connections each get
-// woken, and that closing one does not stop the other's signals.
-func TestSIGIOSharedBetweenConns(t *testing.T) {
+// TestReadinessWakesOnlyTheReadyConn checks that bytes for one armed
+// connection wake that connection and not another armed one, and that
+// closing one does not stop the other's wakeups.
+func TestReadinessWakesOnlyTheReadyConn(t *testing.T) {
 	c1raw, peer1 := pair(t, "unix")
 	c2raw, peer2 := pair(t, "unix")
 	c1, c2 := WrapConn(c1raw), WrapConn(c2raw)
@@ -101,13 +103,18 @@ func TestSIGIOSharedBetweenConns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r1.Shared == nil || r1.Shared != r2.Shared {
+		t.Fatal("SIGIO connections must share the process's one signal channel")
+	}
 	write(t, peer1, "1")
-	for _, ch := range []<-chan os.Signal{r1.Signal, r2.Signal} {
-		select {
-		case <-ch:
-		case <-time.After(guard):
-			t.Fatal("armed connection not woken")
-		}
+	if !awaitReady(r1, guard) {
+		t.Fatal("armed connection with bytes not woken")
+	}
+	// The dispatch that woke c1 found only c1's socket ready.
+	select {
+	case <-r2.Signal:
+		t.Fatal("connection without bytes woken")
+	default:
 	}
 	c1.Close()
 	c2.Disarm()
@@ -115,9 +122,213 @@ func TestSIGIOSharedBetweenConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, peer2, "2")
-	select {
-	case <-r2.Signal:
-	case <-time.After(guard):
-		t.Fatal("no SIGIO after another connection closed")
+	if !awaitReady(r2, guard) {
+		t.Fatal("no wakeup after another connection closed")
+	}
+}
+
+// TestReadySetManyConns runs 200 connections in one process, each
+// waited on by its own goroutine the way the event loop waits (arm, read
+// once more, select on its channel and the shared one, dispatch). Every
+// waiter must get exactly the bytes written to its own peer, round after
+// round; once all are closed the readiness set is empty.
+func TestReadySetManyConns(t *testing.T) {
+	const conns, rounds = 200, 5
+	base := rset.size()
+	type conn struct {
+		c    Conn
+		peer net.Conn
+	}
+	cs := make([]conn, conns)
+	for i := range cs {
+		c, peer := pair(t, "tcp")
+		cs[i] = conn{WrapConn(c), peer}
+	}
+	results := make(chan error, conns)
+	for i, c := range cs {
+		want := ""
+		for r := range rounds {
+			want += fmt.Sprintf("<%d.%d>", i, r)
+		}
+		go func() { results <- waitFor(c.c, want) }()
+	}
+	for r := range rounds {
+		// Rounds go to the connections in a different order each time.
+		for j := range cs {
+			i := (j*7 + r*31) % conns
+			write(t, cs[i].peer, fmt.Sprintf("<%d.%d>", i, r))
+		}
+	}
+	for range cs {
+		if err := <-results; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := rset.size(); got != base+conns {
+		t.Errorf("readiness set holds %d sockets, want %d", got, base+conns)
+	}
+	for _, c := range cs {
+		c.c.Close()
+	}
+	if got := rset.size(); got != base {
+		t.Errorf("after closing every connection the readiness set holds %d sockets, want %d", got, base)
+	}
+}
+
+// waitFor reads c the event loop's way until it has read want, and
+// reports an error if it read anything else or waited longer than guard.
+func waitFor(c Conn, want string) error {
+	var got []byte
+	buf := make([]byte, 64)
+	deadline := time.Now().Add(guard)
+	for len(got) < len(want) {
+		n, err := c.ReadNow(buf)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			got = append(got, buf[:n]...)
+			continue
+		}
+		rd, err := c.Arm()
+		if err != nil {
+			return err
+		}
+		if n, err = c.ReadNow(buf); err != nil || n > 0 {
+			c.Disarm()
+			got = append(got, buf[:n]...)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if !awaitReady(rd, time.Until(deadline)) {
+			return fmt.Errorf("no wakeup: read %q of %q", got, want)
+		}
+		c.Disarm()
+	}
+	if string(got) != want {
+		return fmt.Errorf("read %q, want %q", got, want)
+	}
+	return nil
+}
+
+// TestNoLostWakeup races a writer against the arm-read-wait sequence: the
+// writer sends each byte as soon as the reader confirmed the previous
+// one, so bytes land before, during and after Arm. A byte that landed
+// before arming and raised no signal must still be read (the read after
+// Arm), and one that landed after must wake the reader; a lost wakeup
+// makes the reader wait until guard.
+func TestNoLostWakeup(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			craw, peer := pair(t, network)
+			c := WrapConn(craw)
+			defer c.Close()
+			const n = 2000
+			ack := make(chan struct{})
+			werr := make(chan error, 1)
+			go func() {
+				for i := range n {
+					if _, err := peer.Write([]byte{byte(i)}); err != nil {
+						werr <- err
+						return
+					}
+					<-ack
+				}
+				werr <- nil
+			}()
+			buf := make([]byte, 8)
+			for i := range n {
+				for {
+					m, err := c.ReadNow(buf)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if m == 0 {
+						rd, err := c.Arm()
+						if err != nil {
+							t.Fatal(err)
+						}
+						if m, err = c.ReadNow(buf); err != nil {
+							t.Fatal(err)
+						}
+						if m == 0 && !awaitReady(rd, guard) {
+							t.Fatalf("byte %d: lost wakeup", i)
+						}
+						c.Disarm()
+					}
+					if m > 0 {
+						if m != 1 || buf[0] != byte(i) {
+							t.Fatalf("byte %d: read %v", i, buf[:m])
+						}
+						break
+					}
+				}
+				ack <- struct{}{}
+			}
+			if err := <-werr; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// fdForTest returns the socket's descriptor number.
+func (s *sockConn) fdForTest(t *testing.T) int {
+	t.Helper()
+	fd := -1
+	if err := s.rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// TestReadWaitBatch: a batched wait returns what arrived by the deadline
+// even below the low-water mark, returns at once when enough arrived, and
+// leaves nothing behind that would silence the next Arm (a socket still
+// at a high SO_RCVLOWAT raises no SIGIO for a single byte).
+func TestReadWaitBatch(t *testing.T) {
+	craw, peer := pair(t, "tcp")
+	c := WrapConn(craw)
+	defer c.Close()
+	br, ok := c.(BatchReader)
+	if !ok {
+		t.Fatal("TCP Conn is not a BatchReader")
+	}
+	buf := make([]byte, 4096)
+	if n, err := br.ReadWaitBatch(buf, 1000, time.Now().Add(20*time.Millisecond)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("nothing sent: ReadWaitBatch = %d, %v", n, err)
+	}
+	write(t, peer, "few")
+	if n, err := br.ReadWaitBatch(buf, 1000, time.Now().Add(20*time.Millisecond)); err != nil || string(buf[:n]) != "few" {
+		t.Fatalf("below the mark: ReadWaitBatch = %q, %v", buf[:n], err)
+	}
+	many := strings.Repeat("m", 1500)
+	write(t, peer, many)
+	got := ""
+	for len(got) < len(many) {
+		n, err := br.ReadWaitBatch(buf, 1000, time.Now().Add(guard))
+		if err != nil {
+			t.Fatalf("above the mark: %v after %d bytes", err, len(got))
+		}
+		got += string(buf[:n])
+	}
+	if got != many {
+		t.Fatalf("read %d bytes, want %d", len(got), len(many))
+	}
+	rd, err := c.Arm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.ReadNow(buf); n != 0 || err != nil {
+		t.Fatalf("ReadNow after Arm = %d, %v", n, err)
+	}
+	write(t, peer, "1")
+	if !awaitReady(rd, guard) {
+		t.Fatal("no wakeup for one byte after a batched read")
+	}
+	if got := readNowUntil(t, c, 1); string(got) != "1" {
+		t.Fatalf("read %q", got)
 	}
 }

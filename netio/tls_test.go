@@ -129,10 +129,7 @@ func TestTLSEcho(t *testing.T) {
 			}
 			got := []byte{}
 			for len(got) < 4 {
-				select {
-				case <-rd.Signal:
-				case <-rd.Tick:
-				case <-time.After(guard):
+				if !awaitReady(rd, guard) {
 					t.Fatal("no readiness signal")
 				}
 				n, err := c.ReadNow(buf)
@@ -308,10 +305,7 @@ func TestTLSBufferedRecords(t *testing.T) {
 
 func waitReady(t *testing.T, rd Readiness, remaining int) {
 	t.Helper()
-	select {
-	case <-rd.Signal:
-	case <-rd.Tick:
-	case <-time.After(guard):
+	if !awaitReady(rd, guard) {
 		t.Fatalf("readiness did not fire while %d bytes wait in tls.Conn", remaining)
 	}
 }

@@ -400,15 +400,11 @@ func TestWebSocketUpgrade(t *testing.T) {
 	}
 	var got []byte
 	for len(got) < len(msg) {
-		select {
-		case <-rd.Signal:
-		case <-rd.Tick:
-			rd, err = c.Arm()
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(wsTestTimeout):
+		if !awaitReady(rd, wsTestTimeout) {
 			t.Fatal("readiness never fired")
+		}
+		if rd, err = c.Arm(); err != nil {
+			t.Fatal(err)
 		}
 		n, err := c.ReadNow(buf)
 		if err != nil {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -205,6 +206,34 @@ func (rd *Reader) peek() (size, hlen int, err error) {
 	return size, 1 + n, nil
 }
 
+// readBufs holds default-size read buffers that Readers released while
+// their connection was idle, for whichever Reader reads next: a process
+// with many idle connections holds buffers only for the busy ones.
+var readBufs sync.Pool // of *[defaultReadBuffer]byte
+
+// Release hands the buffer back to a pool shared by every Reader of the
+// process when nothing is buffered, so that an idle connection holds no
+// read buffer; the next read takes one from the pool (or allocates it).
+// Call it before waiting for a connection that is likely to stay quiet.
+// It does nothing while bytes are buffered or the buffer is not the
+// default size.
+func (rd *Reader) Release() {
+	if rd.r != rd.w || rd.start != 0 || len(rd.buf) != defaultReadBuffer {
+		return
+	}
+	readBufs.Put((*[defaultReadBuffer]byte)(rd.buf))
+	rd.buf, rd.r, rd.w = nil, 0, 0
+}
+
+func newReadBuf(size int) []byte {
+	if size == defaultReadBuffer {
+		if b, ok := readBufs.Get().(*[defaultReadBuffer]byte); ok {
+			return b[:]
+		}
+	}
+	return make([]byte, size)
+}
+
 func (rd *Reader) startSize() int {
 	if rd.start > 0 {
 		return rd.start
@@ -232,7 +261,7 @@ func (rd *Reader) space() ([]byte, error) {
 	}
 	start := rd.startSize()
 	if rd.buf == nil {
-		rd.buf = make([]byte, start)
+		rd.buf = newReadBuf(start)
 	}
 	if len(rd.buf) > start && rd.w-rd.r <= start {
 		// The large packet the buffer grew for is consumed: shrink back
@@ -243,7 +272,10 @@ func (rd *Reader) space() ([]byte, error) {
 			return nil, err
 		}
 		if size <= start {
-			rd.realloc(start)
+			buf := newReadBuf(start)
+			rd.w = copy(buf, rd.buf[rd.r:rd.w])
+			rd.r = 0
+			rd.buf = buf
 		}
 	}
 	if rd.r > 0 && len(rd.buf)-rd.w < len(rd.buf)/4 {

@@ -3,6 +3,7 @@ package wire
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -63,7 +64,11 @@ func (w *Writer) Codec() Codec { return w.codec }
 // or ErrInvalidPacket.
 func (w *Writer) Append(p packets.Packet) error {
 	if w.buf == nil {
-		w.buf = make([]byte, 0, writerStartSize)
+		if b, ok := writeBufs.Get().(*[writerStartSize]byte); ok {
+			w.buf = b[:0]
+		} else {
+			w.buf = make([]byte, 0, writerStartSize)
+		}
 	}
 	buf, err := w.codec.Append(w.buf, p, w.limit)
 	if err != nil {
@@ -128,6 +133,24 @@ func (w *Writer) Flush(c Sink, deadline time.Time) error {
 		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(buf), n, io.ErrShortWrite)
 	}
 	return nil
+}
+
+// writeBufs holds start-size write buffers released by idle Writers.
+var writeBufs sync.Pool // of *[writerStartSize]byte
+
+// Release hands an empty buffer back to a pool shared by every Writer of
+// the process, so that an idle connection holds no write buffer; the next
+// Append takes one from the pool (or allocates it). It does nothing while
+// bytes are buffered.
+func (w *Writer) Release() {
+	if len(w.buf) != 0 || cap(w.buf) != writerStartSize {
+		if len(w.buf) == 0 && cap(w.buf) > 0 {
+			w.buf = nil
+		}
+		return
+	}
+	writeBufs.Put((*[writerStartSize]byte)(w.buf[:writerStartSize]))
+	w.buf = nil
 }
 
 func (w *Writer) shrink() {
