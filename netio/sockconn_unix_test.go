@@ -144,6 +144,18 @@ func TestReadySetManyConns(t *testing.T) {
 		c, peer := pair(t, "tcp")
 		cs[i] = conn{WrapConn(c), peer}
 	}
+	// Sockets join the set at their first Arm. A waiter whose goroutine
+	// starts after all its rounds arrived reads them without arming, so
+	// every connection arms once here, before anything is written.
+	for _, c := range cs {
+		if _, err := c.c.Arm(); err != nil {
+			t.Fatal(err)
+		}
+		c.c.Disarm()
+	}
+	if got := rset.size(); got != base+conns {
+		t.Fatalf("after arming, the readiness set holds %d sockets, want %d", got, base+conns)
+	}
 	results := make(chan error, conns)
 	for i, c := range cs {
 		want := ""
