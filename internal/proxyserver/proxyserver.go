@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -242,7 +241,7 @@ func (p *Proxy) run(argv []string) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: dante's children go with it at Stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
@@ -292,18 +291,17 @@ func (p *Proxy) stop() {
 	if cmd == nil {
 		return
 	}
-	pgid := -cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	terminateGroup(cmd)
 	timer := time.NewTimer(termTimeout)
 	defer timer.Stop()
 	select {
 	case <-exited:
 	case <-timer.C:
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		killGroup(cmd)
 		<-exited
 	}
 	// The group's other members (dante's children) end with it.
-	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	killGroup(cmd)
 	_ = logf.Close()
 }
 
