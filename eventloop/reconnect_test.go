@@ -281,7 +281,10 @@ func TestAckTimeoutReplaysOnNewConnection(t *testing.T) {
 	srv := rawbroker.Listen(t)
 	c := newClient(t, srv.URL(), eventloop.Options{
 		Reconnect: reconnect.Automatic, BackOff: quickBackOff(),
-		AckTimeout: 50 * time.Millisecond, SessionExpiry: time.Hour,
+		// The replay on the second connection must be acked within
+		// AckTimeout too; 50 ms was too short for the test's own reply
+		// on a loaded machine.
+		AckTimeout: time.Second, SessionExpiry: time.Hour,
 	})
 	ctx := testContext(t)
 	peer, err := srv.Accept(ctx)
