@@ -25,7 +25,9 @@
 // Disconnect, Shutdown, Pause, Resume, Throttle and Reauthenticate. A request that cannot
 // be carried out (an invalid topic, too large for the broker, a feature
 // the protocol version lacks) ends in a RequestFailed notification and the
-// loop goes on. Close and Resume may also be called from other goroutines.
+// loop goes on. Close, Resume and Ack (EventLoop.Ack, for manual acks
+// from worker goroutines, never blocked behind the channel) may be called
+// from any goroutine.
 //
 // # Notifications
 //

@@ -147,6 +147,9 @@ var (
 	// ErrRefusedByBroker: the broker answered a request with a failure
 	// reason code; a *ReasonCodeError carries it.
 	ErrRefusedByBroker = errors.New("mqttloop: refused by the broker")
+	// ErrNotRunning: EventLoop.Ack was called while no run was in
+	// progress (before Run, or after Next returned the run's error).
+	ErrNotRunning = errors.New("mqttloop: no run in progress")
 )
 
 // ReasonCodeError is an MQTT reason code of 0x80 or more sent by the broker,

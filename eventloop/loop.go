@@ -70,8 +70,8 @@ const (
 
 // EventLoop is an MQTT client connection lifecycle driven by Next. Create
 // one with New, start a run with Run. An EventLoop is used from one
-// goroutine at a time (the one calling Next); only Close and Resume may be
-// called from others.
+// goroutine at a time (the one calling Next); only Close, Resume, Ack and
+// SendAck may be called from others.
 type EventLoop struct {
 	opts Options
 	tls  *tls.Config // Options.TLSConfig with the loop's session cache and key log
@@ -122,6 +122,8 @@ type EventLoop struct {
 	aliasOut    outAliases
 	mig         migration // a change of network path (migrate.go)
 	streams     streamSet // QUIC data streams (streams.go)
+
+	acks ackQueue // acks from any goroutine (acks.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -186,6 +188,7 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 	l.evHead = 0
 	l.paused = false
 	l.closed.Store(false)
+	l.startAcks()
 	if l.timer == nil {
 		l.timer = time.NewTimer(farFuture)
 	}
@@ -237,11 +240,6 @@ func (l *EventLoop) Resume() {
 	l.poke()
 }
 
-// Ack acknowledges an incoming message in manual-ack mode, like sending
-// m.Ack() as a request but without going through the channel. Call it only
-// from the goroutine that calls Next, between calls.
-func (l *EventLoop) Ack(m Message) error { return l.ack(m.Ack()) }
-
 func (l *EventLoop) poke() {
 	select {
 	case l.wake <- struct{}{}:
@@ -270,6 +268,7 @@ func (l *EventLoop) next() (Notification, error) {
 		if l.checkStop() {
 			continue
 		}
+		l.takeAcks(false)
 		switch l.phase {
 		case phaseDisconnected:
 			l.connect()
@@ -305,6 +304,9 @@ func (l *EventLoop) checkStop() bool {
 // end finishes the run: a Disconnected notification (when a connection
 // was up or attempted), then err from Next.
 func (l *EventLoop) end(notify error, err error) {
+	// Acks handed in before the end count: the session records them (the
+	// broker, which did not get them, delivers those messages again).
+	l.takeAcks(true)
 	if !errors.Is(err, ErrStore) {
 		if cerr := l.st.Commit(); cerr != nil {
 			err = fmt.Errorf("%w (and saving the session failed: %w)", err, cerr)
@@ -652,8 +654,11 @@ func (l *EventLoop) accept(r Request) {
 }
 
 func (l *EventLoop) ack(a Ack) error {
-	if a.ReasonCode != 0 && l.opts.ProtocolVersion == 4 {
-		return only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
+	if a.QoS == 0 {
+		return nil // a QoS 0 message has no acknowledgement
+	}
+	if err := l.checkAck(a); err != nil {
+		return err
 	}
 	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode, a.session)
 	if err != nil {
