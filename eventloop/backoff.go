@@ -140,6 +140,7 @@ func (l *EventLoop) backoffStep() {
 		}
 	case <-l.timer.C:
 	case <-l.ctx.Done():
+	case <-l.waitDone:
 	case <-l.wake:
 	}
 	l.commit() // requests taken while offline are durable now

@@ -147,6 +147,10 @@ var (
 	// ErrRefusedByBroker: the broker answered a request with a failure
 	// reason code; a *ReasonCodeError carries it.
 	ErrRefusedByBroker = errors.New("mqttloop: refused by the broker")
+	// ErrWaitEnded: the context given to Events.NextContext ended before a
+	// notification was ready. The run goes on; the context's error is
+	// wrapped too.
+	ErrWaitEnded = errors.New("mqttloop: wait ended, the run goes on")
 	// ErrNotRunning: EventLoop.Ack was called while no run was in
 	// progress (before Run, or after Next returned the run's error).
 	ErrNotRunning = errors.New("mqttloop: no run in progress")

@@ -124,6 +124,10 @@ type EventLoop struct {
 	streams     streamSet // QUIC data streams (streams.go)
 
 	acks ackQueue // acks from any goroutine (acks.go)
+
+	// per call of NextContext
+	waitCtx  context.Context // nil in Next
+	waitDone <-chan struct{} // waitCtx.Done(), or nil
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -202,6 +206,26 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 // the same error.
 func (e *Events) Next() (Notification, error) { return e.l.next() }
 
+// NextContext is Next with a limit on the wait: when ctx ends before a
+// notification is ready, it returns a nil notification and an error
+// wrapping ErrWaitEnded and the context's error (errors.Is(err,
+// context.DeadlineExceeded) holds after a timeout), and the run goes on:
+// the next call continues it, and nothing is lost. This lets the
+// goroutine driving the loop time out a request, do periodic work or stop
+// waiting without ending the run (the run's own context, given to Run,
+// ends it). A ctx that has already ended returns at once, even if
+// notifications are ready.
+//
+// The wait ends promptly while the loop is connected or waiting to
+// reconnect; a connection attempt under way (dialing, handshakes, waiting
+// for CONNACK) finishes first, within Options.ConnectTimeout.
+func (e *Events) NextContext(ctx context.Context) (Notification, error) {
+	l := e.l
+	l.waitCtx, l.waitDone = ctx, ctx.Done()
+	defer func() { l.waitCtx, l.waitDone = nil, nil }()
+	return l.next()
+}
+
 // All iterates over the run's notifications. The last pair carries the
 // error that ended the run (and a nil notification); breaking out of the
 // loop early leaves the run open: call Next again, or Close.
@@ -249,6 +273,9 @@ func (l *EventLoop) poke() {
 
 func (l *EventLoop) next() (Notification, error) {
 	for {
+		if l.waitCtx != nil && l.waitCtx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrWaitEnded, context.Cause(l.waitCtx))
+		}
 		if l.evHead < len(l.events) {
 			n := l.events[l.evHead]
 			l.events[l.evHead] = nil
@@ -939,6 +966,7 @@ func (l *EventLoop) wait(now time.Time) {
 			}
 		case <-ready.Tick:
 		case <-l.ctx.Done():
+		case <-l.waitDone:
 		case <-l.timer.C:
 		case <-l.wake:
 		}
