@@ -21,6 +21,7 @@ func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 		_ = a.Abort() // nothing to wait for on a broken connection
 	}
 	l.closeConn()
+	l.statusDown(cause)
 	now := time.Now()
 	if !wasUp && l.nextServerAtOnce(cause) {
 		return
@@ -131,6 +132,7 @@ func (l *EventLoop) backoffStep() {
 		reqs = l.requests
 	}
 	l.timer.Reset(l.retryAt.Sub(now))
+	l.publishCounts()
 	select {
 	case r, ok := <-reqs:
 		if !ok {

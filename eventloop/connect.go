@@ -86,10 +86,12 @@ func (l *EventLoop) connect() {
 	if l.dbg {
 		l.logPacket("out", connect)
 	}
+	sent := l.wr.Buffered()
 	if err := l.wr.Flush(conn, deadline); err != nil {
 		l.connectFailed(fmt.Errorf("sending CONNECT to %s: %w", l.server, err))
 		return
 	}
+	l.countOut(sent)
 
 	ack, ackUser, err := l.awaitConnack(authCtx, deadline)
 	if err != nil {
@@ -152,9 +154,11 @@ func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*pack
 				if l.dbg {
 					l.logPacket("out", reply)
 				}
+				sent := l.wr.Buffered()
 				if err := l.wr.Flush(l.conn, deadline); err != nil {
 					return nil, "", fmt.Errorf("sending AUTH to %s: %w", l.server, err)
 				}
+				l.countOut(sent)
 				continue
 			default:
 				return nil, "", fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
@@ -182,6 +186,7 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 	defer l.conn.Disarm()
 	for {
 		n, err := l.rd.FillNow(l.conn)
+		l.countIn(n)
 		if err != nil {
 			return fmt.Errorf("reading from %s: %w", l.server, err)
 		}
@@ -254,6 +259,7 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 		Used0RTT:          used0RTT(l.conn),
 	}
 	l.fillConnack(&c, ack, ackUser)
+	l.statusUp(c.Transport, now)
 	l.emit(c)
 	for _, done := range resumed.Completed {
 		l.emit(publishedFrom(done))
@@ -261,6 +267,9 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 	for _, p := range resumed.Replay {
 		err := l.writeReplay(p)
 		if err == nil {
+			if _, isPub := p.(*packets.Publish); isPub {
+				l.status.msgsOut.Add(1)
+			}
 			l.st.MarkSent(p, now)
 			continue
 		}

@@ -123,7 +123,8 @@ type EventLoop struct {
 	mig         migration // a change of network path (migrate.go)
 	streams     streamSet // QUIC data streams (streams.go)
 
-	acks ackQueue // acks from any goroutine (acks.go)
+	acks   ackQueue   // acks from any goroutine (acks.go)
+	status liveStatus // what Status reports (status.go)
 
 	// per call of NextContext
 	waitCtx  context.Context // nil in Next
@@ -193,6 +194,7 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 	l.paused = false
 	l.closed.Store(false)
 	l.startAcks()
+	l.statusRunning(true, nil)
 	if l.timer == nil {
 		l.timer = time.NewTimer(farFuture)
 	}
@@ -296,6 +298,7 @@ func (l *EventLoop) next() (Notification, error) {
 			continue
 		}
 		l.takeAcks(false)
+		l.publishCounts()
 		switch l.phase {
 		case phaseDisconnected:
 			l.connect()
@@ -345,6 +348,8 @@ func (l *EventLoop) end(notify error, err error) {
 	l.phase = phaseEnded
 	l.endErr = err
 	l.timer.Stop()
+	l.publishCounts()
+	l.statusRunning(false, err)
 }
 
 // lost handles an established connection that broke.
@@ -357,6 +362,7 @@ func (l *EventLoop) closeConn() {
 		l.conn.Close()
 		l.conn = nil
 		l.live.Store(nil)
+		l.statusDown(nil)
 	}
 	if l.phase == phaseConnected {
 		l.phase = phaseDisconnected
@@ -374,7 +380,10 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 		d.Properties.SessionExpiryInterval = &secs
 	}
 	if l.write(d) == nil {
-		_ = l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout))
+		n := l.wr.Buffered()
+		if l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout)) == nil {
+			l.countOut(n)
+		}
 	}
 }
 
@@ -383,6 +392,7 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 func (l *EventLoop) step() {
 	progress := false
 	n, readErr := l.rd.FillNow(l.conn)
+	l.countIn(n)
 	if l.pendingRead != nil {
 		readErr, l.pendingRead = l.pendingRead, nil
 	}
@@ -535,6 +545,7 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 		}
 		m := messageFrom(ev.Publish, pkt)
 		m.session = ev.Session
+		l.status.msgsIn.Add(1)
 		l.emit(m)
 	case state.PublishDone:
 		l.doneRoute(ev.Publish.PacketID)
@@ -739,6 +750,7 @@ func (l *EventLoop) sendQueued() bool {
 			return sent
 		}
 		if pub, isPub := pkt.(*packets.Publish); isPub {
+			l.status.msgsOut.Add(1)
 			l.throttle.spend()
 			if pub.QoS > 0 {
 				if now.IsZero() {
@@ -848,11 +860,12 @@ func (l *EventLoop) flush(now time.Time) bool {
 	if l.conn == nil {
 		return false
 	}
-	if l.wr.Buffered() > 0 {
+	if n := l.wr.Buffered(); n > 0 {
 		if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
 			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
 			return false
 		}
+		l.countOut(n)
 		l.ka.Sent(now)
 	}
 	return len(l.streams.open) == 0 || l.flushStreams(now)
@@ -914,6 +927,7 @@ func (l *EventLoop) wait(now time.Time) {
 		} else {
 			n, err = l.rd.FillWait(l.conn, until)
 		}
+		l.countIn(n)
 		if n > 0 {
 			l.arrived(time.Now(), n)
 		} else {
@@ -939,6 +953,7 @@ func (l *EventLoop) wait(now time.Time) {
 	}
 	// A byte that arrived before arming may not signal: look once more.
 	if n, err := l.rd.FillNow(l.conn); n > 0 || err != nil {
+		l.countIn(n)
 		l.conn.Disarm()
 		l.pendingRead = err
 		return
@@ -951,6 +966,7 @@ func (l *EventLoop) wait(now time.Time) {
 	l.rd.Release()
 	l.wr.Release()
 	l.timer.Reset(deadline.Sub(now))
+	l.publishCounts()
 	for {
 		select {
 		case r, ok := <-reqs:

@@ -244,6 +244,7 @@ func (l *EventLoop) flushStreams(now time.Time) bool {
 			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
 			return false
 		}
+		l.countOut(before - ds.wr.Buffered())
 		if ds.wr.Buffered() < before {
 			l.ka.Sent(now)
 		}
@@ -281,6 +282,7 @@ func (l *EventLoop) readStreams(now time.Time) (got, ok bool) {
 	for _, i := range ss.open {
 		ds := ss.data[i]
 		n, err := ds.rd.FillNow(ds.s)
+		l.countIn(n)
 		if n > 0 {
 			got = true
 			l.rxAt = now
