@@ -123,6 +123,8 @@ type EventLoop struct {
 	mig         migration // a change of network path (migrate.go)
 	streams     streamSet // QUIC data streams (streams.go)
 
+	queueFull bool // QueueFull was reported and the queue has not emptied since
+
 	acks   ackQueue   // acks from any goroutine (acks.go)
 	status liveStatus // what Status reports (status.go)
 
@@ -298,7 +300,6 @@ func (l *EventLoop) next() (Notification, error) {
 			continue
 		}
 		l.takeAcks(false)
-		l.publishCounts()
 		switch l.phase {
 		case phaseDisconnected:
 			l.connect()
@@ -307,6 +308,7 @@ func (l *EventLoop) next() (Notification, error) {
 		case phaseConnected:
 			l.step()
 		}
+		l.publishCounts()
 	}
 }
 
@@ -606,8 +608,28 @@ func (l *EventLoop) canTake() bool {
 	return l.reqOpen && l.st.Queued() < l.opts.MaxQueued
 }
 
-// takeRequests takes requests from the channel without blocking.
+// takeRequests takes requests from the channel without blocking, and
+// reports a queue that became full (QueueFull).
 func (l *EventLoop) takeRequests() bool {
+	took := l.takeFromChannel()
+	l.noteQueue()
+	return took
+}
+
+// noteQueue reports QueueFull when MaxQueued requests wait and the loop
+// stops reading the channel: once, until the queue has emptied again.
+func (l *EventLoop) noteQueue() {
+	q := l.st.Queued()
+	switch {
+	case q == 0:
+		l.queueFull = false
+	case !l.queueFull && l.reqOpen && q >= l.opts.MaxQueued:
+		l.queueFull = true
+		l.emit(QueueFull{Queued: q})
+	}
+}
+
+func (l *EventLoop) takeFromChannel() bool {
 	took := false
 	for i := 0; i < requestBatch && l.canTake() && (l.phase == phaseConnected || l.phase == phaseBackoff); i++ {
 		select {
