@@ -34,7 +34,18 @@
 // Next returns Connected (with what the broker's CONNACK announced),
 // Message, Published (every QoS 1 or 2 publish ends in exactly one, with
 // the request and its Tag), Subscribed, Unsubscribed, RequestFailed,
-// Disconnected, Reconnecting, Dropped, Reauthenticated and PathChanged.
+// Disconnected, Reconnecting, Dropped, QueueFull, Reauthenticated and
+// PathChanged.
+//
+// # One goroutine, with deadlines
+//
+// Events.NextContext is Next with a limit on the wait: when its context
+// ends first it returns ErrWaitEnded and the run goes on, so the goroutine
+// driving the loop can time out a request (waiting for a reply with a
+// deadline), do periodic work between notifications, or stop waiting to
+// do something else, with no other goroutine. EventLoop.Status reports the
+// connection, the backlog and traffic counters to any goroutine (health
+// checks, metrics).
 //
 // # User properties
 //

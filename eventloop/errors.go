@@ -27,9 +27,9 @@ var (
 	// ErrStoreMismatch: Options.Store holds the session of another broker
 	// or client id.
 	ErrStoreMismatch = state.ErrStoreMismatch
-	// ErrStopped: the run's context was cancelled (the context's error is
-	// wrapped too, so errors.Is(err, context.Canceled) also holds) or
-	// Close was called.
+	// ErrStopped: a Shutdown request ended the run, the run's context
+	// ended (the context's error is wrapped too, so errors.Is(err,
+	// context.Canceled) also holds) or Close was called.
 	ErrStopped = errors.New("mqttloop: run stopped")
 )
 

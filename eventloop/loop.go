@@ -205,9 +205,10 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 
 // Next returns the next notification, doing the loop's work until there is
 // one. It returns a nil notification and an error when the run has ended:
-// ErrRequestsDone, ErrDisconnected, ErrStopped or ErrConnectionLost, each
-// wrapped with detail (test with errors.Is). Every call after that returns
-// the same error.
+// ErrRequestsDone, ErrDisconnected, ErrStopped, ErrConnectionLost or
+// ErrStore, each wrapped with detail (test with errors.Is). Every call
+// after that returns the same error. To stop waiting without ending the
+// run, use NextContext.
 func (e *Events) Next() (Notification, error) { return e.l.next() }
 
 // NextContext is Next with a limit on the wait: when ctx ends before a
