@@ -100,7 +100,7 @@ type Options struct {
 	MaxInflight int
 	// MaxQueued caps requests taken from the channel but not yet sent
 	// (default 256). At the cap the loop stops reading the channel:
-	// backpressure, never a drop.
+	// backpressure, never a drop; a QueueFull notification says so.
 	MaxQueued int
 	// MaxPacketSize is the largest packet the loop accepts from the broker
 	// (default 16 MiB), announced in CONNECT. A larger one ends the
@@ -136,12 +136,18 @@ type Options struct {
 	// user sends Message.Ack() (or calls EventLoop.Ack).
 	ManualAcks bool
 
-	// Reconnect says which connection failures are retried (default
-	// reconnect.Never: a lost connection ends the run, and Run continues
-	// the session later). Refusals that retrying cannot fix (bad
-	// credentials, not authorized, unsupported protocol version, banned)
-	// end the run under every policy. Each attempt moves to the next of
-	// Servers.
+	// Reconnect says which connection failures are retried. The default
+	// (the zero value), reconnect.AfterFirstSuccess, ends the run if the
+	// first connection attempt fails (a wrong address or credentials show
+	// at once) and afterwards retries every loss, with BackOff, so that a
+	// broker restart or a network outage is survived; meanwhile requests
+	// wait in the session (up to MaxQueued). reconnect.Never ends the run
+	// at the first loss (Run continues the session later);
+	// reconnect.Automatic retries the first attempt too (a device that may
+	// boot before its network is up). Refusals that retrying cannot fix
+	// (bad credentials, not authorized, unsupported protocol version,
+	// banned) end the run under every policy. Each attempt moves to the
+	// next of Servers.
 	Reconnect reconnect.Policy
 	// BackOff gives the delays between attempts (default: exponential
 	// from 250 ms to 30 s with jitter, see reconnect.DefaultBackOff). It is
