@@ -83,9 +83,20 @@ type Options struct {
 	// 4 it is the Clean Session flag of every connection: see there.)
 	CleanStart bool
 	// SessionExpiry is how long the broker keeps the session after the
-	// connection ends (whole seconds; 0: it ends with the connection;
-	// SessionNeverExpires: never). MQTT 5 only: with ProtocolVersion 4,
-	// leave it 0 and use CleanStart false for a persistent session.
+	// connection ends (whole seconds; 0, the default: it ends with the
+	// connection; SessionNeverExpires: never). MQTT 5 only: with
+	// ProtocolVersion 4, leave it 0 and use CleanStart false for a
+	// persistent session.
+	//
+	// Even at 0 a reconnecting loop loses no request: it sends again what
+	// the broker did not acknowledge and subscribes again. What a longer
+	// expiry adds is the broker's half: QoS 1/2 messages for this client's
+	// subscriptions are kept while it is away. A device that must not miss
+	// them sets it (an hour, say) with a fixed ClientID, and with Store so
+	// that the loop's half of the session outlives the process too: a
+	// process that starts afresh against a session the broker kept could
+	// have a new QoS 2 publish taken for a duplicate of one the broker
+	// still holds under the same packet id.
 	SessionExpiry time.Duration
 
 	// Will is the message the broker publishes if the client vanishes.
