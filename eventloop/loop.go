@@ -297,10 +297,12 @@ func (l *EventLoop) next() (Notification, error) {
 		if l.ctx == nil {
 			return nil, fmt.Errorf("%w: Next before Run", ErrInvalidRequest)
 		}
+		// Acks first: a run that stops now still sends them with its
+		// DISCONNECT.
+		l.takeAcks(false)
 		if l.checkStop() {
 			continue
 		}
-		l.takeAcks(false)
 		switch l.phase {
 		case phaseDisconnected:
 			l.connect()
