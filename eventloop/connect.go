@@ -268,7 +268,7 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 		err := l.writeReplay(p)
 		if err == nil {
 			if _, isPub := p.(*packets.Publish); isPub {
-				l.status.msgsOut.Add(1)
+				l.status.counts.msgsOut++
 			}
 			l.st.MarkSent(p, now)
 			continue

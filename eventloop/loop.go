@@ -550,7 +550,7 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 		}
 		m := messageFrom(ev.Publish, pkt)
 		m.session = ev.Session
-		l.status.msgsIn.Add(1)
+		l.status.counts.msgsIn++
 		l.emit(m)
 	case state.PublishDone:
 		l.doneRoute(ev.Publish.PacketID)
@@ -775,7 +775,7 @@ func (l *EventLoop) sendQueued() bool {
 			return sent
 		}
 		if pub, isPub := pkt.(*packets.Publish); isPub {
-			l.status.msgsOut.Add(1)
+			l.status.counts.msgsOut++
 			l.throttle.spend()
 			if pub.QoS > 0 {
 				if now.IsZero() {

@@ -40,12 +40,17 @@ type Status struct {
 	BytesIn, BytesOut       uint64
 }
 
-// liveStatus is what Status reads: counters the loop adds to with atomics,
-// and the connection's description behind a mutex, changed only when a
-// connection comes or goes.
+// liveStatus is what Status reads: counters the loop publishes with
+// atomic stores (once per iteration, only those that changed), and the
+// connection's description behind a mutex, changed only when a connection
+// comes or goes.
 type liveStatus struct {
 	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
 	inFlight, queued                   atomic.Int64
+
+	// The loop's own counts (its goroutine only), and those last
+	// published.
+	counts, shown statusCounts
 
 	mu          sync.Mutex
 	running     bool
@@ -79,21 +84,50 @@ func (l *EventLoop) Status() Status {
 	return st
 }
 
-// publishCounts makes the session's backlog visible to Status.
+type statusCounts struct {
+	msgsIn, msgsOut, bytesIn, bytesOut uint64
+	inFlight, queued                   int64
+}
+
+// publishCounts makes the loop's counts and the session's backlog
+// visible to Status.
 func (l *EventLoop) publishCounts() {
-	l.status.inFlight.Store(int64(l.st.InFlight()))
-	l.status.queued.Store(int64(l.st.Queued()))
+	s := &l.status
+	c := &s.counts
+	c.inFlight, c.queued = int64(l.st.InFlight()), int64(l.st.Queued())
+	if *c == s.shown {
+		return
+	}
+	if c.msgsIn != s.shown.msgsIn {
+		s.msgsIn.Store(c.msgsIn)
+	}
+	if c.msgsOut != s.shown.msgsOut {
+		s.msgsOut.Store(c.msgsOut)
+	}
+	if c.bytesIn != s.shown.bytesIn {
+		s.bytesIn.Store(c.bytesIn)
+	}
+	if c.bytesOut != s.shown.bytesOut {
+		s.bytesOut.Store(c.bytesOut)
+	}
+	if c.inFlight != s.shown.inFlight {
+		s.inFlight.Store(c.inFlight)
+	}
+	if c.queued != s.shown.queued {
+		s.queued.Store(c.queued)
+	}
+	s.shown = *c
 }
 
 func (l *EventLoop) countIn(n int) {
 	if n > 0 {
-		l.status.bytesIn.Add(uint64(n))
+		l.status.counts.bytesIn += uint64(n)
 	}
 }
 
 func (l *EventLoop) countOut(n int) {
 	if n > 0 {
-		l.status.bytesOut.Add(uint64(n))
+		l.status.counts.bytesOut += uint64(n)
 	}
 }
 
