@@ -83,3 +83,29 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status after the run: %+v", s)
 	}
 }
+
+// BenchmarkStatus is the cost of one Status call (what a metrics poller
+// pays), while the loop is connected and idle.
+func BenchmarkStatus(b *testing.B) {
+	br := mqtttest.StartT(b, mqtttest.Options{DisableCapture: true})
+	loop, err := eventloop.New(eventloop.Options{Servers: []string{br.URL()}, ClientID: uniqueID("status-bench")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	events := loop.Run(b.Context(), nil)
+	if _, err := events.Next(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !loop.Status().Connected {
+			b.Fatal("not connected")
+		}
+	}
+	loop.Close()
+	for {
+		if _, err := events.Next(); err != nil {
+			break
+		}
+	}
+}
