@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 
@@ -16,15 +17,31 @@ import (
 
 // TestAckFromAnyGoroutine: 16 worker goroutines ack the messages the
 // goroutine calling Next hands them, while the requests channel is full
-// and not read (the loop is paused at MaxQueued): every PUBACK reaches the
-// broker, none fails, and the channel stays full throughout.
+// and not read (the loop is paused at MaxQueued). Every ack reaches the
+// broker: on mochi the capture counts the PUBACKs; on both brokers a
+// second loop resuming the session receives nothing again (a marker
+// published after is the first message it gets). On mochi the run ends by
+// its context while acks may still be pending: they go out before the
+// DISCONNECT.
 func TestAckFromAnyGoroutine(t *testing.T) {
 	leakcheck.VerifyNone(t, brokerGoroutines...)
+	mochi := mqtttest.StartT(t, mqtttest.Options{})
+	t.Run("mochi", func(t *testing.T) { ackFromGoroutines(t, mochi.URL(), mochi) })
+	t.Run("mosquitto", func(t *testing.T) {
+		url := startMosquitto(t) // fails under CI if missing
+		if url == "" {
+			t.Skip("mosquitto not installed")
+		}
+		ackFromGoroutines(t, url, nil)
+	})
+}
+
+func ackFromGoroutines(t *testing.T, url string, capture *mqtttest.Broker) {
 	const workers, perWorker = 16, 50
 	const total = workers * perWorker
-	b := mqtttest.StartT(t, mqtttest.Options{})
 	id := uniqueID("acker")
-	loop, err := eventloop.New(eventloop.Options{Servers: []string{b.URL()}, ClientID: id, ManualAcks: true, MaxQueued: 1})
+	opts := eventloop.Options{Servers: []string{url}, ClientID: id, ManualAcks: true, MaxQueued: 1, SessionExpiry: time.Hour}
+	loop, err := eventloop.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +81,7 @@ func TestAckFromAnyGoroutine(t *testing.T) {
 	defer fill.Wait()
 	defer close(stopFill)
 
-	pub := startClient(t, b.URL(), eventloop.Options{})
+	pub := startClient(t, url, eventloop.Options{})
 	for i := range total {
 		pub.send(eventloop.Publish{Topic: fmt.Sprintf("acks/%d", i%7), Payload: []byte(fmt.Sprint(i)), QoS: 1})
 	}
@@ -83,58 +100,57 @@ func TestAckFromAnyGoroutine(t *testing.T) {
 			}
 		}()
 	}
-	// The broker's count of PUBACKs ends the run once it reaches total.
-	counted := make(chan error, 1)
-	go func() {
-		var after uint64
-		for i := 0; i < total; i++ {
-			c, err := b.WaitMatch(ctx, after, func(c mqtttest.Captured) bool {
-				return c.ClientID == id && c.Direction == mqtttest.FromClient && c.Type == packets.PUBACK
-			})
-			if err != nil {
-				counted <- fmt.Errorf("after %d PUBACKs: %w", i, err)
-				return
-			}
-			after = c.Seq
-		}
-		counted <- nil
-		cancel()
-	}()
-
-	got := 0
-	for {
+	got, queueFull := 0, false
+	for got < total {
 		n, err := events.Next()
 		if err != nil {
-			if !errors.Is(err, eventloop.ErrStopped) {
-				t.Errorf("run ended with %v", err)
-			}
-			break
+			t.Fatalf("run ended after %d messages: %v", got, err)
 		}
 		switch n := n.(type) {
 		case eventloop.Message:
 			got++
 			work <- n
+		case eventloop.QueueFull:
+			queueFull = true
 		case eventloop.RequestFailed:
 			t.Errorf("request failed: %#v: %v", n.Request, n.Err)
 		}
 	}
 	close(work)
-	wg.Wait()
+	wg.Wait() // every Ack returned; some may not be taken yet
+	if len(reqs) != cap(reqs) || !queueFull {
+		t.Errorf("requests channel holds %d of %d, QueueFull %v: the loop read it", len(reqs), cap(reqs), queueFull)
+	}
+	if capture == nil {
+		// mosquitto reads a connection in order: a publish acknowledged
+		// after the acks proves it read them. (Ending the run at once, a
+		// resumed session could take over before mosquitto read the old
+		// connection's last bytes; on mochi the capture proves them below.)
+		loop.Resume()
+		for {
+			n, err := events.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := n.(eventloop.Published); ok {
+				break
+			}
+		}
+	}
+	cancel()
+	for {
+		n, err := events.Next()
+		if err != nil {
+			mustIs(t, err, eventloop.ErrStopped)
+			break
+		}
+		if rf, ok := n.(eventloop.RequestFailed); ok {
+			t.Errorf("request failed: %#v: %v", rf.Request, rf.Err)
+		}
+	}
 	close(ackErrs)
 	for err := range ackErrs {
 		t.Errorf("Ack: %v", err)
-	}
-	if err := <-counted; err != nil {
-		t.Fatal(err)
-	}
-	if got != total {
-		t.Errorf("received %d messages, want %d", got, total)
-	}
-	if n := b.Count(id, mqtttest.FromClient, packets.PUBACK); n != total {
-		t.Errorf("broker received %d PUBACKs, want %d", n, total)
-	}
-	if len(reqs) != cap(reqs) {
-		t.Errorf("requests channel holds %d of %d: the loop read it", len(reqs), cap(reqs))
 	}
 	// After the run, Ack refuses; a QoS 0 ack is a no-op.
 	if err := loop.Ack(eventloop.Message{QoS: 1, PacketID: 1}); !errors.Is(err, eventloop.ErrNotRunning) {
@@ -142,6 +158,37 @@ func TestAckFromAnyGoroutine(t *testing.T) {
 	}
 	if err := loop.Ack(eventloop.Message{QoS: 0}); err != nil {
 		t.Errorf("Ack of QoS 0: %v", err)
+	}
+	if capture != nil {
+		var after uint64
+		for i := range total {
+			c, err := capture.WaitMatch(testContext(t), after, func(c mqtttest.Captured) bool {
+				return c.ClientID == id && c.Direction == mqtttest.FromClient && c.Type == packets.PUBACK
+			})
+			if err != nil {
+				t.Fatalf("after %d PUBACKs: %v", i, err)
+			}
+			after = c.Seq
+		}
+		if n := capture.Count(id, mqtttest.FromClient, packets.PUBACK); n != total {
+			t.Errorf("broker received %d PUBACKs, want %d", n, total)
+		}
+	}
+
+	// The session resumed: nothing is delivered again before a marker
+	// published now.
+	opts.MaxQueued = 0
+	again := newClient(t, url, opts)
+	if c := again.expectConnected(); !c.SessionPresent {
+		t.Fatal("the broker did not keep the session")
+	}
+	pub.send(eventloop.Publish{Topic: "acks/marker", Payload: []byte("marker"), QoS: 1})
+	m := expect[eventloop.Message](again)
+	if m.Topic != "acks/marker" {
+		t.Fatalf("resumed session received %s %q (dup %v) before the marker: an ack was lost", m.Topic, m.Payload, m.Duplicate)
+	}
+	if err := again.loop.Ack(m); err != nil {
+		t.Fatal(err)
 	}
 }
 
