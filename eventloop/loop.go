@@ -70,8 +70,8 @@ const (
 
 // EventLoop is an MQTT client connection lifecycle driven by Next. Create
 // one with New, start a run with Run. An EventLoop is used from one
-// goroutine at a time (the one calling Next); only Close, Resume, Ack and
-// SendAck may be called from others.
+// goroutine at a time (the one calling Next); only Close, Resume, Ack,
+// SendAck and Status may be called from others.
 type EventLoop struct {
 	opts Options
 	tls  *tls.Config // Options.TLSConfig with the loop's session cache and key log
