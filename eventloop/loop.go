@@ -278,8 +278,12 @@ func (l *EventLoop) poke() {
 
 func (l *EventLoop) next() (Notification, error) {
 	for {
-		if l.waitCtx != nil && l.waitCtx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", ErrWaitEnded, context.Cause(l.waitCtx))
+		if l.waitDone != nil {
+			select {
+			case <-l.waitDone:
+				return nil, fmt.Errorf("%w: %w", ErrWaitEnded, context.Cause(l.waitCtx))
+			default:
+			}
 		}
 		if l.evHead < len(l.events) {
 			n := l.events[l.evHead]
