@@ -116,7 +116,9 @@ func (l *EventLoop) permanent(err error) bool {
 // requests into the session (the offline queue), until the delay is over,
 // the context ends or the loop is closed.
 func (l *EventLoop) backoffStep() {
-	if l.takeRequests() {
+	took := l.takeRequests()
+	l.noteQueue()
+	if took {
 		return
 	}
 	if l.phase != phaseBackoff {

@@ -86,12 +86,10 @@ func (l *EventLoop) connect() {
 	if l.dbg {
 		l.logPacket("out", connect)
 	}
-	sent := l.wr.Buffered()
 	if err := l.wr.Flush(conn, deadline); err != nil {
 		l.connectFailed(fmt.Errorf("sending CONNECT to %s: %w", l.server, err))
 		return
 	}
-	l.countOut(sent)
 
 	ack, ackUser, err := l.awaitConnack(authCtx, deadline)
 	if err != nil {
@@ -154,11 +152,9 @@ func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*pack
 				if l.dbg {
 					l.logPacket("out", reply)
 				}
-				sent := l.wr.Buffered()
 				if err := l.wr.Flush(l.conn, deadline); err != nil {
 					return nil, "", fmt.Errorf("sending AUTH to %s: %w", l.server, err)
 				}
-				l.countOut(sent)
 				continue
 			default:
 				return nil, "", fmt.Errorf("%w: %s sent %T before CONNACK", ErrProtocol, l.server, cp.Content)
@@ -186,7 +182,6 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 	defer l.conn.Disarm()
 	for {
 		n, err := l.rd.FillNow(l.conn)
-		l.countIn(n)
 		if err != nil {
 			return fmt.Errorf("reading from %s: %w", l.server, err)
 		}

@@ -79,6 +79,13 @@ type EventLoop struct {
 	log  *slog.Logger
 	dbg  bool
 
+	acks      ackQueue   // acks from any goroutine (acks.go)
+	status    liveStatus // what Status reports (status.go)
+	queueFull bool       // QueueFull was reported and the queue has not emptied since
+	// per call of NextContext
+	waitCtx  context.Context // nil in Next
+	waitDone <-chan struct{} // waitCtx.Done(), or nil
+
 	// per run
 	ctx      context.Context
 	requests <-chan Request
@@ -122,15 +129,6 @@ type EventLoop struct {
 	aliasOut    outAliases
 	mig         migration // a change of network path (migrate.go)
 	streams     streamSet // QUIC data streams (streams.go)
-
-	queueFull bool // QueueFull was reported and the queue has not emptied since
-
-	acks   ackQueue   // acks from any goroutine (acks.go)
-	status liveStatus // what Status reports (status.go)
-
-	// per call of NextContext
-	waitCtx  context.Context // nil in Next
-	waitDone <-chan struct{} // waitCtx.Done(), or nil
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -389,10 +387,7 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 		d.Properties.SessionExpiryInterval = &secs
 	}
 	if l.write(d) == nil {
-		n := l.wr.Buffered()
-		if l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout)) == nil {
-			l.countOut(n)
-		}
+		_ = l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout))
 	}
 }
 
@@ -401,7 +396,6 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 func (l *EventLoop) step() {
 	progress := false
 	n, readErr := l.rd.FillNow(l.conn)
-	l.countIn(n)
 	if l.pendingRead != nil {
 		readErr, l.pendingRead = l.pendingRead, nil
 	}
@@ -429,6 +423,7 @@ func (l *EventLoop) step() {
 	if l.takeRequests() {
 		progress = true
 	}
+	l.noteQueue()
 	if l.phase != phaseConnected {
 		return
 	}
@@ -615,28 +610,8 @@ func (l *EventLoop) canTake() bool {
 	return l.reqOpen && l.st.Queued() < l.opts.MaxQueued
 }
 
-// takeRequests takes requests from the channel without blocking, and
-// reports a queue that became full (QueueFull).
+// takeRequests takes requests from the channel without blocking.
 func (l *EventLoop) takeRequests() bool {
-	took := l.takeFromChannel()
-	l.noteQueue()
-	return took
-}
-
-// noteQueue reports QueueFull when MaxQueued requests wait and the loop
-// stops reading the channel: once, until the queue has emptied again.
-func (l *EventLoop) noteQueue() {
-	q := l.st.Queued()
-	switch {
-	case q == 0:
-		l.queueFull = false
-	case !l.queueFull && l.reqOpen && q >= l.opts.MaxQueued:
-		l.queueFull = true
-		l.emit(QueueFull{Queued: q})
-	}
-}
-
-func (l *EventLoop) takeFromChannel() bool {
 	took := false
 	for i := 0; i < requestBatch && l.canTake() && (l.phase == phaseConnected || l.phase == phaseBackoff); i++ {
 		select {
@@ -889,12 +864,11 @@ func (l *EventLoop) flush(now time.Time) bool {
 	if l.conn == nil {
 		return false
 	}
-	if n := l.wr.Buffered(); n > 0 {
+	if l.wr.Buffered() > 0 {
 		if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
 			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
 			return false
 		}
-		l.countOut(n)
 		l.ka.Sent(now)
 	}
 	return len(l.streams.open) == 0 || l.flushStreams(now)
@@ -956,7 +930,6 @@ func (l *EventLoop) wait(now time.Time) {
 		} else {
 			n, err = l.rd.FillWait(l.conn, until)
 		}
-		l.countIn(n)
 		if n > 0 {
 			l.arrived(time.Now(), n)
 		} else {
@@ -982,7 +955,6 @@ func (l *EventLoop) wait(now time.Time) {
 	}
 	// A byte that arrived before arming may not signal: look once more.
 	if n, err := l.rd.FillNow(l.conn); n > 0 || err != nil {
-		l.countIn(n)
 		l.conn.Disarm()
 		l.pendingRead = err
 		return

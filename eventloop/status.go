@@ -49,8 +49,11 @@ type liveStatus struct {
 	inFlight, queued                   atomic.Int64
 
 	// The loop's own counts (its goroutine only), and those last
-	// published.
-	counts, shown statusCounts
+	// published. Bytes are the control stream's reader and writer totals
+	// plus those of the data streams, open (summed when published) and
+	// closed (retired).
+	counts, shown         statusCounts
+	retiredIn, retiredOut uint64
 
 	mu          sync.Mutex
 	running     bool
@@ -95,6 +98,17 @@ func (l *EventLoop) publishCounts() {
 	s := &l.status
 	c := &s.counts
 	c.inFlight, c.queued = int64(l.st.InFlight()), int64(l.st.Queued())
+	c.bytesIn, c.bytesOut = s.retiredIn, s.retiredOut
+	if l.rd != nil {
+		c.bytesIn += l.rd.Total()
+		c.bytesOut += l.wr.Total()
+	}
+	for _, i := range l.streams.open {
+		if ds := l.streams.data[i]; ds != nil {
+			c.bytesIn += ds.rd.Total()
+			c.bytesOut += ds.wr.Total()
+		}
+	}
 	if *c == s.shown {
 		return
 	}
@@ -119,15 +133,15 @@ func (l *EventLoop) publishCounts() {
 	s.shown = *c
 }
 
-func (l *EventLoop) countIn(n int) {
-	if n > 0 {
-		l.status.counts.bytesIn += uint64(n)
-	}
-}
-
-func (l *EventLoop) countOut(n int) {
-	if n > 0 {
-		l.status.counts.bytesOut += uint64(n)
+// retireStreams keeps the byte counts of data streams about to be
+// dropped.
+func (l *EventLoop) retireStreams() {
+	s := &l.status
+	for _, i := range l.streams.open {
+		if ds := l.streams.data[i]; ds != nil {
+			s.retiredIn += ds.rd.Total()
+			s.retiredOut += ds.wr.Total()
+		}
 	}
 }
 
@@ -157,4 +171,17 @@ func (l *EventLoop) statusDown(err error) {
 		s.lastErr = err
 	}
 	s.mu.Unlock()
+}
+
+// noteQueue reports QueueFull when MaxQueued requests wait and the loop
+// stops reading the channel: once, until the queue has emptied again.
+func (l *EventLoop) noteQueue() {
+	q := l.st.Queued()
+	switch {
+	case q == 0:
+		l.queueFull = false
+	case !l.queueFull && l.reqOpen && q >= l.opts.MaxQueued:
+		l.queueFull = true
+		l.emit(QueueFull{Queued: q})
+	}
 }

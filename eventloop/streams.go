@@ -65,6 +65,7 @@ func (l *EventLoop) multiStream() bool { return l.opts.QUICStreams != nil }
 // resetStreams prepares the data streams of a new connection.
 func (l *EventLoop) resetStreams() {
 	ss := &l.streams
+	l.retireStreams()
 	ss.data = [netio.MaxQUICStreams]*dataStream{}
 	ss.open = ss.open[:0]
 	ss.blocked = time.Time{}
@@ -244,7 +245,6 @@ func (l *EventLoop) flushStreams(now time.Time) bool {
 			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
 			return false
 		}
-		l.countOut(before - ds.wr.Buffered())
 		if ds.wr.Buffered() < before {
 			l.ka.Sent(now)
 		}
@@ -282,7 +282,6 @@ func (l *EventLoop) readStreams(now time.Time) (got, ok bool) {
 	for _, i := range ss.open {
 		ds := ss.data[i]
 		n, err := ds.rd.FillNow(ds.s)
-		l.countIn(n)
 		if n > 0 {
 			got = true
 			l.rxAt = now
