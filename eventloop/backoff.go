@@ -21,6 +21,7 @@ func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 		_ = a.Abort() // nothing to wait for on a broken connection
 	}
 	l.closeConn()
+	l.statusDown(cause)
 	now := time.Now()
 	if !wasUp && l.nextServerAtOnce(cause) {
 		return
@@ -115,7 +116,9 @@ func (l *EventLoop) permanent(err error) bool {
 // requests into the session (the offline queue), until the delay is over,
 // the context ends or the loop is closed.
 func (l *EventLoop) backoffStep() {
-	if l.takeRequests() {
+	took := l.takeRequests()
+	l.noteQueue()
+	if took {
 		return
 	}
 	if l.phase != phaseBackoff {
@@ -131,6 +134,7 @@ func (l *EventLoop) backoffStep() {
 		reqs = l.requests
 	}
 	l.timer.Reset(l.retryAt.Sub(now))
+	l.publishCounts()
 	select {
 	case r, ok := <-reqs:
 		if !ok {
@@ -140,6 +144,7 @@ func (l *EventLoop) backoffStep() {
 		}
 	case <-l.timer.C:
 	case <-l.ctx.Done():
+	case <-l.waitDone:
 	case <-l.wake:
 	}
 	l.commit() // requests taken while offline are durable now

@@ -254,6 +254,7 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 		Used0RTT:          used0RTT(l.conn),
 	}
 	l.fillConnack(&c, ack, ackUser)
+	l.statusUp(c.Transport, now)
 	l.emit(c)
 	for _, done := range resumed.Completed {
 		l.emit(publishedFrom(done))
@@ -261,6 +262,9 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 	for _, p := range resumed.Replay {
 		err := l.writeReplay(p)
 		if err == nil {
+			if _, isPub := p.(*packets.Publish); isPub {
+				l.status.counts.msgsOut++
+			}
 			l.st.MarkSent(p, now)
 			continue
 		}

@@ -25,14 +25,27 @@
 // Disconnect, Shutdown, Pause, Resume, Throttle and Reauthenticate. A request that cannot
 // be carried out (an invalid topic, too large for the broker, a feature
 // the protocol version lacks) ends in a RequestFailed notification and the
-// loop goes on. Close and Resume may also be called from other goroutines.
+// loop goes on. Close, Resume and Ack (EventLoop.Ack, for manual acks
+// from worker goroutines, never blocked behind the channel) may be called
+// from any goroutine.
 //
 // # Notifications
 //
 // Next returns Connected (with what the broker's CONNACK announced),
 // Message, Published (every QoS 1 or 2 publish ends in exactly one, with
 // the request and its Tag), Subscribed, Unsubscribed, RequestFailed,
-// Disconnected, Reconnecting, Dropped, Reauthenticated and PathChanged.
+// Disconnected, Reconnecting, Dropped, QueueFull, Reauthenticated and
+// PathChanged.
+//
+// # One goroutine, with deadlines
+//
+// Events.NextContext is Next with a limit on the wait: when its context
+// ends first it returns ErrWaitEnded and the run goes on, so the goroutine
+// driving the loop can time out a request (waiting for a reply with a
+// deadline), do periodic work between notifications, or stop waiting to
+// do something else, with no other goroutine. EventLoop.Status reports the
+// connection, the backlog and traffic counters to any goroutine (health
+// checks, metrics).
 //
 // # User properties
 //

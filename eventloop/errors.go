@@ -27,9 +27,9 @@ var (
 	// ErrStoreMismatch: Options.Store holds the session of another broker
 	// or client id.
 	ErrStoreMismatch = state.ErrStoreMismatch
-	// ErrStopped: the run's context was cancelled (the context's error is
-	// wrapped too, so errors.Is(err, context.Canceled) also holds) or
-	// Close was called.
+	// ErrStopped: a Shutdown request ended the run, the run's context
+	// ended (the context's error is wrapped too, so errors.Is(err,
+	// context.Canceled) also holds) or Close was called.
 	ErrStopped = errors.New("mqttloop: run stopped")
 )
 
@@ -147,6 +147,13 @@ var (
 	// ErrRefusedByBroker: the broker answered a request with a failure
 	// reason code; a *ReasonCodeError carries it.
 	ErrRefusedByBroker = errors.New("mqttloop: refused by the broker")
+	// ErrWaitEnded: the context given to Events.NextContext ended before a
+	// notification was ready. The run goes on; the context's error is
+	// wrapped too.
+	ErrWaitEnded = errors.New("mqttloop: wait ended, the run goes on")
+	// ErrNotRunning: EventLoop.Ack was called while no run was in
+	// progress (before Run, or after Next returned the run's error).
+	ErrNotRunning = errors.New("mqttloop: no run in progress")
 )
 
 // ReasonCodeError is an MQTT reason code of 0x80 or more sent by the broker,

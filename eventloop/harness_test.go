@@ -292,6 +292,13 @@ func newClient(t *testing.T, url string, opts eventloop.Options) *client {
 	if opts.ClientID == "" {
 		opts.ClientID = uniqueID(t.Name())
 	}
+	if opts.Reconnect == reconnect.AfterFirstSuccess && opts.BackOff == nil {
+		// The loop's default policy survives a lost connection; a test
+		// that chose neither a policy nor a back-off expects none, so it
+		// runs with Never: an unexpected loss fails it (see expect)
+		// instead of being survived unnoticed.
+		opts.Reconnect = reconnect.Never
+	}
 	if opts.Logger == nil && os.Getenv("MQTTLOOP_TEST_DEBUG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -70,14 +70,21 @@ const (
 
 // EventLoop is an MQTT client connection lifecycle driven by Next. Create
 // one with New, start a run with Run. An EventLoop is used from one
-// goroutine at a time (the one calling Next); only Close and Resume may be
-// called from others.
+// goroutine at a time (the one calling Next); only Close, Resume, Ack,
+// SendAck and Status may be called from others.
 type EventLoop struct {
 	opts Options
 	tls  *tls.Config // Options.TLSConfig with the loop's session cache and key log
 	st   *state.MqttState
 	log  *slog.Logger
 	dbg  bool
+
+	acks      ackQueue   // acks from any goroutine (acks.go)
+	status    liveStatus // what Status reports (status.go)
+	queueFull bool       // QueueFull was reported and the queue has not emptied since
+	// per call of NextContext
+	waitCtx  context.Context // nil in Next
+	waitDone <-chan struct{} // waitCtx.Done(), or nil
 
 	// per run
 	ctx      context.Context
@@ -186,6 +193,8 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 	l.evHead = 0
 	l.paused = false
 	l.closed.Store(false)
+	l.startAcks()
+	l.statusRunning(true, nil)
 	if l.timer == nil {
 		l.timer = time.NewTimer(farFuture)
 	}
@@ -194,10 +203,31 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 
 // Next returns the next notification, doing the loop's work until there is
 // one. It returns a nil notification and an error when the run has ended:
-// ErrRequestsDone, ErrDisconnected, ErrStopped or ErrConnectionLost, each
-// wrapped with detail (test with errors.Is). Every call after that returns
-// the same error.
+// ErrRequestsDone, ErrDisconnected, ErrStopped, ErrConnectionLost or
+// ErrStore, each wrapped with detail (test with errors.Is). Every call
+// after that returns the same error. To stop waiting without ending the
+// run, use NextContext.
 func (e *Events) Next() (Notification, error) { return e.l.next() }
+
+// NextContext is Next with a limit on the wait: when ctx ends before a
+// notification is ready, it returns a nil notification and an error
+// wrapping ErrWaitEnded and the context's error (errors.Is(err,
+// context.DeadlineExceeded) holds after a timeout), and the run goes on:
+// the next call continues it, and nothing is lost. This lets the
+// goroutine driving the loop time out a request, do periodic work or stop
+// waiting without ending the run (the run's own context, given to Run,
+// ends it). A ctx that has already ended returns at once, even if
+// notifications are ready.
+//
+// The wait ends promptly while the loop is connected or waiting to
+// reconnect; a connection attempt under way (dialing, handshakes, waiting
+// for CONNACK) finishes first, within Options.ConnectTimeout.
+func (e *Events) NextContext(ctx context.Context) (Notification, error) {
+	l := e.l
+	l.waitCtx, l.waitDone = ctx, ctx.Done()
+	defer func() { l.waitCtx, l.waitDone = nil, nil }()
+	return l.next()
+}
 
 // All iterates over the run's notifications. The last pair carries the
 // error that ended the run (and a nil notification); breaking out of the
@@ -237,11 +267,6 @@ func (l *EventLoop) Resume() {
 	l.poke()
 }
 
-// Ack acknowledges an incoming message in manual-ack mode, like sending
-// m.Ack() as a request but without going through the channel. Call it only
-// from the goroutine that calls Next, between calls.
-func (l *EventLoop) Ack(m Message) error { return l.ack(m.Ack()) }
-
 func (l *EventLoop) poke() {
 	select {
 	case l.wake <- struct{}{}:
@@ -251,6 +276,13 @@ func (l *EventLoop) poke() {
 
 func (l *EventLoop) next() (Notification, error) {
 	for {
+		if l.waitDone != nil {
+			select {
+			case <-l.waitDone:
+				return nil, fmt.Errorf("%w: %w", ErrWaitEnded, context.Cause(l.waitCtx))
+			default:
+			}
+		}
 		if l.evHead < len(l.events) {
 			n := l.events[l.evHead]
 			l.events[l.evHead] = nil
@@ -267,6 +299,9 @@ func (l *EventLoop) next() (Notification, error) {
 		if l.ctx == nil {
 			return nil, fmt.Errorf("%w: Next before Run", ErrInvalidRequest)
 		}
+		// Acks first: a run that stops now still sends them with its
+		// DISCONNECT.
+		l.takeAcks(false)
 		if l.checkStop() {
 			continue
 		}
@@ -278,6 +313,7 @@ func (l *EventLoop) next() (Notification, error) {
 		case phaseConnected:
 			l.step()
 		}
+		l.publishCounts()
 	}
 }
 
@@ -305,6 +341,9 @@ func (l *EventLoop) checkStop() bool {
 // end finishes the run: a Disconnected notification (when a connection
 // was up or attempted), then err from Next.
 func (l *EventLoop) end(notify error, err error) {
+	// Acks handed in before the end count: the session records them (the
+	// broker, which did not get them, delivers those messages again).
+	l.takeAcks(true)
 	if !errors.Is(err, ErrStore) {
 		if cerr := l.st.Commit(); cerr != nil {
 			err = fmt.Errorf("%w (and saving the session failed: %w)", err, cerr)
@@ -316,6 +355,8 @@ func (l *EventLoop) end(notify error, err error) {
 	l.phase = phaseEnded
 	l.endErr = err
 	l.timer.Stop()
+	l.publishCounts()
+	l.statusRunning(false, err)
 }
 
 // lost handles an established connection that broke.
@@ -328,6 +369,7 @@ func (l *EventLoop) closeConn() {
 		l.conn.Close()
 		l.conn = nil
 		l.live.Store(nil)
+		l.statusDown(nil)
 	}
 	if l.phase == phaseConnected {
 		l.phase = phaseDisconnected
@@ -381,6 +423,7 @@ func (l *EventLoop) step() {
 	if l.takeRequests() {
 		progress = true
 	}
+	l.noteQueue()
 	if l.phase != phaseConnected {
 		return
 	}
@@ -506,6 +549,7 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 		}
 		m := messageFrom(ev.Publish, pkt)
 		m.session = ev.Session
+		l.status.counts.msgsIn++
 		l.emit(m)
 	case state.PublishDone:
 		l.doneRoute(ev.Publish.PacketID)
@@ -652,8 +696,11 @@ func (l *EventLoop) accept(r Request) {
 }
 
 func (l *EventLoop) ack(a Ack) error {
-	if a.ReasonCode != 0 && l.opts.ProtocolVersion == 4 {
-		return only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
+	if a.QoS == 0 {
+		return nil // a QoS 0 message has no acknowledgement
+	}
+	if err := l.checkAck(a); err != nil {
+		return err
 	}
 	pkt, err := l.st.Ack(a.PacketID, a.QoS, a.ReasonCode, a.session)
 	if err != nil {
@@ -707,6 +754,7 @@ func (l *EventLoop) sendQueued() bool {
 			return sent
 		}
 		if pub, isPub := pkt.(*packets.Publish); isPub {
+			l.status.counts.msgsOut++
 			l.throttle.spend()
 			if pub.QoS > 0 {
 				if now.IsZero() {
@@ -919,6 +967,7 @@ func (l *EventLoop) wait(now time.Time) {
 	l.rd.Release()
 	l.wr.Release()
 	l.timer.Reset(deadline.Sub(now))
+	l.publishCounts()
 	for {
 		select {
 		case r, ok := <-reqs:
@@ -934,6 +983,7 @@ func (l *EventLoop) wait(now time.Time) {
 			}
 		case <-ready.Tick:
 		case <-l.ctx.Done():
+		case <-l.waitDone:
 		case <-l.timer.C:
 		case <-l.wake:
 		}

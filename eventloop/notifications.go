@@ -6,7 +6,7 @@ import (
 
 // Notification is what Next returns: Connected, Message, Published,
 // Subscribed, Unsubscribed, RequestFailed, Disconnected, Reconnecting,
-// Dropped, Reauthenticated or PathChanged.
+// Dropped, QueueFull, Reauthenticated or PathChanged.
 type Notification interface{ isNotification() }
 
 // Connected: the broker accepted the connection (CONNACK with success).
@@ -173,5 +173,17 @@ type Dropped struct {
 	Reason  error
 }
 
+// QueueFull: Options.MaxQueued requests wait in the session, taken from
+// the channel and not yet sent (the loop is offline, paused or throttled,
+// or the broker's receive window is full), so the loop has stopped reading
+// the requests channel: senders on it block, or find it full. Nothing is
+// dropped; the loop reads the channel again as soon as a request is sent.
+// It is reported once, and again only after the queue has emptied;
+// EventLoop.Status tells how many requests wait at any moment.
+type QueueFull struct {
+	Queued int // requests waiting when the queue filled
+}
+
 func (Reconnecting) isNotification() {}
 func (Dropped) isNotification()      {}
+func (QueueFull) isNotification()    {}

@@ -83,9 +83,20 @@ type Options struct {
 	// 4 it is the Clean Session flag of every connection: see there.)
 	CleanStart bool
 	// SessionExpiry is how long the broker keeps the session after the
-	// connection ends (whole seconds; 0: it ends with the connection;
-	// SessionNeverExpires: never). MQTT 5 only: with ProtocolVersion 4,
-	// leave it 0 and use CleanStart false for a persistent session.
+	// connection ends (whole seconds; 0, the default: it ends with the
+	// connection; SessionNeverExpires: never). MQTT 5 only: with
+	// ProtocolVersion 4, leave it 0 and use CleanStart false for a
+	// persistent session.
+	//
+	// Even at 0 a reconnecting loop loses no request: it sends again what
+	// the broker did not acknowledge and subscribes again. What a longer
+	// expiry adds is the broker's half: QoS 1/2 messages for this client's
+	// subscriptions are kept while it is away. A device that must not miss
+	// them sets it (an hour, say) with a fixed ClientID, and with Store so
+	// that the loop's half of the session outlives the process too: a
+	// process that starts afresh against a session the broker kept could
+	// have a new QoS 2 publish taken for a duplicate of one the broker
+	// still holds under the same packet id.
 	SessionExpiry time.Duration
 
 	// Will is the message the broker publishes if the client vanishes.
@@ -100,7 +111,7 @@ type Options struct {
 	MaxInflight int
 	// MaxQueued caps requests taken from the channel but not yet sent
 	// (default 256). At the cap the loop stops reading the channel:
-	// backpressure, never a drop.
+	// backpressure, never a drop; a QueueFull notification says so.
 	MaxQueued int
 	// MaxPacketSize is the largest packet the loop accepts from the broker
 	// (default 16 MiB), announced in CONNECT. A larger one ends the
@@ -136,12 +147,18 @@ type Options struct {
 	// user sends Message.Ack() (or calls EventLoop.Ack).
 	ManualAcks bool
 
-	// Reconnect says which connection failures are retried (default
-	// reconnect.Never: a lost connection ends the run, and Run continues
-	// the session later). Refusals that retrying cannot fix (bad
-	// credentials, not authorized, unsupported protocol version, banned)
-	// end the run under every policy. Each attempt moves to the next of
-	// Servers.
+	// Reconnect says which connection failures are retried. The default
+	// (the zero value), reconnect.AfterFirstSuccess, ends the run if the
+	// first connection attempt fails (a wrong address or credentials show
+	// at once) and afterwards retries every loss, with BackOff, so that a
+	// broker restart or a network outage is survived; meanwhile requests
+	// wait in the session (up to MaxQueued). reconnect.Never ends the run
+	// at the first loss (Run continues the session later);
+	// reconnect.Automatic retries the first attempt too (a device that may
+	// boot before its network is up). Refusals that retrying cannot fix
+	// (bad credentials, not authorized, unsupported protocol version,
+	// banned) end the run under every policy. Each attempt moves to the
+	// next of Servers.
 	Reconnect reconnect.Policy
 	// BackOff gives the delays between attempts (default: exponential
 	// from 250 ms to 30 s with jitter, see reconnect.DefaultBackOff). It is

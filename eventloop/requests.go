@@ -54,8 +54,10 @@ type Unsubscribe struct {
 
 // Ack acknowledges an incoming QoS 1 or 2 message when Options.ManualAcks
 // is set. Make one with Message.Ack. Acks may be sent in any order. The
-// loop reads acks even while its outgoing window is full; for acking
-// without the channel, see EventLoop.Ack.
+// loop reads acks even while its outgoing window is full; to ack from
+// another goroutine without the channel (which may be full), call
+// EventLoop.Ack or EventLoop.SendAck. An Ack for a QoS 0 message does
+// nothing.
 type Ack struct {
 	PacketID   uint16
 	QoS        byte

@@ -65,6 +65,7 @@ func (l *EventLoop) multiStream() bool { return l.opts.QUICStreams != nil }
 // resetStreams prepares the data streams of a new connection.
 func (l *EventLoop) resetStreams() {
 	ss := &l.streams
+	l.retireStreams()
 	ss.data = [netio.MaxQUICStreams]*dataStream{}
 	ss.open = ss.open[:0]
 	ss.blocked = time.Time{}

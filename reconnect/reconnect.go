@@ -7,20 +7,21 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// Policy says which connection failures are retried.
+// Policy says which connection failures are retried. The zero value is
+// AfterFirstSuccess.
 type Policy int
 
 const (
+	// AfterFirstSuccess, the zero value, ends the run when the first
+	// connection attempt fails (so a wrong address or credentials surface
+	// at once) and retries every loss after a CONNACK has succeeded once.
+	AfterFirstSuccess Policy = iota
 	// Never retries nothing: a failed or lost connection ends the run with
 	// its error. The session (MqttState) can continue in a later run.
-	Never Policy = iota
+	Never
 	// Automatic retries every failure, the first connection attempt
 	// included.
 	Automatic
-	// AfterFirstSuccess ends the run when the first connection attempt
-	// fails (so a wrong address or credentials surface at once) and retries
-	// every loss after a CONNACK has succeeded once.
-	AfterFirstSuccess
 )
 
 // String returns the policy's name.
@@ -37,7 +38,7 @@ func (p Policy) String() string {
 }
 
 // Valid reports whether p is one of the defined policies.
-func (p Policy) Valid() bool { return p >= Never && p <= AfterFirstSuccess }
+func (p Policy) Valid() bool { return p >= AfterFirstSuccess && p <= Automatic }
 
 // Retry reports whether a failure is retried under p, given whether any
 // connection of this session's run has succeeded (received a successful

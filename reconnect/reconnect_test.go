@@ -25,8 +25,11 @@ func TestPolicyRetry(t *testing.T) {
 			t.Errorf("%v.Retry(%v) = %v, want %v", c.p, c.connectedBefore, got, c.want)
 		}
 	}
-	if Policy(7).Valid() || !AfterFirstSuccess.Valid() {
+	if Policy(7).Valid() || Policy(-1).Valid() || !AfterFirstSuccess.Valid() || !Never.Valid() || !Automatic.Valid() {
 		t.Error("Valid is wrong")
+	}
+	if Policy(0) != AfterFirstSuccess {
+		t.Error("the zero Policy is not AfterFirstSuccess")
 	}
 }
 

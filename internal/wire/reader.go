@@ -38,6 +38,7 @@ type Reader struct {
 	start int    // size of a fresh buffer; 0 means defaultReadBuffer
 	err   error  // sticky framing or decoding error
 	codec Codec  // the protocol version decoded
+	total uint64 // bytes read since the Reader was made
 }
 
 // NewReader returns a Reader that refuses packets larger than
@@ -105,7 +106,9 @@ func (rd *Reader) FillNow(c Source) (int, error) {
 		return 0, err
 	}
 	n, err := c.ReadNow(free)
-	rd.w += clamp(n, len(free))
+	n = clamp(n, len(free))
+	rd.w += n
+	rd.total += uint64(n)
 	return n, err
 }
 
@@ -119,9 +122,15 @@ func (rd *Reader) FillWait(c Source, deadline time.Time) (int, error) {
 		return 0, err
 	}
 	n, err := c.ReadWait(free, deadline)
-	rd.w += clamp(n, len(free))
+	n = clamp(n, len(free))
+	rd.w += n
+	rd.total += uint64(n)
 	return n, err
 }
+
+// Total returns the number of bytes read since the Reader was made (Reset
+// does not clear it).
+func (rd *Reader) Total() uint64 { return rd.total }
 
 func clamp(n, max int) int {
 	if n < 0 {

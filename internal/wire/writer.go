@@ -26,8 +26,13 @@ type Writer struct {
 	buf   []byte
 	off   int // bytes of buf already written by FlushNow
 	limit int
-	codec Codec // the protocol version encoded
+	codec Codec  // the protocol version encoded
+	total uint64 // bytes written since the Writer was made
 }
+
+// Total returns the number of bytes written by Flush and FlushNow since
+// the Writer was made (Reset does not clear it).
+func (w *Writer) Total() uint64 { return w.total }
 
 // NowSink is what FlushNow writes to: a writer that takes what it can
 // without blocking (netio.DataStream).
@@ -98,7 +103,9 @@ func (w *Writer) FlushNow(c NowSink) (bool, error) {
 		return true, nil
 	}
 	n, err := c.WriteNow(w.buf[w.off:])
-	w.off += clamp(n, len(w.buf)-w.off)
+	n = clamp(n, len(w.buf)-w.off)
+	w.off += n
+	w.total += uint64(n)
 	if err != nil {
 		w.Reset()
 		return false, fmt.Errorf("mqttloop: flush: %w", err)
@@ -126,6 +133,7 @@ func (w *Writer) Flush(c Sink, deadline time.Time) error {
 	}
 	buf := w.buf[w.off:]
 	n, err := c.Write(buf)
+	w.total += uint64(clamp(n, len(buf)))
 	if err != nil {
 		return fmt.Errorf("mqttloop: flush %d bytes (%d written): %w", len(buf), n, err)
 	}
