@@ -115,10 +115,11 @@ func (l *EventLoop) permanent(err error) bool {
 // requests into the session (the offline queue), until the delay is over,
 // the context ends or the loop is closed.
 func (l *EventLoop) backoffStep() {
-	if l.takeRequests() {
-		return
-	}
-	if l.phase != phaseBackoff {
+	took := l.takeRequests()
+	// What the session took (here, or before the connection was lost) is
+	// durable before the loop waits or dials: a process killed during the
+	// back-off must not lose it (found by internal/sim, seed 231).
+	if !l.commit() || took || l.phase != phaseBackoff {
 		return
 	}
 	now := time.Now()
