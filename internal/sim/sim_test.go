@@ -96,7 +96,7 @@ func TestSimulation(t *testing.T) {
 			t.Parallel()
 			res := check(t, Random(seed, msgs), fmt.Sprintf("go test ./internal/sim -run TestSimulation -seed=%d -msgs=%d -v  (add -events for the whole event trace)", seed, msgs))
 			if testing.Verbose() {
-				t.Logf("%s\n%v", res.Config.Summary(), res.Stats)
+				t.Logf("%s\ntrace hash %016x\n%v", res.Config.Summary(), res.Hash, res.Stats)
 			}
 			addStats(&total, res.Stats)
 		})
@@ -151,6 +151,9 @@ func TestScenarios(t *testing.T) {
 	seeds := 3
 	if testing.Short() {
 		seeds = 1
+	}
+	if *flagSeeds > 0 {
+		seeds = *flagSeeds
 	}
 	for _, sc := range Scenarios {
 		for seed := uint64(1); seed <= uint64(seeds); seed++ {
