@@ -575,10 +575,7 @@ func snapshot(m *state.MemoryStore) *state.MemoryStore {
 func (s *Sim) options() eventloop.Options {
 	cfg := &s.cfg
 	s.loops++
-	pt := cfg.PingTimeout
-	if pt == 0 {
-		pt = cfg.KeepAlive
-	}
+	pt := s.pingTimeout()
 	queued := cfg.OfflineQueue
 	if queued == 0 {
 		queued = 1 << 30
@@ -604,18 +601,23 @@ func (s *Sim) options() eventloop.Options {
 	}
 }
 
+// pingTimeout is the loop's Options.PingTimeout: Config.PingTimeout, or
+// the configured keepalive.
 func (s *Sim) pingTimeout() time.Duration {
 	if s.cfg.PingTimeout > 0 {
 		return s.cfg.PingTimeout
 	}
-	return s.kaInterval
+	return s.cfg.KeepAlive
 }
 
-// app is the application: it runs event loops on its goroutine, one after
-// the other (a run ended by the policy continues from its State, a killed
-// process from its store or its saved session), until the context ends.
+// app is the application: it runs the event loop on its goroutine (a run
+// ended by the policy is run again; a killed process is followed by a new
+// loop from its store or its saved session), until the context ends.
 func (s *Sim) app() {
-	var sess *state.MqttState
+	var (
+		sess *state.MqttState
+		l    *eventloop.EventLoop // a loop whose run the policy ended: Run again
+	)
 	s.mu.Lock()
 	s.proc = 1
 	if s.cfg.Store {
@@ -624,23 +626,25 @@ func (s *Sim) app() {
 	s.mu.Unlock()
 	for {
 		s.mu.Lock()
-		opts := s.options()
-		if s.store != nil {
-			opts.Store = s.store
-		} else {
-			opts.Session = sess
-		}
-		s.kaInterval = s.cfg.KeepAlive
-		s.model = backoffModel{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, jitter: s.cfg.BackoffJitter}
-		s.model.reset()
 		s.dialAt = -1
-		s.mu.Unlock()
-		l, err := eventloop.New(opts)
-		if err != nil {
-			s.fail("eventloop.New: %v", err)
-			return
+		if l == nil {
+			opts := s.options()
+			if s.store != nil {
+				opts.Store = s.store
+			} else {
+				opts.Session = sess
+			}
+			s.kaInterval = s.cfg.KeepAlive
+			s.model = backoffModel{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, jitter: s.cfg.BackoffJitter}
+			s.model.reset()
+			s.mu.Unlock()
+			var err error
+			if l, err = eventloop.New(opts); err != nil {
+				s.fail("eventloop.New: %v", err)
+				return
+			}
+			s.mu.Lock()
 		}
-		s.mu.Lock()
 		s.loop = l
 		killed := s.killing
 		s.mu.Unlock()
@@ -673,9 +677,11 @@ func (s *Sim) app() {
 		switch {
 		case killed:
 			sess = s.restartProcess(l)
+			l = nil
 		case errors.Is(end, eventloop.ErrConnectionLost):
+			// The application runs the same loop again: the session in
+			// memory continues (and the back-off where it was).
 			s.stats.RunsEnded++
-			sess = l.State()
 		default:
 			s.violation("the run ended: %v", end)
 			s.mu.Unlock()
