@@ -58,8 +58,8 @@
 //   - broker restarts: every connection closed, the session lost with
 //     probability Config.SessionLoss;
 //   - client process restarts: the process is killed at the loop's next
-//     write (after its Commit, before the bytes reach the wire) or while it
-//     waits, and a new loop continues from the Options.Store the process
+//     write (after its Commit, just before or just after the bytes reach
+//     the wire) or while it waits, and a new loop continues from the Options.Store the process
 //     had (state.MemoryStore, as it was at the kill), or from its session
 //     through Save and Load.
 //

@@ -182,9 +182,12 @@ func (m *memConn) write(p []byte) (int, error) {
 		s.clientWrites(m.c, pk)
 	}
 	if s.crashPending {
-		// The process dies now: after the iteration's Commit, before
+		// The process dies now, after the iteration's Commit: before
 		// this flush reaches the wire (what it wrote counts as sent: the
-		// session says so).
+		// session says so), or just after.
+		if s.rng.IntN(2) == 0 && len(pkts) > 0 {
+			s.send(m.c, toBroker, pkts, nil, false)
+		}
 		s.kill(true)
 		return 0, errors.New("sim: the process is gone")
 	}

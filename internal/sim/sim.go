@@ -93,7 +93,8 @@ type Config struct {
 	CrashMean time.Duration // mean time between client process restarts (0: none)
 	// Store: the loop keeps its session in a state.MemoryStore
 	// (Options.Store); a restart is a kill (SIGKILL) at the loop's next
-	// write (after its Commit, before the bytes reach the wire) or, if it
+	// write (after its Commit, just before or after the bytes reach the
+	// wire) or, if it
 	// writes nothing for 10 ms, while it waits, and the new process
 	// rebuilds the session from what the store held at the kill. Without:
 	// a restart closes the loop and continues from its State through
