@@ -132,6 +132,9 @@ func Random(seed uint64, msgs int) Config {
 		c.CrashMean = dur(3*time.Second, 10*time.Second)
 		c.Store = chance(0.5)
 	}
+	if chance(0.2) {
+		c.BrokerRestartMean = dur(2*time.Second, 10*time.Second)
+	}
 	return c
 }
 
@@ -185,6 +188,15 @@ var Scenarios = []Scenario{
 		c.CutMean = time.Second
 		c.StormLen = 8
 		c.SessionLoss = 0.2
+		return c
+	}},
+	{"broker-restarts", func(seed uint64, msgs int) Config {
+		// The broker restarts every second on average; half the time
+		// without the session (no persistence).
+		c := Base(seed, msgs)
+		c.CutMean = 0
+		c.BrokerRestartMean = time.Second
+		c.SessionLoss = 0.5
 		return c
 	}},
 	{"bad-broker", func(seed uint64, msgs int) Config {
@@ -243,11 +255,11 @@ var Scenarios = []Scenario{
 // Summary describes a configuration in one line.
 func (c Config) Summary() string {
 	return fmt.Sprintf("%s seed=%d msgs=%d/%d ka=%v pt=%v ack=%v inflight=%d rm=%d/%d vary=%v ska=%d policy=%v loss=%.1f "+
-		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v",
+		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v brokerrestart=%v",
 		c.Name, c.Seed, c.ClientPublishes, c.BrokerPublishes, c.KeepAlive, c.PingTimeout, c.AckTimeout, c.MaxInflight,
 		c.ReceiveMaximum, c.ClientReceiveMax, c.ReceiveMaxVaries, c.ServerKeepAlive, c.Policy, c.SessionLoss,
 		c.MinDelay, c.MaxDelay, c.SpikeProb, c.NoticeMax, c.CutMean, c.CutEvery, c.StormLen, c.HalfOpenMean,
-		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay)
+		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay, c.BrokerRestartMean)
 }
 
 // String summarizes a run's counts.
