@@ -118,10 +118,10 @@ func (l *EventLoop) permanent(err error) bool {
 func (l *EventLoop) backoffStep() {
 	took := l.takeRequests()
 	l.noteQueue()
-	if took {
-		return
-	}
-	if l.phase != phaseBackoff {
+	// What the session took (here, or before the connection was lost) is
+	// durable before the loop waits or dials: a process killed during the
+	// back-off must not lose it (found by internal/sim, seed 231).
+	if !l.commit() || took || l.phase != phaseBackoff {
 		return
 	}
 	now := time.Now()

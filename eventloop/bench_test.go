@@ -16,11 +16,10 @@ package eventloop_test
 //	         mochi      the embedded mochi broker, in process: its CPU is in
 //	                    cpu-µs/msg
 //	clients  loop       eventloop.EventLoop
-//	         baseline   the classic design: a goroutine reading the socket
-//	                    with blocking reads and sending decoded packets on a
-//	                    channel, the caller's goroutine selecting over that
-//	                    channel and the requests channel; the same codec,
-//	                    framing, session state and batching as the loop
+//	         baseline   the same loop over a connection that waits the
+//	                    classic way: a goroutine reading the socket with
+//	                    blocking reads and handing the bytes over a channel
+//	                    (readerConn); only how it waits for I/O differs
 //
 // MQTTLOOP_BENCH_BROKERS=sink,mosquitto restricts the brokers.
 //
@@ -57,6 +56,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,10 +70,8 @@ import (
 	"github.com/mqttloop/mqttloop/internal/sink"
 	"github.com/mqttloop/mqttloop/internal/testcerts"
 	"github.com/mqttloop/mqttloop/internal/wire"
-	"github.com/mqttloop/mqttloop/keepalive"
 	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/netio"
-	"github.com/mqttloop/mqttloop/state"
 )
 
 const (
@@ -360,13 +358,21 @@ type loopClient struct {
 
 func startLoopClient(tb testing.TB, cfg clientConfig) benchClient {
 	tb.Helper()
+	return startLoop(tb, cfg, "bench", nil)
+}
+
+// startLoop starts an event loop for cfg, dialing with dial (nil: the
+// loop's own transports).
+func startLoop(tb testing.TB, cfg clientConfig, name string, dial func(context.Context, string) (netio.Conn, error)) benchClient {
+	tb.Helper()
 	loop, err := eventloop.New(eventloop.Options{
 		Servers:     []string{cfg.url},
 		TLSConfig:   benchTLSConfig(cfg.url),
-		ClientID:    uniqueID("bench"),
+		ClientID:    uniqueID(name),
 		CleanStart:  true,
 		KeepAlive:   benchKeepAlive,
 		MaxInflight: cfg.maxInflight,
+		Dial:        dial,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -379,10 +385,10 @@ func startLoopClient(tb testing.TB, cfg clientConfig) benchClient {
 	c := &loopClient{loop: loop, events: loop.Run(ctx, cfg.reqs), cancel: cancel}
 	n, err := c.events.Next()
 	if err != nil {
-		tb.Fatalf("loop: %v", err)
+		tb.Fatalf("%s: %v", name, err)
 	}
 	if _, ok := n.(eventloop.Connected); !ok {
-		tb.Fatalf("loop: first notification %#v", n)
+		tb.Fatalf("%s: first notification %#v", name, n)
 	}
 	return c
 }
@@ -405,37 +411,173 @@ func (c *loopClient) Close() {
 // ---------------------------------------------------------------------
 // Baseline: the reader-goroutine design
 
-// baselineClient does the loop's work with the classic design: one
-// goroutine reads the socket with blocking reads, frames and decodes the
-// packets (wire.Reader) and sends them on a channel; Next, on the
-// caller's goroutine, handles packets from that channel, takes requests
-// from the requests channel without blocking, sends them (wire.Writer,
-// state.MqttState, one flush per iteration), and when there is nothing to
-// do blocks in a select over the packet channel, the requests channel, the
-// context and the keepalive timer.
-type baselineClient struct {
-	nc   baselineConn
-	conn blockingConn
-	wr   *wire.Writer
-	st   *state.MqttState
-	ka   *keepalive.Timer
-	ctx  context.Context
+// The baseline is the event loop itself over a connection that waits
+// for bytes the classic way: a goroutine per connection reads the socket
+// with blocking reads and hands the bytes over a channel (readerConn, a
+// netio.Conn given to the loop through Options.Dial). Everything else
+// (codec, framing, session state, batching, keepalive) is the loop's,
+// so the two clients differ only in how they wait for I/O.
 
-	reqs      <-chan eventloop.Request
-	reqOpen   bool
-	reqDone   bool
-	maxQueued int
+// readerConn is a netio.Conn whose bytes a reader goroutine reads with
+// blocking reads: ReadNow takes what the reader handed over, ReadWait
+// waits on the channel (with a timer for the deadline), and the readiness
+// Arm hands out is signalled by the reader after each read.
+type readerConn struct {
+	nc        baselineConn
+	transport string
 
-	pkts    chan *wire.Packet
-	quit    chan struct{} // closed by Close: the reader stops sending
-	rdone   chan struct{} // closed when the reader exited
-	rerr    error         // the reader's error, valid after pkts is closed
-	timer   *time.Timer
-	timerAt time.Time
+	chunks chan []byte    // read by the reader goroutine
+	free   chan []byte    // buffers returned to the reader
+	sig    chan os.Signal // the readiness: a value after each read
+	quit   chan struct{}  // closed by Close: the reader stops
+	done   chan struct{}  // closed when the reader exited
+	rerr   error          // the reader's error, valid once chunks is closed
+	once   sync.Once
 
-	events []eventloop.Notification
-	head   int
-	endErr error
+	cur   []byte // the chunk being consumed
+	buf   []byte // cur's buffer, returned to free when consumed
+	err   error  // the reader's error, once seen
+	timer *time.Timer
+}
+
+const (
+	readerBufs    = 4
+	readerBufSize = 32 << 10
+)
+
+var _ netio.Conn = (*readerConn)(nil)
+
+func newReaderConn(bc blockingConn) *readerConn {
+	c := &readerConn{
+		nc:        bc.baselineConn,
+		transport: bc.transport,
+		chunks:    make(chan []byte, readerBufs),
+		free:      make(chan []byte, readerBufs),
+		sig:       make(chan os.Signal, 1),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	for range readerBufs {
+		c.free <- make([]byte, readerBufSize)
+	}
+	go c.readLoop()
+	return c
+}
+
+// readLoop is the reader goroutine.
+func (c *readerConn) readLoop() {
+	defer close(c.done)
+	defer close(c.chunks)
+	for {
+		var b []byte
+		select {
+		case b = <-c.free:
+		case <-c.quit:
+			return
+		}
+		n, err := c.nc.Read(b[:cap(b)])
+		if n > 0 {
+			select {
+			case c.chunks <- b[:n]:
+			case <-c.quit:
+				return
+			}
+			select {
+			case c.sig <- syscall.SIGIO:
+			default:
+			}
+		}
+		if err != nil {
+			c.rerr = err
+			select {
+			case c.sig <- syscall.SIGIO:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// take consumes what the reader handed over into p.
+func (c *readerConn) take(p []byte) int {
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	if len(c.cur) == 0 {
+		c.free <- c.buf
+		c.cur, c.buf = nil, nil
+	}
+	return n
+}
+
+// got installs a chunk received from the reader (ok false: it ended).
+func (c *readerConn) got(b []byte, ok bool) {
+	if !ok {
+		c.err = c.rerr
+		if c.err == nil {
+			c.err = net.ErrClosed
+		}
+		return
+	}
+	c.cur, c.buf = b, b[:cap(b)]
+}
+
+func (c *readerConn) ReadNow(p []byte) (int, error) {
+	if len(c.cur) == 0 && c.err == nil {
+		select {
+		case b, ok := <-c.chunks:
+			c.got(b, ok)
+		default:
+			return 0, nil
+		}
+	}
+	if len(c.cur) > 0 {
+		return c.take(p), nil
+	}
+	return 0, c.err
+}
+
+func (c *readerConn) ReadWait(p []byte, deadline time.Time) (int, error) {
+	if len(c.cur) == 0 && c.err == nil {
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			if c.timer == nil {
+				c.timer = time.NewTimer(time.Until(deadline))
+			} else {
+				c.timer.Reset(time.Until(deadline))
+			}
+			expired = c.timer.C
+		}
+		select {
+		case b, ok := <-c.chunks:
+			c.got(b, ok)
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		}
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+	if len(c.cur) > 0 {
+		return c.take(p), nil
+	}
+	return 0, c.err
+}
+
+func (c *readerConn) Arm() (netio.Readiness, error)      { return netio.Readiness{Signal: c.sig}, nil }
+func (c *readerConn) Disarm()                            {}
+func (c *readerConn) Write(p []byte) (int, error)        { return c.nc.Write(p) }
+func (c *readerConn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
+func (c *readerConn) Transport() string                  { return c.transport }
+
+// Close closes the connection and waits for the reader to exit.
+func (c *readerConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		close(c.quit)
+		err = c.nc.Close()
+		<-c.done
+	})
+	return err
 }
 
 // baselineConn is the byte stream the baseline reads on its reader
@@ -576,389 +718,15 @@ type quicStreamConn struct {
 
 func (c quicStreamConn) Close() error { return c.conn.CloseWithError(0, "") }
 
-const (
-	baselineBatch     = 256 // as the loop's requestBatch
-	baselineMaxQueued = eventloop.DefaultMaxQueued
-	baselinePktBuffer = 256 // capacity of the packet channel
-)
-
-var errBaselineLost = errors.New("baseline: connection lost")
-
 func startBaselineClient(tb testing.TB, cfg clientConfig) benchClient {
 	tb.Helper()
-	c, err := dialBaseline(cfg)
-	if err != nil {
-		tb.Fatalf("baseline: %v", err)
-	}
-	return c
-}
-
-func dialBaseline(cfg clientConfig) (*baselineClient, error) {
-	ctx := cfg.ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	conn, err := dialBaselineConn(ctx, cfg.url)
-	if err != nil {
-		return nil, err
-	}
-	nc := conn.baselineConn
-	maxInflight := cfg.maxInflight
-	if maxInflight == 0 {
-		maxInflight = eventloop.DefaultMaxInflight
-	}
-	c := &baselineClient{
-		nc:        nc,
-		conn:      conn,
-		wr:        wire.NewWriter(0),
-		st:        state.New(state.Config{MaxInflight: maxInflight}),
-		ctx:       ctx,
-		reqs:      cfg.reqs,
-		reqOpen:   cfg.reqs != nil,
-		maxQueued: baselineMaxQueued,
-		pkts:      make(chan *wire.Packet, baselinePktBuffer),
-		quit:      make(chan struct{}),
-		rdone:     make(chan struct{}),
-		timer:     time.NewTimer(time.Hour),
-	}
-	c.timer.Stop()
-	// CONNECT and CONNACK, synchronously, before the reader starts.
-	mps := uint32(eventloop.DefaultMaxPacketSize)
-	connect := &packets.Connect{
-		ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: uniqueID("baseline"),
-		KeepAlive: uint16(benchKeepAlive / time.Second), CleanStart: true,
-		Properties: &packets.Properties{MaximumPacketSize: &mps},
-	}
-	if err := c.wr.Append(connect); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	if err := c.wr.Flush(c.conn, time.Now().Add(eventloop.DefaultConnectTimeout)); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	rd := wire.NewReader(eventloop.DefaultMaxPacketSize)
-	var ack *packets.Connack
-	for ack == nil {
-		cp, err := rd.Next()
+	return startLoop(tb, cfg, "baseline", func(ctx context.Context, server string) (netio.Conn, error) {
+		bc, err := dialBaselineConn(ctx, server)
 		if err != nil {
-			nc.Close()
 			return nil, err
 		}
-		if cp == nil {
-			if _, err := rd.FillWait(c.conn, time.Time{}); err != nil {
-				nc.Close()
-				return nil, err
-			}
-			continue
-		}
-		a, ok := cp.Content.(*packets.Connack)
-		if !ok || a.ReasonCode >= 0x80 {
-			nc.Close()
-			return nil, fmt.Errorf("baseline: no successful CONNACK: %#v", cp.Content)
-		}
-		ack = a
-	}
-	now := time.Now()
-	c.st.Connected(ack, false)
-	c.wr.SetMaxPacketSize(int(c.st.Limits().MaximumPacketSize))
-	c.ka = keepalive.New(benchKeepAlive, eventloop.DefaultPingTimeout, now)
-	go c.readLoop(rd)
-	return c, nil
-}
-
-// readLoop is the reader goroutine.
-func (c *baselineClient) readLoop(rd *wire.Reader) {
-	defer close(c.rdone)
-	defer close(c.pkts)
-	for {
-		for {
-			cp, err := rd.Next()
-			if err != nil {
-				c.rerr = err
-				return
-			}
-			if cp == nil {
-				break
-			}
-			select {
-			case c.pkts <- cp:
-			case <-c.quit:
-				return
-			}
-		}
-		if _, err := rd.FillWait(c.conn, time.Time{}); err != nil {
-			c.rerr = err
-			return
-		}
-	}
-}
-
-func (c *baselineClient) Next() (eventloop.Notification, error) {
-	for {
-		if c.head < len(c.events) {
-			n := c.events[c.head]
-			c.events[c.head] = nil
-			c.head++
-			if c.head == len(c.events) {
-				c.events, c.head = c.events[:0], 0
-			}
-			return n, nil
-		}
-		if c.endErr != nil {
-			return nil, c.endErr
-		}
-		c.step()
-	}
-}
-
-// step is one iteration, the counterpart of the loop's.
-func (c *baselineClient) step() {
-	if err := c.ctx.Err(); err != nil {
-		c.farewell()
-		c.end(fmt.Errorf("%w: %w", eventloop.ErrStopped, err))
-		return
-	}
-	progress := false
-	now := time.Now()
-	got := false
-drain:
-	for range baselineBatch {
-		select {
-		case cp, ok := <-c.pkts:
-			if !ok {
-				c.lost()
-				return
-			}
-			got = true
-			if !c.handle(cp) {
-				return
-			}
-		default:
-			break drain
-		}
-	}
-	if got {
-		progress = true
-		c.ka.Received(now)
-	}
-	if c.takeRequests() {
-		progress = true
-	}
-	if c.endErr != nil {
-		return
-	}
-	if c.sendQueued() {
-		progress = true
-	}
-	switch act, _ := c.ka.Check(now); act {
-	case keepalive.SendPing:
-		_ = c.wr.Append(&packets.Pingreq{})
-		c.ka.PingSent(now)
-	case keepalive.Dead:
-		c.end(fmt.Errorf("%w: %w", eventloop.ErrConnectionLost, eventloop.ErrKeepAliveTimeout))
-		return
-	}
-	if !c.flush(now) {
-		return
-	}
-	if c.reqDone && c.st.Idle() {
-		c.farewell()
-		c.end(eventloop.ErrRequestsDone)
-		return
-	}
-	if progress || c.head < len(c.events) {
-		return
-	}
-	// Nothing to do: block.
-	_, due := c.ka.Check(now)
-	if !due.IsZero() && (c.timerAt.IsZero() || due.Before(c.timerAt)) {
-		c.timer.Reset(due.Sub(now))
-		c.timerAt = due
-	}
-	var reqs <-chan eventloop.Request
-	if c.canTake() {
-		reqs = c.reqs
-	}
-	select {
-	case cp, ok := <-c.pkts:
-		if !ok {
-			c.lost()
-			return
-		}
-		c.ka.Received(time.Now())
-		c.handle(cp)
-	case r, ok := <-reqs:
-		if !ok {
-			c.reqOpen, c.reqDone = false, true
-		} else {
-			c.accept(r)
-		}
-	case <-c.timer.C:
-		c.timerAt = time.Time{}
-	case <-c.ctx.Done():
-	}
-}
-
-func (c *baselineClient) canTake() bool {
-	return c.reqOpen && c.st.Queued() < c.maxQueued
-}
-
-func (c *baselineClient) takeRequests() bool {
-	took := false
-	for i := 0; i < baselineBatch && c.canTake(); i++ {
-		select {
-		case r, ok := <-c.reqs:
-			took = true
-			if !ok {
-				c.reqOpen, c.reqDone = false, true
-				return took
-			}
-			c.accept(r)
-		default:
-			return took
-		}
-	}
-	return took
-}
-
-func (c *baselineClient) accept(r eventloop.Request) {
-	switch r := r.(type) {
-	case eventloop.Publish:
-		if err := state.ValidateTopicName(r.Topic); err != nil {
-			c.emit(eventloop.RequestFailed{Request: r, Err: err})
-			return
-		}
-		if err := state.ValidateQoS(r.QoS); err != nil {
-			c.emit(eventloop.RequestFailed{Request: r, Err: err})
-			return
-		}
-		p := &packets.Publish{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain}
-		c.st.Enqueue(state.Pending{Packet: p, Tag: r})
-	case eventloop.Subscribe:
-		p := &packets.Subscribe{Properties: &packets.Properties{}}
-		for _, f := range r.Filters {
-			if err := state.ValidateTopicFilter(f.Topic); err != nil {
-				c.emit(eventloop.RequestFailed{Request: r, Err: err})
-				return
-			}
-			p.Subscriptions = append(p.Subscriptions, packets.SubOptions{Topic: f.Topic, QoS: f.QoS})
-		}
-		c.st.Enqueue(state.Pending{Packet: p, Tag: r})
-	default:
-		c.emit(eventloop.RequestFailed{Request: r, Err: eventloop.ErrInvalidRequest})
-	}
-}
-
-func (c *baselineClient) sendQueued() bool {
-	sent := false
-	for range baselineBatch {
-		next := c.st.NextToSend()
-		pkt := next.Packet
-		if pkt == nil {
-			return sent
-		}
-		sent = true
-		if next.Err != nil {
-			r, _ := next.Tag.(eventloop.Request)
-			c.emit(eventloop.RequestFailed{Request: r, Err: next.Err})
-			continue
-		}
-		if err := c.wr.Append(pkt); err != nil {
-			c.st.Abandon(pkt)
-			r, _ := next.Tag.(eventloop.Request)
-			c.emit(eventloop.RequestFailed{Request: r, Err: err})
-			continue
-		}
-		if c.wr.Buffered() >= 64<<10 && !c.flush(time.Now()) {
-			return sent
-		}
-	}
-	return sent
-}
-
-func (c *baselineClient) handle(pkt *wire.Packet) bool {
-	ev, reply, err := c.st.HandleIncoming(&pkt.ControlPacket)
-	if err != nil {
-		c.end(fmt.Errorf("%w: %w", eventloop.ErrConnectionLost, err))
-		return false
-	}
-	if reply != nil {
-		if err := c.wr.Append(reply); err != nil {
-			c.end(fmt.Errorf("%w: %w", eventloop.ErrConnectionLost, err))
-			return false
-		}
-	}
-	switch ev := ev.(type) {
-	case state.Delivered:
-		p := ev.Publish
-		c.emit(eventloop.Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Duplicate: p.Duplicate, PacketID: p.PacketID})
-	case state.PublishDone:
-		req, _ := ev.Tag.(eventloop.Publish)
-		c.emit(eventloop.Published{Request: req, ReasonCode: ev.ReasonCode})
-	case state.SubscribeDone:
-		req, _ := ev.Tag.(eventloop.Subscribe)
-		c.emit(eventloop.Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons})
-	case state.BrokerDisconnect:
-		c.end(fmt.Errorf("%w: broker sent DISCONNECT", eventloop.ErrConnectionLost))
-		return false
-	}
-	return true
-}
-
-func (c *baselineClient) flush(now time.Time) bool {
-	if c.wr.Buffered() == 0 {
-		return true
-	}
-	if err := c.wr.Flush(c.conn, now.Add(eventloop.DefaultWriteTimeout)); err != nil {
-		c.end(fmt.Errorf("%w: %w", eventloop.ErrConnectionLost, err))
-		return false
-	}
-	c.ka.Sent(now)
-	return true
-}
-
-func (c *baselineClient) emit(n eventloop.Notification) { c.events = append(c.events, n) }
-
-func (c *baselineClient) farewell() {
-	if c.endErr != nil {
-		return
-	}
-	c.wr.Reset()
-	if c.wr.Append(&packets.Disconnect{Properties: &packets.Properties{}}) == nil {
-		_ = c.wr.Flush(c.conn, time.Now().Add(time.Second))
-	}
-}
-
-func (c *baselineClient) lost() {
-	c.end(fmt.Errorf("%w: %w: %w", eventloop.ErrConnectionLost, errBaselineLost, c.rerr))
-}
-
-// end ends the run: the connection is closed and the reader stopped.
-func (c *baselineClient) end(err error) {
-	if c.endErr != nil {
-		return
-	}
-	c.endErr = err
-	c.stopReader()
-}
-
-func (c *baselineClient) stopReader() {
-	select {
-	case <-c.quit:
-	default:
-		close(c.quit)
-	}
-	_ = c.nc.Close()
-	<-c.rdone
-	c.timer.Stop()
-}
-
-func (c *baselineClient) Close() {
-	if c.endErr == nil {
-		c.farewell()
-		c.end(eventloop.ErrStopped)
-	}
+		return newReaderConn(bc), nil
+	})
 }
 
 // ---------------------------------------------------------------------

@@ -7,27 +7,27 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// seededBackOff is the client's reconnect back-off: cenkalti's exponential
-// back-off with its own randomization off (it would draw from math/rand's
-// global source) and the sim clock, plus jitter drawn from the seed. The
-// delays are therefore a function of the seed.
+// seededBackOff is the loop's reconnect back-off (Options.BackOff):
+// cenkalti's exponential back-off with its own randomization off (it would
+// draw from math/rand's global source), plus jitter drawn from a source
+// seeded by the run's seed and the loop's number, so that the delays are
+// a function of the seed.
 type seededBackOff struct {
 	exp    *backoff.ExponentialBackOff
 	rng    *rand.Rand
 	jitter float64
 }
 
-func newSeededBackOff(s *Sim) *seededBackOff {
+func newSeededBackOff(cfg *Config, loop int) *seededBackOff {
 	e := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(s.cfg.BackoffInitial),
-		backoff.WithMaxInterval(s.cfg.BackoffMax),
+		backoff.WithInitialInterval(cfg.BackoffInitial),
+		backoff.WithMaxInterval(cfg.BackoffMax),
 		backoff.WithMultiplier(2),
 		backoff.WithRandomizationFactor(0),
 		backoff.WithMaxElapsedTime(0),
-		backoff.WithClockProvider(simClock{s}),
 	)
 	e.Reset()
-	return &seededBackOff{exp: e, rng: s.rng, jitter: s.cfg.BackoffJitter}
+	return &seededBackOff{exp: e, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(loop))), jitter: cfg.BackoffJitter}
 }
 
 // NextBackOff implements backoff.BackOff.

@@ -50,7 +50,7 @@ type broker struct {
 type bsession struct {
 	inc        int
 	subscribed bool
-	phantom    bool // the client took it for an older session (see client.connected)
+	phantom    bool // the client took it for an older session (see Sim.clientReceives)
 	// inQoS2: QoS 2 packet ids from the client awaiting PUBREL → message.
 	inQoS2 map[uint16]uint64
 	// seen: the last message received with each packet id (DUP check).
@@ -100,7 +100,7 @@ func (b *broker) loseSession(why string) {
 	b.sess = nil
 }
 
-func (b *broker) send(p packets.Packet) { b.s.send(b.conn, toClient, p, false) }
+func (b *broker) send(p packets.Packet) { b.s.sendBroker(b.conn, p, nil, false) }
 
 // receive handles a packet from the client.
 func (b *broker) receive(c *conn, p packets.Packet) {
@@ -287,9 +287,6 @@ func (b *broker) incomingPublish(c *conn, p *packets.Publish) {
 			if !p.Duplicate {
 				s.violation("client exceeded the broker's Receive Maximum %d with the new message %d (packet id %d)", b.recvMax, m, p.PacketID)
 			} else {
-				// Was a known issue; state.Connected now holds replays
-				// back to the window, so it is a violation by default.
-				s.stats.ReplayOverReceiveMax++
 				s.violation("client replayed message %d (packet id %d) beyond the broker's Receive Maximum %d [MQTT-3.3.4-7]", m, p.PacketID, b.recvMax)
 			}
 		}
@@ -403,6 +400,22 @@ func (b *broker) armKeepalive(c *conn) {
 	s.at(b.lastRecv+limit, check)
 }
 
+// restart: the broker process restarts. Every connection is closed; a
+// broker without persistence (Config.SessionLoss) loses the session.
+func (b *broker) restart() {
+	s := b.s
+	s.stats.BrokerRestarts++
+	s.noteText(tBrokerRestart, 0, "broker restarts")
+	if c := b.conn; c != nil {
+		b.conn = nil
+		s.closeBy(c, brokerSide, "broker restart")
+	}
+	if b.sess != nil && s.cfg.SessionLoss > 0 && s.rng.Float64() < s.cfg.SessionLoss {
+		s.stats.SessionsLost++
+		b.loseSession("broker restarted without the session")
+	}
+}
+
 // connClosed: the broker learns that c ended.
 func (b *broker) connClosed(c *conn, _ string) {
 	if b.conn == c {
@@ -428,7 +441,7 @@ func (b *broker) markPhantom(inc int) {
 // checkAppAcked: the client acknowledges message o only once its
 // application has (with automatic acks: once it was delivered).
 func (b *broker) checkAppAcked(o *bout, ack string) {
-	if r := &b.s.b2c[o.msg]; r.appAcked == 0 && !r.staleAcked {
+	if r := &b.s.b2c[o.msg]; r.appAcked == 0 {
 		if b.sess.phantom {
 			// The client took it for a duplicate of a message of the
 			// session the broker lost (a stale incoming QoS 2 id), or

@@ -2,13 +2,9 @@ package sim
 
 import "time"
 
-// epoch is virtual time zero. Virtual time is a time.Duration since epoch;
-// the packages under test see epoch.Add(now).
-var epoch = time.Date(2030, time.January, 1, 0, 0, 0, 0, time.UTC)
-
-// event is something that happens at a virtual time. Events at the same
-// time run in the order they were scheduled (seq), so a run is a pure
-// function of its seed.
+// event is something the network, the broker or the script does at a
+// virtual time. Events at the same time run in the order they were
+// scheduled (seq).
 type event struct {
 	at  time.Duration
 	seq uint64
@@ -63,26 +59,29 @@ func (q *eventQueue) pop() event {
 	return top
 }
 
-// at schedules fn at virtual time t (never in the past).
+// at schedules fn at virtual time t (never in the past). Call with s.mu
+// held.
 func (s *Sim) at(t time.Duration, fn func()) {
 	if t < s.now {
 		t = s.now
 	}
 	s.seq++
 	s.queue.push(event{at: t, seq: s.seq, fn: fn})
+	if !s.driving {
+		// Scheduled from the event loop's goroutine (a write, a dial, a
+		// notification): the driver may be asleep until a later event.
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // after schedules fn d from now.
 func (s *Sim) after(d time.Duration, fn func()) { s.at(s.now+d, fn) }
 
-// time returns the current virtual time as the packages under test see it.
-func (s *Sim) time() time.Time { return epoch.Add(s.now) }
-
-// simClock is the virtual clock as a backoff.Clock.
-type simClock struct{ s *Sim }
-
-// Now returns the simulation's virtual time.
-func (c simClock) Now() time.Time { return c.s.time() }
+// tick reads the bubble's virtual clock into s.now (call with s.mu held).
+func (s *Sim) tick() { s.now = time.Since(s.t0) }
 
 // uniform returns a duration uniformly distributed in [lo, hi].
 func (s *Sim) uniform(lo, hi time.Duration) time.Duration {

@@ -1,66 +1,81 @@
-// Package sim is a deterministic simulation of one MQTT 5 client and one
-// broker over a faulty network, used to test the session machinery the
-// event loop is built from: state.MqttState, keepalive.Timer and
-// reconnect.Policy / reconnect.Schedule — the real packages, driven the
-// way eventloop drives them.
+// Package sim is a deterministic simulation of a network and an MQTT 5
+// broker, in which the real eventloop.EventLoop runs: no model of the
+// client, the product itself, with its throttle, its reconnect rotation,
+// its store and everything else it does.
 //
-// # Determinism
+// # How the loop runs in simulated time
 //
-// The whole run is a discrete-event loop over virtual time: a priority
-// queue of events ordered by time, ties broken by the order they were
-// scheduled. There are no goroutines, no sleeps, no real clock and no real
-// network; every random choice comes from one PCG source seeded by
-// Config.Seed (the reconnect back-off too: cenkalti's exponential back-off
-// runs with its own randomization off and the sim clock, and the jitter is
-// drawn from the seed). A run is therefore a function of its Config: the
-// same seed gives the same event trace, which the tests check by hashing
-// it. A failing seed is replayed with
+// Run must be called inside a testing/synctest bubble (synctest.Test): the
+// bubble's clock is the simulation's virtual time. The loop runs on a
+// goroutine of its own, as an application runs it (calling Next and
+// handling the notifications), with Options.Dial returning an in-memory
+// netio.Conn (memConn) whose readiness the simulated network signals:
+// ReadWait blocks on a channel and a timer, and Arm hands out a channel the
+// network signals when bytes arrive or the connection ends. Every wait of
+// the loop is therefore on channels and timers, which synctest sees as
+// durably blocked, and the loop's keepalive, ack timeout, connect timeout
+// and back-off run on the virtual clock.
 //
-//	go test ./internal/sim -run 'TestSimulation/^seed=123$' -v
-//	go test ./internal/sim -run TestSimulation -sim.seed=123 -sim.trace   # with the full event trace
+// The driver (Run's goroutine) holds the network, the broker and the
+// script: a priority queue of events ordered by virtual time, ties broken
+// by the order they were scheduled. It acts only when every other
+// goroutine of the bubble is durably blocked (synctest.Wait), runs the
+// events due, and sleeps until the next one (or until the loop schedules
+// an earlier one by writing or dialing). The loop and the driver thus
+// never run at once, and every random choice comes from one PCG source
+// seeded by Config.Seed (the loop's reconnect jitter too:
+// Options.BackOff is cenkalti's exponential back-off with jitter drawn
+// from the seed). A run is a function of its Config: the same seed gives
+// the same event trace, which TestDeterminism checks by hashing it. A
+// failing seed prints the command that replays it:
+//
+//	go test ./internal/sim -run TestSimulation -seed=123 -v
+//	go test ./internal/sim -run TestSimulation -seed=123 -events   # with the full event trace
+//
+// CI runs 300 seeds (30 with -short); -sweep runs 10,000, -seeds=N any
+// number, -msgs=N sets the publishes per seed.
 //
 // # The network
 //
-// Packets are the paho.golang/packets structs (copied when written: the
-// session reuses its structs), each with its own delay, delivered in order
-// within a connection (TCP): never duplicated, never reordered; reordering
-// happens only across connections. Faults, all drawn from the seed:
+// Each write of the loop is one segment, decoded on the way (the packets
+// feed the broker and the checks), each segment with its own delay,
+// delivered in order within a connection (TCP): never duplicated, never
+// reordered; reordering happens only across connections. Faults, all
+// drawn from the seed:
 //
 //   - cuts: both directions lose what is in flight and the connection is
-//     closed; each peer learns of it after a notice delay;
+//     closed; each peer learns of it after a notice delay (the loop reads
+//     EOF);
 //   - storms: after a cut, the next connections are cut a few packets after
 //     CONNACK, in the middle of the replay; or every connection is cut after
 //     N packets;
 //   - half-open periods: one or both directions silently lose everything,
 //     nobody is told; only keepalive finds out;
-//   - delay spikes (head-of-line blocking), refused dials, dials nobody
-//     answers (connect timeout);
+//   - delay spikes (head-of-line blocking), refused dials (EOF after a
+//     delay), dials nobody answers (connect timeout);
 //   - invalid packets from the broker (a CONNACK or a PINGREQ on an
 //     established connection, a PUBLISH without topic or with QoS 3, AUTH);
-//   - client process restarts: killed at the end of an iteration (after
-//     Commit, before the flush) and rebuilt from a state.MemoryStore, or
-//     restarted through Save and Load.
+//   - broker restarts: every connection closed, the session lost with
+//     probability Config.SessionLoss;
+//   - client process restarts: the process is killed at the loop's next
+//     write (after its Commit, just before or just after the bytes reach
+//     the wire) or while it waits, and a new loop continues from the Options.Store the process
+//     had (state.MemoryStore, as it was at the kill), or from its session
+//     through Save and Load.
 //
 // A side that closes a connection (or whose process dies) loses what was in
 // flight towards it, while what it had written still arrives. Duplicates
-// come from where they come from in MQTT: the client's replay with DUP after
+// come from where they come from in MQTT: the loop's replay with DUP after
 // a reconnect, the broker's redelivery of unacknowledged messages, and
 // publishes sent again as new after the broker lost the session.
 //
-// # The client
+// # The application
 //
-// One MqttState (a persistent session), a keepalive.Timer per connection
-// and a reconnect.Schedule, mirroring eventloop: CONNECT (CleanStart only
-// until the first CONNACK), on CONNACK state.Connected then the replay
-// (MarkSent each), requests from the script taken into the session
-// (Enqueue, within an offline-queue bound, also while disconnected),
-// NextToSend within the window, HandleIncoming for every packet with its
-// reply written, keepalive Check (PINGREQ, or the connection is dead),
-// an optional ack timeout on OldestUnacked, Commit before anything is
-// flushed, a connection lost → Policy.Retry → Schedule.Next (Reset after a
-// healthy connection) → the next attempt exactly that much later. With
-// Config.ManualAcks the application acknowledges messages itself, late and
-// out of order (state.Ack).
+// It subscribes to "b2c", then publishes the script's messages to "c2b"
+// (QoS 0, 1, 2) through the requests channel, at the script's times. With
+// Config.ManualAcks it acknowledges each QoS 1/2 message itself, late and
+// out of order (Message.Ack as a request). A run the reconnect policy ends
+// (ErrConnectionLost) is run again after Config.AppRestart.
 //
 // # The broker
 //
@@ -75,35 +90,37 @@
 // # Invariants
 //
 // During the run:
-//   - HandleIncoming never fails, except on the injected invalid packets,
-//     which must fail with state.ErrProtocol;
+//   - the loop closes a connection only when it has a reason: never a
+//     healthy one (keepalive, the ack timeout and protocol errors must not
+//     fire on a working connection with a correct broker), and always one
+//     on which an invalid packet arrived, before it waits again;
 //   - a PUBLISH carries DUP exactly when it is a retransmission within the
-//     broker's session, its topic (no alias), and the client's publishes
-//     arrive in increasing order on every connection (replays first, in
-//     their original order, then new ones);
+//     broker session the loop knows of, its topic (no alias), and the
+//     loop's publishes arrive in increasing order on every connection
+//     (replays first, in their original order, then new ones);
 //   - no QoS 2 packet id is reused while the broker awaits its PUBREL, and
-//     no new publish exceeds the broker's Receive Maximum;
-//   - a publish completes at the client only after the broker received it;
-//     the broker gets a message's PUBACK/PUBREC only after the client's
-//     application acknowledged it (on delivery, or with state.Ack);
-//   - keepalive, the ack timeout and the broker's keepalive never end a
-//     healthy connection;
+//     no publish exceeds the broker's Receive Maximum;
+//   - a publish completes (Published) only after the broker received it;
+//     the broker gets a message's PUBACK/PUBREC only after the application
+//     acknowledged it (on delivery, or with Message.Ack);
 //   - a half-open connection is detected within keepalive + ping timeout
 //     of the moment the path went silent (exact, virtual time); when only
 //     the client→broker path is silent, within 1.5 × keepalive (the
 //     broker's keepalive) + the longest packet delay + the notice delay if
 //     that is larger;
-//   - every connection attempt happens exactly the schedule's delay after
-//     the loss, each delay lies within the exponential back-off's bounds
-//     (restarted after a healthy connection), never 0;
-//   - after a session loss the subscriptions are re-established first;
+//   - every connection attempt happens exactly the delay the loop
+//     announced in Reconnecting after the loss, each delay lies within the
+//     exponential back-off's bounds (restarted after a healthy
+//     connection), never 0;
+//   - after a session loss the subscription is re-established before
+//     anything is published;
 //   - a session rebuilt after a restart equals the one committed.
 //
 // At the end, after faults stop and everything has settled (checked within
 // Config.Drain):
-//   - every QoS 1 publish of the client was delivered by the broker at least
-//     once, every QoS 2 exactly once, every QoS 0 at most once; each QoS 1/2
-//     publish completed exactly once at the client;
+//   - every QoS 1 publish of the application was delivered by the broker at
+//     least once, every QoS 2 exactly once, every QoS 0 at most once; each
+//     QoS 1/2 publish completed exactly once at the application;
 //   - every message routed to the client's session reached the application
 //     at least once (QoS 1) or was acknowledged by it exactly once (QoS 2;
 //     a QoS 2 message is redelivered only to a new process that had not
@@ -116,34 +133,17 @@
 // QoS 2 publish whose PUBLISH the broker had received but whose PUBREC had
 // not reached the client is sent again by the client as a new message:
 // exactly-once across a lost broker session is not guaranteed by MQTT 5
-// (such duplicates are counted in Stats.C2BDupQoS2). A QoS 2 publish whose
-// PUBREC had arrived is reported by state.Connected in Resumed.Completed
-// and stays exactly once.
+// (such duplicates are counted in Stats.C2BDupQoS2).
 //
-// # Known issues
+// # Known issue
 //
-// The simulation found three behaviours of the packages under test that a
-// user can trip over. They are counted (Stats) rather than failing the run,
-// unless Config.Strict; TestKnownIssues reproduces each:
-//
-//   - phantom session (Stats.PhantomSessions): the broker loses the session
-//     at a CONNECT whose CONNACK (session present = 0) is lost; it creates a
-//     new session, and on the next connection truthfully answers session
-//     present = 1 — about the new, empty session. state.Connected replays
-//     and keeps its subscriptions and incoming QoS 2 ids: the subscriptions
-//     are silently gone for good, and the stale QoS 2 ids are never released
-//     and swallow new messages that reuse them (taken for duplicates,
-//     PUBREC, never delivered: Stats.PhantomSwallowed). The client cannot
-//     see it from the CONNACK; re-subscribing when a CONNECT went unanswered
-//     since the last CONNACK would guard against the first part.
-//   - replay beyond a lowered Receive Maximum (Stats.ReplayOverReceiveMax):
-//     state.Connected replays every publish in flight at once, even when the
-//     broker announces a smaller Receive Maximum on the new connection than
-//     on the last; MQTT-3.3.4-7 forbids it (a broker may disconnect with
-//     0x93).
-//   - stale manual acks (Stats.StaleAcks): an application acknowledges
-//     (state.Ack / eventloop.Ack: packet id and QoS only) a message
-//     delivered in a session the broker has since lost; the new session has
-//     reused the packet id for another message, which is acknowledged in its
-//     place before the application has it.
+// Phantom session (Stats.PhantomSessions; a violation under Config.Strict,
+// reproduced by TestKnownIssues): the broker loses the session at a
+// CONNECT whose CONNACK (session present = 0) is lost; it creates a new
+// session, and on the next connection truthfully answers session present
+// = 1 — about the new, empty session. The loop cannot see it from the
+// CONNACK: it keeps its subscriptions and incoming QoS 2 ids, so the
+// subscription is silently gone, and stale QoS 2 ids swallow new messages
+// that reuse them. Re-subscribing when a CONNECT went unanswered since the
+// last CONNACK would guard against the first part.
 package sim

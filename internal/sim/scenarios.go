@@ -132,6 +132,9 @@ func Random(seed uint64, msgs int) Config {
 		c.CrashMean = dur(3*time.Second, 10*time.Second)
 		c.Store = chance(0.5)
 	}
+	if chance(0.2) {
+		c.BrokerRestartMean = dur(2*time.Second, 10*time.Second)
+	}
 	return c
 }
 
@@ -185,6 +188,15 @@ var Scenarios = []Scenario{
 		c.CutMean = time.Second
 		c.StormLen = 8
 		c.SessionLoss = 0.2
+		return c
+	}},
+	{"broker-restarts", func(seed uint64, msgs int) Config {
+		// The broker restarts every second on average; half the time
+		// without the session (no persistence).
+		c := Base(seed, msgs)
+		c.CutMean = 0
+		c.BrokerRestartMean = time.Second
+		c.SessionLoss = 0.5
 		return c
 	}},
 	{"bad-broker", func(seed uint64, msgs int) Config {
@@ -243,11 +255,11 @@ var Scenarios = []Scenario{
 // Summary describes a configuration in one line.
 func (c Config) Summary() string {
 	return fmt.Sprintf("%s seed=%d msgs=%d/%d ka=%v pt=%v ack=%v inflight=%d rm=%d/%d vary=%v ska=%d policy=%v loss=%.1f "+
-		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v",
+		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v brokerrestart=%v",
 		c.Name, c.Seed, c.ClientPublishes, c.BrokerPublishes, c.KeepAlive, c.PingTimeout, c.AckTimeout, c.MaxInflight,
 		c.ReceiveMaximum, c.ClientReceiveMax, c.ReceiveMaxVaries, c.ServerKeepAlive, c.Policy, c.SessionLoss,
 		c.MinDelay, c.MaxDelay, c.SpikeProb, c.NoticeMax, c.CutMean, c.CutEvery, c.StormLen, c.HalfOpenMean,
-		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay)
+		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay, c.BrokerRestartMean)
 }
 
 // String summarizes a run's counts.
@@ -255,11 +267,11 @@ func (s Stats) String() string {
 	return fmt.Sprintf("virtual %v, %d events, %d packets (%d vanished); %d connections, %d CONNACKs, %d sessions lost, %d dial failures; "+
 		"%d cuts, %d half-open (longest detection %v), %d crash + %d save/load restarts, %d runs ended; "+
 		"%d keepalive deaths, %d ack timeouts, %d broker keepalive closes, %d bad packets; "+
-		"%d replayed, %d requeued, %d completed on loss, %d resubscribes, %d phantom sessions (%d messages swallowed), %d replayed beyond Receive Maximum, %d stale manual acks, %d unknown acks, %d Ack errors; duplicates c→b QoS1 %d QoS2 %d, b→c QoS1 %d; "+
+		"%d replayed, %d resubscribes, %d broker restarts, %d phantom sessions (%d messages swallowed), %d unknown acks, %d Ack errors; duplicates c→b QoS1 %d QoS2 %d, b→c QoS1 %d; "+
 		"b→c lost with session %d, unrouted %d; settled %v after the script",
 		s.Virtual.Round(time.Millisecond), s.Events, s.Packets, s.Vanished, s.Connections, s.Connacks, s.SessionsLost, s.DialFailures,
 		s.Cuts, s.HalfOpens, s.MaxDetect, s.CrashRestarts, s.SaveLoadRestarts, s.RunsEnded,
 		s.KeepaliveDeaths, s.AckTimeouts, s.BrokerKeepalive, s.BadPackets,
-		s.Replayed, s.Requeued, s.CompletedOnLoss, s.Resubscribes, s.PhantomSessions, s.PhantomSwallowed, s.ReplayOverReceiveMax, s.StaleAcks, s.UnknownAcks, s.AckErrors, s.C2BDupQoS1, s.C2BDupQoS2, s.B2CDupQoS1,
+		s.Replayed, s.Resubscribes, s.BrokerRestarts, s.PhantomSessions, s.PhantomSwallowed, s.UnknownAcks, s.AckErrors, s.C2BDupQoS1, s.C2BDupQoS2, s.B2CDupQoS1,
 		s.B2CLost, s.B2CUnrouted, s.Drain.Round(time.Millisecond))
 }

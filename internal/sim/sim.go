@@ -1,15 +1,24 @@
 package sim
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"testing/synctest"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 
+	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/netio"
 	"github.com/mqttloop/mqttloop/reconnect"
+	"github.com/mqttloop/mqttloop/state"
 )
 
 // Config is one simulated run. Everything random in a run is drawn from
@@ -29,19 +38,20 @@ type Config struct {
 	Burst           float64 // probability that a request comes at the same instant as the previous one
 	QoS0, QoS2      float64 // shares of QoS 0 and QoS 2 messages; the rest are QoS 1
 
-	// Client options, as eventloop.Options has them.
+	// The event loop's options (eventloop.Options).
 	KeepAlive      time.Duration // whole seconds
 	PingTimeout    time.Duration // 0: the keepalive
 	ConnectTimeout time.Duration
 	HealthyAfter   time.Duration // a connection up this long resets the back-off
 	AckTimeout     time.Duration // 0: none
 	MaxInflight    int
-	OfflineQueue   int // the client takes requests only while fewer are queued (0: no bound)
+	OfflineQueue   int // Options.MaxQueued (0: no bound)
 	Policy         reconnect.Policy
-	AppRestart     time.Duration // a run ended by the policy is resumed from its state after this
+	AppRestart     time.Duration // a run ended by the policy is resumed from its State by a new loop after this
 
-	// Reconnect back-off: exponential from BackoffInitial, doubling up to
-	// BackoffMax, each delay jittered by ±BackoffJitter.
+	// Reconnect back-off (Options.BackOff): exponential from
+	// BackoffInitial, doubling up to BackoffMax, each delay jittered by
+	// ±BackoffJitter, drawn from the seed.
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
 	BackoffJitter  float64
@@ -73,44 +83,48 @@ type Config struct {
 	DialFail      float64       // probability that a connection attempt fails (half refused, half unanswered)
 	BadPacketMean time.Duration // mean time between invalid packets injected by the broker (0: none)
 
-	// ManualAcks: the client's application acknowledges each QoS 1 and 2
-	// message itself (state.Config.ManualAcks, state.Ack), AckDelay on
-	// average after it was delivered, in any order; acks written while
-	// disconnected are dropped, as the event loop does.
+	// ManualAcks: the application acknowledges each QoS 1 and 2 message
+	// itself (Options.ManualAcks, Message.Ack sent as a request), AckDelay
+	// on average after it was delivered, in any order.
 	ManualAcks bool
 	AckDelay   time.Duration
 
 	// Client process.
 	CrashMean time.Duration // mean time between client process restarts (0: none)
-	// Store: a restart is a kill (SIGKILL) after the last Commit, possibly
-	// before the flush, and the session is rebuilt from a state.MemoryStore.
-	// Without: a restart saves the session (Save) and loads it (Load).
+	// Store: the loop keeps its session in a state.MemoryStore
+	// (Options.Store); a restart is a kill (SIGKILL) at the loop's next
+	// write (after its Commit, just before or after the bytes reach the
+	// wire) or, if it
+	// writes nothing for 10 ms, while it waits, and the new process
+	// rebuilds the session from what the store held at the kill. Without:
+	// a restart closes the loop and continues from its State through
+	// Save and Load.
 	Store bool
 
-	// Strict makes the known issues violations: a phantom session
-	// (Stats.PhantomSessions), a replay beyond the Receive Maximum
-	// (Stats.ReplayOverReceiveMax), a stale manual ack (Stats.StaleAcks).
-	// Without it they are counted.
+	// BrokerRestartMean is the mean time between broker restarts: the
+	// broker closes every connection, and loses the session with
+	// probability SessionLoss (a broker without persistence: 1).
+	BrokerRestartMean time.Duration
+
+	// Strict makes the known issue a violation: a phantom session
+	// (Stats.PhantomSessions). Without it, it is counted.
 	Strict bool
 
 	Drain time.Duration // after the script ends, how long everything may take to settle
 	Trace bool          // keep a text trace (Result.Trace)
 
-	// mutation breaks the broker or the client harness on purpose, to
-	// show that the invariants catch it (tests only).
+	// mutation breaks the broker or the network on purpose, to show
+	// that the invariants catch it (tests only).
 	mutation mutation
 }
 
 type mutation int
 
 const (
-	mutNone            mutation = iota
-	mutNoDedup                  // broker: no QoS 2 dedup (delivers every PUBLISH)
-	mutNoResend                 // broker: no resend of unacknowledged messages on session present
-	mutNoPing                   // client: never sends PINGREQ
-	mutDropReplay               // client: does not send Resumed.Replay
-	mutFlushThenCommit          // client: flushes before Commit (store mode)
-	mutIgnoreSchedule           // client: reconnects at once, ignoring the schedule's delay
+	mutNone       mutation = iota
+	mutNoDedup             // broker: no QoS 2 dedup (delivers every PUBLISH)
+	mutNoResend            // broker: no resend of unacknowledged messages on session present
+	mutDupSegment          // network: delivers a client segment twice (TCP never does)
 )
 
 // Stats are counts from a run.
@@ -129,10 +143,9 @@ type Stats struct {
 	BadPackets                                        int
 	MaxDetect                                         time.Duration // longest half-open detection
 
-	Replayed        int // packets replayed after session-present CONNACKs
-	Requeued        int // publishes and (un)subscribes requeued as new after session loss
-	CompletedOnLoss int // QoS 2 completed by Resumed.Completed
-	Resubscribes    int
+	Replayed       int // DUP publishes and PUBRELs the loop wrote after session-present CONNACKs
+	Resubscribes   int // subscriptions the loop re-established after a lost session
+	BrokerRestarts int
 
 	C2BDupQoS1, C2BDupQoS2 int // duplicate deliveries at the broker (QoS 2: only after a lost session)
 	B2CDupQoS1             int
@@ -149,51 +162,85 @@ type Stats struct {
 	// UnknownAcks: PUBACK/PUBREC from the client for ids the broker has
 	// no message for (manual acks written for an earlier session).
 	UnknownAcks int
-	// StaleAcks: manual acks of a message from a lost broker session that
-	// acknowledged another message reusing its packet id.
-	StaleAcks int
-	// AckErrors: state.Ack refused an application's ack (the session
-	// forgot the id: session lost, or already acked).
+	// AckErrors: the loop refused an application's ack (RequestFailed:
+	// ErrStaleAck for a message of a lost broker session, an id the
+	// session forgot).
 	AckErrors int
-	// ReplayOverReceiveMax: replayed (DUP) QoS 2 publishes the broker
-	// received beyond its Receive Maximum (it had lowered it).
-	ReplayOverReceiveMax int
 
 	Drain time.Duration // from the end of the script to quiescence
 }
 
-// Result is the outcome of a run.
+// Result is the outcome of one run.
 type Result struct {
 	Config     Config
-	Hash       uint64   // hash of the event trace
-	Violations []string // broken invariants, in virtual-time order
+	Hash       uint64 // of the event trace: equal for equal configurations
+	Violations []string
 	Stats      Stats
 	Trace      []string // with Config.Trace
 }
 
-// maxViolations stops a run that is clearly broken.
 const maxViolations = 20
 
-// Sim is one run of the simulation.
+// Sim is one run: the network, the broker and the script, driven in the
+// virtual time of a testing/synctest bubble, around a real
+// eventloop.EventLoop that runs on its own goroutine as an application
+// would run it.
+//
+// Determinism: the driver (Run's goroutine) acts only when every other
+// goroutine of the bubble is durably blocked (synctest.Wait), that is when
+// the loop waits for bytes, a request or a timer; the loop runs only
+// while the driver sleeps. The two never run at once, so a run is a
+// function of its seed.
 type Sim struct {
-	cfg   Config
-	rng   *rand.Rand
-	now   time.Duration
-	seq   uint64
-	queue eventQueue
+	cfg Config
+	rng *rand.Rand
 
-	cli *client
+	mu      sync.Mutex // guards everything below, and every memConn
+	t0      time.Time
+	now     time.Duration
+	seq     uint64
+	queue   eventQueue
+	driving bool          // the driver is running events
+	kick    chan struct{} // an event was scheduled from the loop's goroutine
+	post    []func()      // to run once s.mu is released
+
 	brk *broker
 
 	nconns    int
 	inflight  int // message-flow packets on the wire
 	halfOpens []*halfOpen
+	badConns  []*conn
 	storm     int
 	faultsOn  bool
 	scriptEnd time.Duration
 	done      bool
 	// unsettledEnd: the drain period ended before everything settled.
 	unsettledEnd bool
+
+	// The client: the application around the event loop.
+	ctx          context.Context
+	cancel       context.CancelFunc
+	loop         *eventloop.EventLoop // the current process's loop
+	loops        int                  // loops created
+	proc         int                  // client process number (a kill starts a new one)
+	cur          *conn                // the connection the loop dialed last
+	kaInterval   time.Duration        // keepalive in force on the current (or last) connection
+	store        *state.MemoryStore
+	crashPending bool
+	killing      bool   // the process is being killed
+	killSaved    []byte // the committed session at the kill (store mode)
+	restart      chan struct{}
+	reqs         chan eventloop.Request
+	pending      []eventloop.Request // arrived, waiting for room in reqs
+	acksOut      int                 // manual acks scheduled, not yet in reqs
+	model        backoffModel
+	upAt         time.Duration
+	dialAt       time.Duration // when the next attempt is due (-1: no expectation)
+	knownInc     int           // the broker session of the last CONNACK that reached the client
+	epoch        int           // bumped by each CONNACK with session present = 0 that reached the client
+	subscribed   bool          // a SUBACK reached the client
+	written      map[uint64]writtenAt
+	acks         map[eventloop.Ack]uint64 // the message each Ack request acknowledges
 
 	c2b []c2bRec // by message number (1-based)
 	b2c []b2cRec
@@ -204,11 +251,18 @@ type Sim struct {
 	stats Stats
 }
 
+// writtenAt is where the loop last wrote a publish: in which of the broker
+// sessions it knows of, with which packet id.
+type writtenAt struct {
+	epoch int
+	id    uint16
+}
+
 // c2bRec follows one client→broker message.
 type c2bRec struct {
 	qos       byte
 	delivered int32 // by the broker to its subscribers
-	completed int32 // PublishDone at the client, or Resumed.Completed
+	completed int32 // Published at the client
 	// atRisk: the broker lost its session while holding the message's
 	// QoS 2 packet id unreleased. If the client had not yet seen PUBREC
 	// it sends the message again as a new one: MQTT 5 cannot deliver it
@@ -221,37 +275,115 @@ type b2cRec struct {
 	qos       byte
 	delivered int32 // to the client's application
 	// appAcked: acknowledged by the application (with automatic acks: on
-	// delivery; with manual acks: a successful state.Ack).
+	// delivery; with manual acks: an Ack request the loop did not refuse).
 	appAcked int32
-	lastProc int // the client process it was last delivered to
-	// staleAcked: acknowledged by the application's ack of another
-	// message (Stats.StaleAcks).
-	staleAcked bool
-	acked      int32 // flow completed at the broker
-	routed     bool  // the client's session was subscribed when it was published
-	lost       bool  // the broker lost the session before the flow completed
+	lastProc int   // the client process it was last delivered to
+	acked    int32 // flow completed at the broker
+	routed   bool  // the client's session was subscribed when it was published
+	lost     bool  // the broker lost the session before the flow completed
 }
 
-// Run simulates cfg and checks the invariants.
+// Run simulates cfg and checks the invariants. It must be called inside a
+// testing/synctest bubble (synctest.Test), which supplies the virtual
+// clock; it returns when the run has settled or failed, with every
+// goroutine it started ended.
 func Run(cfg Config) *Result {
-	s := newSim(cfg)
-	s.run()
-	s.finalChecks()
-	s.stats.Virtual = s.now
-	r := &Result{Config: cfg, Hash: s.hash, Violations: s.viol, Stats: s.stats, Trace: s.lines}
-	return r
-}
-
-func newSim(cfg Config) *Sim {
 	s := &Sim{
-		cfg:  cfg,
-		rng:  rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
-		hash: 14695981039346656037,
+		cfg:     cfg,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
+		hash:    14695981039346656037,
+		t0:      time.Now(),
+		kick:    make(chan struct{}, 1),
+		restart: make(chan struct{}, 1),
+		dialAt:  -1,
+		written: make(map[uint64]writtenAt),
+		acks:    make(map[eventloop.Ack]uint64),
 	}
 	s.brk = newBroker(s)
-	s.cli = newClient(s)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Lock()
 	s.script()
-	return s
+	s.mu.Unlock()
+	appDone := make(chan struct{})
+	go func() {
+		defer close(appDone)
+		s.app()
+	}()
+	s.drive()
+	s.cancel()
+	<-appDone
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finalChecks()
+	s.stats.Virtual = s.now
+	return &Result{Config: cfg, Hash: s.hash, Violations: s.viol, Stats: s.stats, Trace: s.lines}
+}
+
+// drive runs the events, each at its virtual time, while the loop is
+// blocked.
+func (s *Sim) drive() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		synctest.Wait() // the loop is waiting
+		s.mu.Lock()
+		s.tick()
+		s.driving = true
+		s.checkBadConns()
+		for len(s.queue) > 0 && s.queue[0].at <= s.now && !s.done && len(s.viol) < maxViolations {
+			ev := s.queue.pop()
+			s.stats.Events++
+			ev.fn()
+		}
+		s.feed()
+		s.driving = false
+		stop := s.done || len(s.viol) >= maxViolations || len(s.queue) == 0
+		var next time.Duration
+		if !stop {
+			next = s.queue[0].at - s.now
+		}
+		post := s.takePost()
+		s.mu.Unlock()
+		for _, f := range post {
+			f()
+		}
+		if stop {
+			return
+		}
+		timer.Reset(next)
+		select {
+		case <-timer.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// takePost returns what must run once s.mu is released.
+func (s *Sim) takePost() []func() {
+	p := s.post
+	s.post = nil
+	return p
+}
+
+// feed moves arrived requests into the loop's request channel while it
+// has room.
+func (s *Sim) feed() {
+	for len(s.pending) > 0 && len(s.reqs) < cap(s.reqs) {
+		s.reqs <- s.pending[0]
+		s.pending[0] = nil
+		s.pending = s.pending[1:]
+	}
+}
+
+// checkBadConns: a connection on which an invalid packet reached the loop
+// must be closed by the time the loop waits again.
+func (s *Sim) checkBadConns() {
+	for _, c := range s.badConns {
+		if !c.cli.closed && c.cli.proc == s.proc && !s.killing {
+			s.violation("the loop received an invalid packet on connection %d and went on waiting on it", c.id)
+		}
+	}
+	s.badConns = s.badConns[:0]
 }
 
 // script schedules the workload and the fault processes.
@@ -267,7 +399,10 @@ func (s *Sim) script() {
 		return 1
 	}
 	// The client's application: subscribe, then publish.
-	s.cli.reqs = append(s.cli.reqs, request{at: 0, sub: true})
+	s.reqs = make(chan eventloop.Request, 256)
+	s.at(0, func() {
+		s.pending = append(s.pending, eventloop.Subscribe{Filters: []eventloop.Filter{{Topic: "b2c", QoS: 2}}})
+	})
 	s.c2b = make([]c2bRec, cfg.ClientPublishes+1)
 	t := time.Duration(0)
 	for m := 1; m <= cfg.ClientPublishes; m++ {
@@ -276,12 +411,11 @@ func (s *Sim) script() {
 		}
 		q := qos()
 		s.c2b[m].qos = q
-		s.cli.reqs = append(s.cli.reqs, request{at: t, msg: uint64(m), qos: q})
+		s.at(t, func() {
+			s.pending = append(s.pending, eventloop.Publish{Topic: "c2b", QoS: q, Payload: payload(uint64(m))})
+		})
 	}
 	s.scriptEnd = t
-	for i, r := range s.cli.reqs {
-		s.at(r.at, func() { s.cli.arrive(i) })
-	}
 	// Other clients publishing to the client's subscription.
 	s.b2c = make([]b2cRec, cfg.BrokerPublishes+1)
 	t = 50 * time.Millisecond
@@ -301,13 +435,13 @@ func (s *Sim) script() {
 		s.drainCheck()
 	})
 	s.poisson(cfg.CutMean, func() {
-		if c := s.cli.conn; c != nil && c.open {
+		if c := s.cur; c != nil && c.open {
 			s.cut(c, "network cut")
 			s.storm = cfg.StormLen
 		}
 	})
 	s.poisson(cfg.HalfOpenMean, func() {
-		if c := s.cli.conn; c != nil && c.clientUp && c.half == nil && healthy(c) {
+		if c := s.cur; c != nil && c.clientUp && c.half == nil && healthy(c) {
 			dirs := [...][2]bool{{true, true}, {true, false}, {false, true}}[s.rng.IntN(3)]
 			s.silence(c, dirs)
 		}
@@ -315,21 +449,24 @@ func (s *Sim) script() {
 	s.poisson(cfg.BadPacketMean, func() {
 		if c := s.brk.conn; c != nil && c.brokerUp && c.open {
 			s.stats.BadPackets++
-			s.send(c, toClient, badPacket(s.rng.IntN(5)), true)
+			p, raw := badPacket(s.rng.IntN(5))
+			s.sendBroker(c, p, raw, true)
 		}
 	})
+	s.poisson(cfg.BrokerRestartMean, func() { s.brk.restart() })
 	s.poisson(cfg.CrashMean, func() {
-		// The process dies at the end of its next iteration, whatever
-		// it is doing (after Commit, before the flush), or in 10 ms.
-		s.cli.crashPending = true
+		// The process dies at its next write (after its Commit, before
+		// the bytes reach the wire), or in 10 ms while it waits.
+		if s.crashPending || s.killing {
+			return
+		}
+		s.crashPending = true
 		s.after(10*time.Millisecond, func() {
-			if s.cli.crashPending {
-				s.cli.step()
+			if s.crashPending {
+				s.kill(false)
 			}
 		})
 	})
-	// The first connection attempt.
-	s.at(0, func() { s.cli.step() })
 }
 
 // poisson runs fn at exponentially distributed intervals while faults are
@@ -350,27 +487,574 @@ func (s *Sim) poisson(mean time.Duration, fn func()) {
 }
 
 // badPacket returns a packet the broker may never send on an established
-// connection.
-func badPacket(kind int) packets.Packet {
+// connection, and its bytes when the codec would refuse to encode it.
+func badPacket(kind int) (packets.Packet, []byte) {
 	switch kind {
 	case 0:
-		return &packets.Connack{}
+		return &packets.Connack{Properties: &packets.Properties{}}, nil
 	case 1:
-		return &packets.Pingreq{}
+		return &packets.Pingreq{}, nil
 	case 2:
-		return &packets.Publish{QoS: 1, PacketID: 7, Payload: []byte("bad")} // empty topic, no alias
+		return &packets.Publish{QoS: 1, PacketID: 7, Payload: []byte("bad"), Properties: &packets.Properties{}}, nil // empty topic, no alias
 	case 3:
-		return &packets.Publish{QoS: 3, PacketID: 7, Topic: "b2c", Payload: []byte("bad")}
+		p := &packets.Publish{QoS: 1, PacketID: 7, Topic: "b2c", Payload: []byte("bad"), Properties: &packets.Properties{}}
+		var b bytes.Buffer
+		p.WriteTo(&b)
+		raw := b.Bytes()
+		raw[0] |= 0x06 // QoS 3
+		return p, raw
 	}
-	return &packets.Auth{}
+	return &packets.Auth{Properties: &packets.Properties{}}, nil
 }
 
-func (s *Sim) run() {
-	for len(s.queue) > 0 && !s.done && len(s.viol) < maxViolations {
-		ev := s.queue.pop()
-		s.now = ev.at
-		s.stats.Events++
-		ev.fn()
+// kill ends the client process: at a write of the loop (inWrite, on the
+// loop's goroutine, after its Commit) or while it waits (on the driver).
+// In store mode the next process starts from what the store holds now.
+func (s *Sim) kill(inWrite bool) {
+	s.crashPending = false
+	s.killing = true
+	if c := s.cur; c != nil {
+		if h := c.half; h != nil && !h.detected {
+			h.excused = true
+		}
+	}
+	if s.store != nil {
+		s.killSaved = nil
+		if inWrite {
+			// (On the loop's goroutine: its session is quiet.)
+			var b bytes.Buffer
+			if err := s.loop.State().Save(&b); err != nil {
+				s.violation("saving the session at the kill: %v", err)
+			}
+			s.killSaved = b.Bytes()
+		}
+		s.store = snapshot(s.store)
+	}
+	// The application's acks die with the process: the message is
+	// delivered again to the next one.
+	keep := s.pending[:0]
+	for _, r := range s.pending {
+		if !s.dropAck(r) {
+			keep = append(keep, r)
+		}
+	}
+	s.pending = keep
+	for n := len(s.reqs); n > 0; n-- {
+		if r := <-s.reqs; !s.dropAck(r) {
+			s.reqs <- r
+		}
+	}
+	l := s.loop
+	s.post = append(s.post, func() { l.Close() })
+}
+
+// dropAck reports whether r is an Ack (which a kill loses), and undoes
+// its count.
+func (s *Sim) dropAck(r eventloop.Request) bool {
+	a, ok := r.(eventloop.Ack)
+	if ok {
+		s.b2c[s.acks[a]].appAcked--
+	}
+	return ok
+}
+
+// snapshot copies a memory store: what survives the process.
+func snapshot(m *state.MemoryStore) *state.MemoryStore {
+	b := &state.Batch{Reset: true}
+	for _, k := range state.Kinds() {
+		m.Scan(k, nil, func(key, value []byte) bool {
+			b.Puts = append(b.Puts, state.Record{Kind: k, Key: bytes.Clone(key), Value: bytes.Clone(value)})
+			return true
+		})
+	}
+	c := state.NewMemoryStore()
+	c.Apply(b)
+	return c
+}
+
+// options are the loop's options for the next loop of the application.
+func (s *Sim) options() eventloop.Options {
+	cfg := &s.cfg
+	s.loops++
+	pt := s.pingTimeout()
+	queued := cfg.OfflineQueue
+	if queued == 0 {
+		queued = 1 << 30
+	}
+	return eventloop.Options{
+		Servers:         []string{"mqtt://broker.sim"},
+		ClientID:        "sim",
+		ProtocolVersion: 5,
+		KeepAlive:       cfg.KeepAlive,
+		PingTimeout:     pt,
+		ConnectTimeout:  cfg.ConnectTimeout,
+		CleanStart:      s.loops == 1,
+		SessionExpiry:   time.Hour,
+		MaxInflight:     cfg.MaxInflight,
+		MaxQueued:       queued,
+		ReceiveMaximum:  cfg.ClientReceiveMax,
+		ManualAcks:      cfg.ManualAcks,
+		Reconnect:       cfg.Policy,
+		BackOff:         newSeededBackOff(cfg, s.loops),
+		HealthyAfter:    cfg.HealthyAfter,
+		AckTimeout:      cfg.AckTimeout,
+		Dial:            s.dial,
+	}
+}
+
+// pingTimeout is the loop's Options.PingTimeout: Config.PingTimeout, or
+// the configured keepalive.
+func (s *Sim) pingTimeout() time.Duration {
+	if s.cfg.PingTimeout > 0 {
+		return s.cfg.PingTimeout
+	}
+	return s.cfg.KeepAlive
+}
+
+// app is the application: it runs the event loop on its goroutine (a run
+// ended by the policy is run again; a killed process is followed by a new
+// loop from its store or its saved session), until the context ends.
+func (s *Sim) app() {
+	var (
+		sess *state.MqttState
+		l    *eventloop.EventLoop // a loop whose run the policy ended: Run again
+	)
+	s.mu.Lock()
+	s.proc = 1
+	if s.cfg.Store {
+		s.store = state.NewMemoryStore()
+	}
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		s.dialAt = -1
+		if l == nil {
+			opts := s.options()
+			if s.store != nil {
+				opts.Store = s.store
+			} else {
+				opts.Session = sess
+			}
+			s.kaInterval = s.cfg.KeepAlive
+			s.model = backoffModel{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, jitter: s.cfg.BackoffJitter}
+			s.model.reset()
+			s.mu.Unlock()
+			var err error
+			if l, err = eventloop.New(opts); err != nil {
+				s.fail("eventloop.New: %v", err)
+				return
+			}
+			s.mu.Lock()
+		}
+		s.loop = l
+		killed := s.killing
+		s.mu.Unlock()
+		ev := l.Run(s.ctx, s.reqs)
+		if killed {
+			l.Close() // killed before the loop existed
+		}
+		var end error
+		for {
+			n, err := ev.Next()
+			if err != nil {
+				end = err
+				break
+			}
+			s.mu.Lock()
+			s.tick()
+			s.notified(n)
+			post := s.takePost()
+			s.mu.Unlock()
+			for _, f := range post {
+				f()
+			}
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		s.tick()
+		killed = s.killing
+		switch {
+		case killed:
+			sess = s.restartProcess(l)
+			l = nil
+		case errors.Is(end, eventloop.ErrConnectionLost):
+			// The application runs the same loop again: the session in
+			// memory continues (and the back-off where it was).
+			s.stats.RunsEnded++
+		default:
+			s.violation("the run ended: %v", end)
+			s.mu.Unlock()
+			return
+		}
+		s.after(s.cfg.AppRestart, func() {
+			select {
+			case s.restart <- struct{}{}:
+			default:
+			}
+		})
+		s.mu.Unlock()
+		select {
+		case <-s.restart:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// fail records a violation from the application's goroutine.
+func (s *Sim) fail(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.violation(format, args...)
+}
+
+// restartProcess starts a new process after a kill: the session comes
+// from the store (as it was at the kill) or through Save and Load.
+func (s *Sim) restartProcess(l *eventloop.EventLoop) *state.MqttState {
+	s.killing = false
+	s.proc++
+	var (
+		old, st *state.MqttState
+		err     error
+	)
+	if s.store != nil {
+		s.stats.CrashRestarts++
+		s.noteText(tCrash, 1, "killed; the next process rebuilds the session from the store")
+		old = l.State()
+		if s.killSaved != nil {
+			old, err = state.Load(bytes.NewReader(s.killSaved))
+			if err != nil {
+				s.violation("loading the session saved at the kill: %v", err)
+				return nil
+			}
+		}
+		st, err = state.LoadStore(s.store)
+		if err == nil && st.Identity() == (state.Identity{}) {
+			return nil // killed before its first commit: nothing to compare
+		}
+		if err != nil {
+			s.violation("rebuilding the session from the store: %v", err)
+			return nil
+		}
+		compareSessions(s, old, st)
+		return nil
+	}
+	s.stats.SaveLoadRestarts++
+	s.noteText(tCrash, 2, "restart through Save and Load")
+	old = l.State()
+	var buf bytes.Buffer
+	if err = old.Save(&buf); err == nil {
+		st, err = state.Load(&buf)
+	}
+	if err != nil {
+		s.violation("restart through Save and Load: %v", err)
+		return old
+	}
+	compareSessions(s, old, st)
+	return st
+}
+
+// compareSessions: the session rebuilt after a restart is the one that was
+// committed.
+func compareSessions(s *Sim, old, st *state.MqttState) {
+	type shape struct{ inflight, queued, outstanding, release int }
+	a := shape{old.InFlight(), old.Queued(), old.Outstanding(), old.AwaitingRelease()}
+	b := shape{st.InFlight(), st.Queued(), st.Outstanding(), st.AwaitingRelease()}
+	if a != b {
+		s.violation("restored session differs: in flight/queued/outstanding/awaiting release %v, was %v", b, a)
+	}
+	if !maps.Equal(old.Subscriptions(), st.Subscriptions()) {
+		s.violation("restored subscriptions %v, were %v", st.Subscriptions(), old.Subscriptions())
+	}
+	oi, ni := old.InFlightPublishes(), st.InFlightPublishes()
+	for i := range min(len(oi), len(ni)) {
+		o, n := oi[i], ni[i]
+		if o.Publish.PacketID != n.Publish.PacketID || o.Stage != n.Stage || msgOf(o.Publish) != msgOf(n.Publish) {
+			s.violation("restored publish in flight #%d: id %d stage %d m=%d, was id %d stage %d m=%d",
+				i, n.Publish.PacketID, n.Stage, msgOf(n.Publish), o.Publish.PacketID, o.Stage, msgOf(o.Publish))
+			break
+		}
+	}
+}
+
+// dial is the loop's Options.Dial: a new simulated connection.
+func (s *Sim) dial(ctx context.Context, server string) (netio.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tick()
+	if s.dialAt >= 0 && s.now != s.dialAt {
+		s.violation("connection attempt at %v, the back-off said %v", s.now, s.dialAt)
+	}
+	s.dialAt = -1
+	s.stats.Connections++
+	c := s.newConn()
+	m := newMemConn(s, c, s.proc)
+	s.cur = c
+	s.noteText(tDial, uint64(c.id), fmt.Sprintf("conn=%d", c.id))
+	if s.faultsOn && s.cfg.DialFail > 0 && s.rng.Float64() < s.cfg.DialFail {
+		s.stats.DialFailures++
+		if s.rng.IntN(2) == 0 {
+			// Refused: the loop learns it after a delay.
+			s.end(c)
+			s.after(s.notice(), func() { m.ended() })
+		} else {
+			// Accepted by something that never answers: connect timeout.
+			c.silent = [2]bool{true, true}
+		}
+	}
+	return m, nil
+}
+
+// clientWrites checks a packet the loop wrote on c (whether or not it will
+// arrive).
+func (s *Sim) clientWrites(c *conn, p packets.Packet) {
+	switch v := p.(type) {
+	case *packets.Publish:
+		if c.resubPending {
+			c.resubPending = false
+			s.violation("session lost: the loop sent %s before re-establishing the subscription", describe(v))
+		}
+		s.checkPublish(c, v)
+	case *packets.Subscribe:
+		c.resubPending = false
+	}
+}
+
+// checkPublish: DUP is set exactly on retransmissions within the broker
+// session the loop knows of; a publish carries its topic (no alias).
+func (s *Sim) checkPublish(c *conn, pub *packets.Publish) {
+	m := msgOf(pub)
+	if pub.Topic != "c2b" || m == 0 || m >= uint64(len(s.c2b)) {
+		s.violation("the loop writes %s: wrong topic or payload", describe(pub))
+		return
+	}
+	if pub.QoS != s.c2b[m].qos {
+		s.violation("the loop writes message %d at QoS %d, requested %d", m, pub.QoS, s.c2b[m].qos)
+	}
+	if pub.QoS == 0 {
+		if pub.Duplicate {
+			s.violation("the loop writes QoS 0 %s with DUP set", describe(pub))
+		}
+		return
+	}
+	if pub.PacketID == 0 {
+		s.violation("the loop writes %s without a packet id", describe(pub))
+	}
+	prev, seen := s.written[m]
+	seen = seen && prev.epoch == s.epoch
+	switch {
+	case pub.Duplicate && !seen:
+		s.violation("the loop writes %s with DUP set, but message %d was never sent in this broker session", describe(pub), m)
+	case pub.Duplicate && prev.id != pub.PacketID:
+		s.violation("the loop writes %s with DUP set, but message %d was sent with packet id %d", describe(pub), m, prev.id)
+	case !pub.Duplicate && seen:
+		s.violation("the loop writes %s again without DUP (first sent with packet id %d in this broker session)", describe(pub), prev.id)
+	}
+	if pub.Duplicate {
+		s.stats.Replayed++
+	}
+	s.written[m] = writtenAt{epoch: s.epoch, id: pub.PacketID}
+}
+
+// clientReceives: packet p from the broker reaches the loop's end of c.
+func (s *Sim) clientReceives(c *conn, p packets.Packet, bogus bool) {
+	if c.cli.closed {
+		return
+	}
+	if bogus || c.clientUp && isConnack(p) {
+		c.bad = true
+		s.badConns = append(s.badConns, c)
+		return
+	}
+	switch v := p.(type) {
+	case *packets.Connack:
+		c.clientUp = true
+		if inc := c.inc; v.SessionPresent && s.knownInc != 0 && inc != s.knownInc {
+			// A phantom session: the broker lost the session at an
+			// earlier CONNECT whose CONNACK (session present = 0) never
+			// arrived, and made a new one; now it truthfully says
+			// "session present" about that new, empty session. The loop
+			// cannot tell: it keeps believing in its subscriptions (gone
+			// at the broker) and its incoming QoS 2 ids (which the new
+			// session may reuse for new messages, which are then taken
+			// for duplicates).
+			s.stats.PhantomSessions++
+			s.brk.markPhantom(inc)
+			s.noteText(tPhantom, uint64(inc), fmt.Sprintf("session present, but the broker's session %d is not the client's %d", inc, s.knownInc))
+			if s.cfg.Strict {
+				s.violation("session present = 1 for broker session %d, created at a CONNECT whose CONNACK the client never received: the client still believes in session %d",
+					inc, s.knownInc)
+			}
+		}
+		s.knownInc = c.inc
+		if !v.SessionPresent {
+			s.epoch++
+			c.resubPending = s.subscribed
+		}
+		c.epoch = s.epoch
+		s.kaInterval = s.cfg.KeepAlive
+		if v.Properties != nil && v.Properties.ServerKeepAlive != nil {
+			s.kaInterval = time.Duration(*v.Properties.ServerKeepAlive) * time.Second
+		}
+	case *packets.Suback:
+		s.subscribed = true
+	}
+}
+
+func isConnack(p packets.Packet) bool { _, ok := p.(*packets.Connack); return ok }
+
+// clientClosed: the loop closed its end of c.
+func (s *Sim) clientClosed(c *conn) {
+	if s.done {
+		s.closeBy(c, clientSide, "the run ended")
+		return
+	}
+	why := "closed by the loop"
+	if h := c.half; h != nil && !h.detected && !h.excused {
+		h.detected, h.detectedAt = true, s.now
+		d := s.now - h.at
+		s.stats.MaxDetect = max(s.stats.MaxDetect, d)
+		s.noteText(tDetect, uint64(d), fmt.Sprintf("conn=%d half-open for %v (bound %v)", c.id, d, h.bound))
+		if d > h.bound {
+			s.violation("half-open connection %d (silent %s since %v) detected after %v, more than %v",
+				c.id, dirNames(h.dirs), h.at, d, h.bound)
+		}
+	}
+	if healthy(c) && c.cli.eof == nil && !c.bad && !s.killing && c.cli.proc == s.proc {
+		s.violation("the loop closed the healthy connection %d", c.id)
+	}
+	s.closeBy(c, clientSide, why)
+}
+
+// notified handles a notification of the loop, as an application would.
+func (s *Sim) notified(n eventloop.Notification) {
+	switch n := n.(type) {
+	case eventloop.Connected:
+		s.stats.Connacks++
+		s.upAt = s.now
+	case eventloop.Disconnected:
+		switch {
+		case errors.Is(n.Err, eventloop.ErrKeepAliveTimeout):
+			s.stats.KeepaliveDeaths++
+		case errors.Is(n.Err, eventloop.ErrAckTimeout):
+			s.stats.AckTimeouts++
+		}
+		s.noteText(tDown, 0, n.Err.Error())
+		if s.now-s.upAt >= s.cfg.HealthyAfter {
+			s.model.reset()
+		}
+	case eventloop.Reconnecting:
+		lo, hi := s.model.take()
+		if d := n.Delay; d < lo || d > hi || d <= 0 {
+			s.violation("reconnect delay %v outside the schedule's [%v, %v]", d, lo, hi)
+		}
+		s.dialAt = s.now + n.Delay
+		s.noteText(tDelay, uint64(n.Delay), n.Delay.String())
+	case eventloop.Message:
+		s.appDeliver(n)
+	case eventloop.Published:
+		s.completed(n)
+	case eventloop.Subscribed:
+		for _, r := range n.ReasonCodes {
+			if r >= 0x80 {
+				s.violation("subscription refused: %#x", r)
+			}
+		}
+		if n.Resubscribe {
+			s.stats.Resubscribes++
+		}
+	case eventloop.RequestFailed:
+		if a, ok := n.Request.(eventloop.Ack); ok && s.cfg.ManualAcks {
+			s.stats.AckErrors++
+			if m, ok := s.acks[a]; ok {
+				s.b2c[m].appAcked--
+			}
+			s.noteText(tAppAck, uint64(a.PacketID), fmt.Sprintf("refused id=%d: %v", a.PacketID, n.Err))
+			return
+		}
+		s.violation("request refused: %T: %v", n.Request, n.Err)
+	case eventloop.QueueFull:
+		// Backpressure: the script sends faster than the session takes
+		// requests. Informational; the requests wait in the channel.
+	default:
+		s.violation("unexpected notification %T", n)
+	}
+}
+
+// appDeliver: the application receives a message.
+func (s *Sim) appDeliver(msg eventloop.Message) {
+	p := &packets.Publish{Topic: msg.Topic, QoS: msg.QoS, PacketID: msg.PacketID, Payload: msg.Payload, Duplicate: msg.Duplicate}
+	m := msgOf(p)
+	if p.Topic != "b2c" || m == 0 || m >= uint64(len(s.b2c)) {
+		s.violation("the loop delivered a message it was never sent: %s", describe(p))
+		return
+	}
+	r := &s.b2c[m]
+	s.note(tAppDeliver, nil, int(m), nil)
+	again := r.delivered > 0
+	r.delivered++
+	switch {
+	case p.QoS != r.qos:
+		s.violation("the loop delivered broker→client message %d at QoS %d, published at %d", m, p.QoS, r.qos)
+	case !r.routed:
+		s.violation("the loop delivered broker→client message %d, never routed to its session", m)
+	case r.qos == 0 && again:
+		s.violation("the loop delivered broker→client QoS 0 message %d %d times", m, r.delivered)
+	case r.qos == 2 && r.appAcked > 0:
+		s.violation("the loop delivered broker→client QoS 2 message %d again after the application acknowledged it", m)
+	case r.qos == 2 && again && r.lastProc == s.proc:
+		// Manual acks: a QoS 2 message delivered to a process that died
+		// before acknowledging it is delivered again to the next one.
+		s.violation("the loop delivered broker→client QoS 2 message %d twice to the same process", m)
+	}
+	r.lastProc = s.proc
+	if p.QoS == 0 {
+		return
+	}
+	if !s.cfg.ManualAcks {
+		r.appAcked++
+		return
+	}
+	// The application acknowledges it later, in any order.
+	ack, proc := msg.Ack(), s.proc
+	s.acksOut++
+	s.after(s.exp(s.cfg.AckDelay), func() {
+		s.acksOut--
+		if s.proc != proc {
+			return // that process is gone
+		}
+		r.appAcked++
+		s.noteText(tAppAck, m, fmt.Sprintf("m=%d id=%d q%d", m, ack.PacketID, ack.QoS))
+		s.pending = append(s.pending, ack)
+		s.acks[ack] = m
+	})
+}
+
+// completed: a publish of the application completed.
+func (s *Sim) completed(d eventloop.Published) {
+	m := msgOf(&packets.Publish{Payload: d.Request.Payload})
+	if m == 0 || m >= uint64(len(s.c2b)) {
+		s.violation("the loop completed an unknown publish")
+		return
+	}
+	r := &s.c2b[m]
+	s.note(tDone, nil, int(m), nil)
+	r.completed++
+	switch {
+	case d.Err != nil:
+		s.violation("publish %d failed: %v", m, d.Err)
+	case d.ReasonCode >= 0x80 && d.ReasonCode != packets.PubcompPacketIdentifierNotFound:
+		// PUBCOMP 0x92 answers a PUBREL replayed to a broker that had
+		// already completed the flow (its PUBCOMP was lost): the message
+		// was accepted at PUBREC.
+		s.violation("publish %d completed with reason %#x", m, d.ReasonCode)
+	case r.qos == 0:
+	case r.completed > 1:
+		s.violation("publish %d completed %d times", m, r.completed)
+	case r.delivered == 0:
+		s.violation("publish %d completed at the client, but the broker never received it", m)
 	}
 }
 
@@ -391,20 +1075,28 @@ func (s *Sim) drainCheck() {
 	s.after(100*time.Millisecond, s.drainCheck)
 }
 
-// unsettled says what is still going on ("" when nothing is).
+// unsettled says what is still going on ("" when nothing is). It runs on
+// the driver while the loop waits (synctest.Wait orders the loop's
+// changes before it).
 func (s *Sim) unsettled() string {
-	c, b := s.cli, s.brk
+	b := s.brk
+	c := s.cur
 	switch {
-	case c.taken < len(c.reqs):
-		return fmt.Sprintf("%d requests not taken", len(c.reqs)-c.taken)
-	case c.phase != phaseConnected:
+	case len(s.pending) > 0 || len(s.reqs) > 0 || s.acksOut > 0:
+		return fmt.Sprintf("%d requests not taken, %d acks to come", len(s.pending)+len(s.reqs), s.acksOut)
+	case s.killing || s.loop == nil:
+		return "client process restarting"
+	case c == nil || !c.clientUp || !c.open || c.cli.closed || c.cli.eof != nil:
 		return "client not connected"
-	case !c.st.Idle():
-		return fmt.Sprintf("client has %d queued, %d outstanding", c.st.Queued(), c.st.Outstanding())
-	case c.st.AwaitingRelease() > 0 && s.stats.PhantomSessions == 0:
+	}
+	st := s.loop.State()
+	switch {
+	case !st.Idle():
+		return fmt.Sprintf("client has %d queued, %d outstanding", st.Queued(), st.Outstanding())
+	case st.AwaitingRelease() > 0 && s.stats.PhantomSessions == 0:
 		// (After a phantom session the client keeps incoming QoS 2 ids
 		// the broker has forgotten: nothing ever releases them.)
-		return fmt.Sprintf("client awaits PUBREL for %d messages", c.st.AwaitingRelease())
+		return fmt.Sprintf("client awaits PUBREL for %d messages", st.AwaitingRelease())
 	case b.sess == nil || b.conn == nil:
 		return "broker has no session or connection"
 	case len(b.sess.out) > 0 || len(b.sess.queue) > 0:
@@ -486,14 +1178,14 @@ func (s *Sim) finalChecks() {
 				s.violation("broker→client QoS 0 message %d delivered %d times", m, r.delivered)
 			}
 		case 1:
-			if r.appAcked < 1 && !r.lost && !r.staleAcked {
+			if r.appAcked < 1 && !r.lost {
 				s.violation("broker→client QoS 1 message %d delivered %d times, never acknowledged by the application", m, r.delivered)
 			}
 			if r.delivered > 1 {
 				s.stats.B2CDupQoS1++
 			}
 		case 2:
-			if r.appAcked > 1 || (r.appAcked < 1 && !r.lost && !r.staleAcked) {
+			if r.appAcked > 1 || (r.appAcked < 1 && !r.lost) {
 				s.violation("broker→client QoS 2 message %d delivered %d times, acknowledged %d times by the application", m, r.delivered, r.appAcked)
 			}
 		}
@@ -584,13 +1276,14 @@ const (
 	tDetect
 	tPhantom
 	tAppAck
+	tBrokerRestart
 )
 
 var kindNames = [...]string{
 	tSend: "send", tRecv: "recv", tVanish: "vanish", tLost: "lost", tCut: "CUT", tClose: "close",
 	tSilence: "SILENCE", tDial: "dial", tDown: "DOWN", tDelay: "backoff", tCrash: "CRASH",
 	tAppDeliver: "app-deliver", tBrokerDeliver: "broker-deliver", tDone: "done", tSessionLost: "SESSION-LOST",
-	tQuiet: "faults-off", tSettled: "settled", tDetect: "detected", tPhantom: "PHANTOM-SESSION", tAppAck: "app-ack",
+	tQuiet: "faults-off", tSettled: "settled", tDetect: "detected", tPhantom: "PHANTOM-SESSION", tAppAck: "app-ack", tBrokerRestart: "BROKER-RESTART",
 }
 
 func (s *Sim) mix(w uint64) {
