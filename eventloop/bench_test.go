@@ -1166,9 +1166,10 @@ func BenchmarkIdleCPU(b *testing.B) {
 	})
 }
 
-// TestBaselineClient checks the baseline against the in-process sink:
-// publishes at QoS 0 and 1, a subscription with a short stream, and the
-// end of the run when the requests channel closes. It is quick.
+// TestBaselineClient checks the baseline (the loop over readerConn)
+// against the in-process sink: publishes at QoS 0 and 1, a subscription
+// with a short stream, and the end of the run when the requests channel
+// closes. It is quick.
 func TestBaselineClient(t *testing.T) {
 	s := sink.StartT(t, sink.Options{})
 	reqs := make(chan eventloop.Request, 8)
@@ -1204,6 +1205,9 @@ func TestBaselineClient(t *testing.T) {
 		}
 	}
 	close(reqs)
+	if d, ok := next().(eventloop.Disconnected); !ok || !errors.Is(d.Err, eventloop.ErrRequestsDone) {
+		t.Fatalf("want Disconnected with ErrRequestsDone, got %#v", d)
+	}
 	if n, err := c.Next(); !errors.Is(err, eventloop.ErrRequestsDone) {
 		t.Fatalf("want ErrRequestsDone, got %#v, %v", n, err)
 	}

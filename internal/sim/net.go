@@ -62,7 +62,6 @@ type conn struct {
 	// client held a subscription: its first SUBSCRIBE or PUBLISH must be
 	// the SUBSCRIBE that re-establishes it.
 	resubPending bool
-	epoch        int // the client's broker-session epoch when CONNACK reached it
 }
 
 // halfOpen is a period during which one or both directions of a connection

@@ -162,6 +162,9 @@ type Stats struct {
 	// UnknownAcks: PUBACK/PUBREC from the client for ids the broker has
 	// no message for (manual acks written for an earlier session).
 	UnknownAcks int
+	// QueueFull: QueueFull notifications (the offline queue reached
+	// Config.OfflineQueue).
+	QueueFull int
 	// AckErrors: the loop refused an application's ack (RequestFailed:
 	// ErrStaleAck for a message of a lost broker session, an id the
 	// session forgot).
@@ -893,7 +896,6 @@ func (s *Sim) clientReceives(c *conn, p packets.Packet, bogus bool) {
 			s.epoch++
 			c.resubPending = s.subscribed
 		}
-		c.epoch = s.epoch
 		s.kaInterval = s.cfg.KeepAlive
 		if v.Properties != nil && v.Properties.ServerKeepAlive != nil {
 			s.kaInterval = time.Duration(*v.Properties.ServerKeepAlive) * time.Second
@@ -965,6 +967,13 @@ func (s *Sim) notified(n eventloop.Notification) {
 		if n.Resubscribe {
 			s.stats.Resubscribes++
 		}
+	case eventloop.QueueFull:
+		// The loop stopped reading the requests channel: only at
+		// Options.MaxQueued.
+		s.stats.QueueFull++
+		if q := s.cfg.OfflineQueue; q == 0 || n.Queued < q {
+			s.violation("QueueFull with %d queued, MaxQueued %d", n.Queued, q)
+		}
 	case eventloop.RequestFailed:
 		if a, ok := n.Request.(eventloop.Ack); ok && s.cfg.ManualAcks {
 			s.stats.AckErrors++
@@ -975,9 +984,6 @@ func (s *Sim) notified(n eventloop.Notification) {
 			return
 		}
 		s.violation("request refused: %T: %v", n.Request, n.Err)
-	case eventloop.QueueFull:
-		// Backpressure: the script sends faster than the session takes
-		// requests. Informational; the requests wait in the channel.
 	default:
 		s.violation("unexpected notification %T", n)
 	}

@@ -142,6 +142,7 @@ func addStats(total *Stats, s Stats) {
 	total.PhantomSwallowed += s.PhantomSwallowed
 	total.UnknownAcks += s.UnknownAcks
 	total.AckErrors += s.AckErrors
+	total.QueueFull += s.QueueFull
 	total.Drain = max(total.Drain, s.Drain)
 }
 
