@@ -129,6 +129,9 @@ func (l *EventLoop) backoffStep() {
 		l.phase = phaseDisconnected
 		return
 	}
+	if l.waitOver() {
+		return
+	}
 	var reqs <-chan Request
 	if l.canTake() {
 		reqs = l.requests
@@ -145,6 +148,7 @@ func (l *EventLoop) backoffStep() {
 	case <-l.timer.C:
 	case <-l.ctx.Done():
 	case <-l.waitDone:
+		l.waitEnded = true
 	case <-l.wake:
 	}
 	l.commit() // requests taken while offline are durable now

@@ -83,8 +83,9 @@ type EventLoop struct {
 	status    liveStatus // what Status reports (status.go)
 	queueFull bool       // QueueFull was reported and the queue has not emptied since
 	// per call of NextContext
-	waitCtx  context.Context // nil in Next
-	waitDone <-chan struct{} // waitCtx.Done(), or nil
+	waitCtx   context.Context // nil in Next
+	waitDone  <-chan struct{} // waitCtx.Done(), or nil
+	waitEnded bool            // the loop would have waited, but waitCtx had ended
 
 	// per run
 	ctx      context.Context
@@ -209,24 +210,47 @@ func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
 // run, use NextContext.
 func (e *Events) Next() (Notification, error) { return e.l.next() }
 
-// NextContext is Next with a limit on the wait: when ctx ends before a
-// notification is ready, it returns a nil notification and an error
-// wrapping ErrWaitEnded and the context's error (errors.Is(err,
-// context.DeadlineExceeded) holds after a timeout), and the run goes on:
-// the next call continues it, and nothing is lost. This lets the
-// goroutine driving the loop time out a request, do periodic work or stop
-// waiting without ending the run (the run's own context, given to Run,
-// ends it). A ctx that has already ended returns at once, even if
-// notifications are ready.
+// NextContext is Next with a limit on the wait: ctx bounds how long it
+// waits, not the work. It returns a notification as soon as one is ready
+// (as Next does); when ctx ends while the loop has nothing to report, or
+// has ended before the call and the loop finds nothing ready without
+// waiting, it returns a nil notification and an error wrapping
+// ErrWaitEnded and the context's error (errors.Is(err,
+// context.DeadlineExceeded) holds after a timeout). The run goes on: the
+// next call continues it, and nothing is lost. This lets the goroutine
+// driving the loop time out a request, do periodic work or stop waiting
+// without ending the run (the run's own context, given to Run, ends it).
+//
+// Since ready notifications come first, a caller that keeps receiving
+// them while its deadline has passed (a steady stream of messages) sees
+// ErrWaitEnded only once they stop: check ctx.Err() between them when
+// that matters. Calling with an ended ctx is a poll: the loop reads,
+// writes and keeps alive what it can without blocking.
 //
 // The wait ends promptly while the loop is connected or waiting to
-// reconnect; a connection attempt under way (dialing, handshakes, waiting
-// for CONNACK) finishes first, within Options.ConnectTimeout.
+// reconnect; a connection attempt already under way (dialing, handshakes,
+// waiting for CONNACK) finishes first, within Options.ConnectTimeout, and
+// none starts after ctx ended.
 func (e *Events) NextContext(ctx context.Context) (Notification, error) {
 	l := e.l
-	l.waitCtx, l.waitDone = ctx, ctx.Done()
-	defer func() { l.waitCtx, l.waitDone = nil, nil }()
+	l.waitCtx, l.waitDone, l.waitEnded = ctx, ctx.Done(), false
+	defer func() { l.waitCtx, l.waitDone, l.waitEnded = nil, nil, false }()
 	return l.next()
+}
+
+// waitOver reports whether the context of NextContext has ended, and
+// notes it so that next returns ErrWaitEnded instead of waiting.
+func (l *EventLoop) waitOver() bool {
+	if l.waitDone == nil {
+		return false
+	}
+	select {
+	case <-l.waitDone:
+		l.waitEnded = true
+		return true
+	default:
+		return false
+	}
 }
 
 // All iterates over the run's notifications. The last pair carries the
@@ -276,13 +300,6 @@ func (l *EventLoop) poke() {
 
 func (l *EventLoop) next() (Notification, error) {
 	for {
-		if l.waitDone != nil {
-			select {
-			case <-l.waitDone:
-				return nil, fmt.Errorf("%w: %w", ErrWaitEnded, context.Cause(l.waitCtx))
-			default:
-			}
-		}
 		if l.evHead < len(l.events) {
 			n := l.events[l.evHead]
 			l.events[l.evHead] = nil
@@ -296,6 +313,10 @@ func (l *EventLoop) next() (Notification, error) {
 		if l.phase == phaseEnded {
 			return nil, l.endErr
 		}
+		if l.waitEnded {
+			l.waitEnded = false
+			return nil, fmt.Errorf("%w: %w", ErrWaitEnded, context.Cause(l.waitCtx))
+		}
 		if l.ctx == nil {
 			return nil, fmt.Errorf("%w: Next before Run", ErrInvalidRequest)
 		}
@@ -307,6 +328,9 @@ func (l *EventLoop) next() (Notification, error) {
 		}
 		switch l.phase {
 		case phaseDisconnected:
+			if l.waitOver() {
+				continue // no new connection attempt once the wait is over
+			}
 			l.connect()
 		case phaseBackoff:
 			l.backoffStep()
@@ -882,6 +906,12 @@ func (l *EventLoop) flush(now time.Time) bool {
 // path for request/acknowledge round trips. Otherwise it arms the
 // connection's readiness channel and selects over everything.
 func (l *EventLoop) wait(now time.Time) {
+	if l.waitOver() {
+		if l.pollReady() {
+			l.waitEnded = false // bytes came: handle them first
+		}
+		return
+	}
 	deadline := now.Add(farFuture)
 	if _, due := l.ka.Check(now); !due.IsZero() {
 		deadline = due
@@ -984,6 +1014,7 @@ func (l *EventLoop) wait(now time.Time) {
 		case <-ready.Tick:
 		case <-l.ctx.Done():
 		case <-l.waitDone:
+			l.waitEnded = true
 		case <-l.timer.C:
 		case <-l.wake:
 		}
@@ -992,6 +1023,26 @@ func (l *EventLoop) wait(now time.Time) {
 	if l.conn != nil {
 		l.conn.Disarm()
 	}
+}
+
+// pollReady reads what has arrived without waiting, for a NextContext
+// whose context has ended, and reports whether anything (bytes or an
+// error) came. The readiness set is asked directly: a read skips the
+// socket until a dispatch says it is readable, and the signal that leads
+// to one is handled only by a loop that waits.
+func (l *EventLoop) pollReady() bool {
+	ready, err := l.conn.Arm()
+	if err != nil {
+		l.lost(fmt.Errorf("arming readiness on %s: %w", l.server, err))
+		return true
+	}
+	if ready.Shared != nil {
+		ready.Dispatch()
+	}
+	n, err := l.rd.FillNow(l.conn)
+	l.conn.Disarm()
+	l.pendingRead = err
+	return n > 0 || err != nil
 }
 
 // batchWait presents a netio.BatchReader to the framing as a plain
