@@ -95,9 +95,14 @@ func TestForwardsAndIsolatesClients(t *testing.T) {
 		t.Fatalf("a after the blackhole: %q, %v", got, err)
 	}
 
-	// The upstream sees each client from a port of its own (a NAT).
-	if s := p.Stats(); s.Clients != 2 || s.Forwarded[ClientToServer] != 4 || s.Forwarded[ServerToClient] != 4 {
-		t.Fatalf("stats %+v", s)
+	// The upstream sees each client from a port of its own (a NAT). The
+	// proxy counts a datagram after writing it, so the echo of "back" can
+	// reach a before it is counted: wait for the count.
+	want := func(s Stats) bool {
+		return s.Clients == 2 && s.Forwarded[ClientToServer] == 4 && s.Forwarded[ServerToClient] == 4
+	}
+	if s, err := p.Wait(ctx, want); err != nil {
+		t.Fatalf("stats %+v: %v", s, err)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
