@@ -1,0 +1,21 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+func notYet(name string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		fmt.Fprintf(stderr, "mqttloop %s: not built yet\n", name)
+		return exitError
+	}
+}
+
+var (
+	runRR     = notYet("rr")
+	runCheck  = notYet("check")
+	runBench  = notYet("bench")
+	runBroker = notYet("broker")
+)
