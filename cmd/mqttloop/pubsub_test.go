@@ -253,7 +253,10 @@ func TestUsage(t *testing.T) {
 			t.Fatalf("help lacks %s", c.name)
 		}
 	}
-	for _, c := range commands()[:2] {
+	for _, c := range commands() {
+		if c.name == "rr" || c.name == "check" || c.name == "bench" {
+			continue
+		}
 		r := mustRun(t, exitOK, c.name, "--help")
 		if !strings.Contains(r.stderr, "Examples:") || !strings.Contains(r.stderr, "Exit codes:") {
 			t.Fatalf("%s --help:\n%s", c.name, r.stderr)

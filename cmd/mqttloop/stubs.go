@@ -14,8 +14,7 @@ func notYet(name string) func(ctx context.Context, args []string, stdout, stderr
 }
 
 var (
-	runRR     = notYet("rr")
-	runCheck  = notYet("check")
-	runBench  = notYet("bench")
-	runBroker = notYet("broker")
+	runRR    = notYet("rr")
+	runCheck = notYet("check")
+	runBench = notYet("bench")
 )
