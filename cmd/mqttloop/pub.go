@@ -114,7 +114,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case set["m"]:
 		payload = []byte(*message)
 	case *file != "":
-		if payload, err = os.ReadFile(*file); err != nil {
+		if payload, err = readFileArg(*file); err != nil {
 			fmt.Fprintf(stderr, "mqttloop pub: -f: %v\n", err)
 			return exitError
 		}
@@ -223,3 +223,6 @@ func versionName(v byte) string {
 	}
 	return "5"
 }
+
+// readFileArg reads the file named by a flag.
+func readFileArg(path string) ([]byte, error) { return os.ReadFile(path) }

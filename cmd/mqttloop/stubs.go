@@ -14,7 +14,6 @@ func notYet(name string) func(ctx context.Context, args []string, stdout, stderr
 }
 
 var (
-	runRR    = notYet("rr")
 	runCheck = notYet("check")
 	runBench = notYet("bench")
 )
