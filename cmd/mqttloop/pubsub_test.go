@@ -254,7 +254,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	for _, c := range commands() {
-		if c.name == "check" || c.name == "bench" {
+		if c.name == "bench" {
 			continue
 		}
 		r := mustRun(t, exitOK, c.name, "--help")

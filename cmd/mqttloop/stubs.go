@@ -14,6 +14,5 @@ func notYet(name string) func(ctx context.Context, args []string, stdout, stderr
 }
 
 var (
-	runCheck = notYet("check")
 	runBench = notYet("bench")
 )
