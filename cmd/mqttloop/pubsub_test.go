@@ -254,9 +254,6 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	for _, c := range commands() {
-		if c.name == "bench" {
-			continue
-		}
 		r := mustRun(t, exitOK, c.name, "--help")
 		if !strings.Contains(r.stderr, "Examples:") || !strings.Contains(r.stderr, "Exit codes:") {
 			t.Fatalf("%s --help:\n%s", c.name, r.stderr)
