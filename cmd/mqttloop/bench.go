@@ -372,7 +372,7 @@ func (b *bench) conn(i int, o eventloop.Options) {
 	}
 	ended := make(chan struct{})
 	defer close(ended)
-	var lat histogram
+	var lat *histogram // allocated at the first message: 8 KiB
 	t0 := time.Now()
 	events := loop.Run(b.ctx, c.requests)
 	for {
@@ -412,6 +412,9 @@ func (b *bench) conn(i int, o eventloop.Options) {
 			signal(true)
 		case eventloop.Message:
 			if len(ev.Payload) >= benchStamp {
+				if lat == nil {
+					lat = new(histogram)
+				}
 				lat.record(time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(ev.Payload))))
 			}
 			b.last.Store(time.Now().UnixNano())
@@ -430,9 +433,11 @@ func (b *bench) conn(i int, o eventloop.Options) {
 			st.errorf("request failed: %v", ev.Err)
 		}
 	}
-	st.mu.Lock()
-	st.latency.merge(&lat)
-	st.mu.Unlock()
+	if lat != nil {
+		st.mu.Lock()
+		st.latency.merge(lat)
+		st.mu.Unlock()
+	}
 }
 
 // feed publishes count messages on requests once start is closed, at rate

@@ -24,7 +24,7 @@ func benchJSON(t *testing.T, want int, args ...string) benchResult {
 // received once, with a latency for each.
 func TestBench1000(t *testing.T) {
 	b := embedded(t, mqtttest.Options{})
-	res := benchJSON(t, exitOK, "-L", b.URL(), "--pubs", "500", "--subs", "500", "-q", "1", "--count", "4", "--size", "32")
+	res := benchJSON(t, exitOK, "-L", b.URL(), "--pubs", "500", "--subs", "500", "-q", "1", "--count", "4", "--size", "32", "--connect-timeout", "2m")
 	if res.Connected != 1000 || res.ConnectFailed != 0 {
 		t.Fatalf("connected %d, failed %d: %v", res.Connected, res.ConnectFailed, res.Errors)
 	}

@@ -14,7 +14,7 @@ import (
 
 // testTimeout bounds every command a test runs: a failure guard, never a
 // synchronisation.
-const testTimeout = 60 * time.Second
+const testTimeout = 3 * time.Minute
 
 // syncBuffer is an output a command writes on its goroutine while the test
 // reads it and waits for text in it.
