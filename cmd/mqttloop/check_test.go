@@ -97,6 +97,11 @@ func TestCheckMosquitto(t *testing.T) {
 			"qos1 5":         "ok", "qos1 3.1.1": "ok",
 		})
 		checkRows(t, exitOK, "-L", m.URL(), "--probe", "qos1,wildcard,shared")
+		// pub -r is refused before it is sent: exit 3.
+		r := mustRun(t, exitRefused, "pub", "-L", m.URL(), "-t", "r", "-m", "x", "-r", "-q", "1")
+		if !strings.Contains(r.stderr, "retain") {
+			t.Fatalf("stderr: %s", r.stderr)
+		}
 	})
 	t.Run("max-packet-size", func(t *testing.T) {
 		m := mosquitto.Start(t, mosquitto.Options{MaxPacketSize: 5000})
