@@ -87,6 +87,22 @@ func TestBrokerCommand(t *testing.T) {
 	}
 }
 
+// TestBrokerDamagedPersistence: a persistence file that is not the
+// broker's is refused with a clear error, and left as it is.
+func TestBrokerDamagedPersistence(t *testing.T) {
+	persist := filepath.Join(t.TempDir(), "broker.json")
+	if err := os.WriteFile(persist, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, exitError, "broker", "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", "", "--persist", persist)
+	if !strings.Contains(r.stderr, "damaged") {
+		t.Fatalf("stderr: %s", r.stderr)
+	}
+	if b, _ := os.ReadFile(persist); string(b) != "not json" {
+		t.Fatalf("the file was changed: %q", b)
+	}
+}
+
 // TestBrokerPasswd: with --passwd only its users connect; a wrong password
 // exits 3 and is not echoed.
 func TestBrokerPasswd(t *testing.T) {

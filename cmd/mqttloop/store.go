@@ -36,6 +36,7 @@ type fileStore struct {
 	err   error // the last write error, logged once
 
 	stop, done chan struct{}
+	started    bool // the writer runs (Init succeeded)
 }
 
 func newFileStore(path string) *fileStore {
@@ -76,6 +77,7 @@ func (h *fileStore) Init(any) error {
 	if err := h.load(); err != nil {
 		return err
 	}
+	h.started = true
 	go h.writer()
 	return nil
 }
@@ -97,6 +99,9 @@ func (h *fileStore) writer() {
 
 // Stop writes what changed and stops the writer.
 func (h *fileStore) Stop() error {
+	if !h.started {
+		return nil
+	}
 	select {
 	case <-h.stop:
 	default:
