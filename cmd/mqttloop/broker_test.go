@@ -124,3 +124,37 @@ func TestBrokerPasswd(t *testing.T) {
 	t.Setenv(passwordEnv, "secret2")
 	mustRun(t, exitOK, "pub", "-L", urls["tcp"], "-t", "a", "-m", "x", "-u", "bob")
 }
+
+// TestSubSurvivesBrokerRestart: sub reconnects when the broker goes away
+// and comes back on the same port, subscribes again (the broker lost the
+// session) and goes on printing; with --no-reconnect it exits 1.
+func TestSubSurvivesBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", "", "--cert-dir", dir}
+	b1, urls := startBrokerCmd(t, args...)
+	u := urls["tcp"]
+	sub := start(t, "sub", "-L", u, "-t", "rs/#", "-q", "1", "-C", "2", "-d")
+	quitter := start(t, "sub", "-L", u, "-t", "rs/#", "--no-reconnect", "-d")
+	sub.waitText(t, "subscribed:")
+	quitter.waitText(t, "subscribed:")
+	mustRun(t, exitOK, "pub", "-L", u, "-t", "rs/1", "-m", "before", "-q", "1")
+	sub.waitOut(t, "before\n")
+	if code := b1.stop(t); code != exitOK {
+		t.Fatalf("broker exit %d", code)
+	}
+	if code := quitter.wait(t); code != exitError {
+		t.Fatalf("sub --no-reconnect exit %d, want %d\n%s", code, exitError, quitter.stderr)
+	}
+	args[1] = strings.TrimPrefix(u, "mqtt://")
+	startBrokerCmd(t, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	sub.stderr.waitForN(t, ctx, "subscribed:", 2)
+	mustRun(t, exitOK, "pub", "-L", u, "-t", "rs/1", "-m", "after", "-q", "1")
+	if code := sub.wait(t); code != exitOK || sub.stdout.String() != "before\nafter\n" {
+		t.Fatalf("sub exit %d, printed %q\n%s", code, sub.stdout, sub.stderr)
+	}
+	if !strings.Contains(sub.stderr.String(), "reconnecting in") {
+		t.Fatalf("no reconnect reported:\n%s", sub.stderr)
+	}
+}

@@ -286,8 +286,9 @@ func (c *connFlags) options(what string, stderr io.Writer) (eventloop.Options, e
 
 // exitFor maps the error that ended a run to an exit code, printing it.
 func exitFor(stderr io.Writer, name string, err error) int {
-	var rc *eventloop.ReasonCodeError
-	if errors.As(err, &rc) {
+	// A refusal (CONNACK, or an ack with a failure code) is exit 3; a
+	// broker's DISCONNECT, whatever its reason code, is a lost connection.
+	if errors.Is(err, eventloop.ErrConnectRefused) || errors.Is(err, eventloop.ErrRefusedByBroker) {
 		fmt.Fprintf(stderr, "mqttloop %s: refused: %v\n", name, err)
 		return exitRefused
 	}

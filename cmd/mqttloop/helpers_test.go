@@ -45,9 +45,15 @@ func (s *syncBuffer) String() string {
 // ends first.
 func (s *syncBuffer) waitFor(t testing.TB, ctx context.Context, text string) {
 	t.Helper()
+	s.waitForN(t, ctx, text, 1)
+}
+
+// waitForN waits until the buffer holds text n times.
+func (s *syncBuffer) waitForN(t testing.TB, ctx context.Context, text string, n int) {
+	t.Helper()
 	for {
 		s.mu.Lock()
-		has, ch := strings.Contains(s.b.String(), text), s.changed
+		has, ch := strings.Count(s.b.String(), text) >= n, s.changed
 		s.mu.Unlock()
 		if has {
 			return

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/reconnect"
 	"github.com/mqttloop/mqttloop/state/filestore"
 )
 
@@ -52,6 +53,7 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON lines: topic, QoS, retain, payload (payload_hex when it is not UTF-8), properties")
 	asHex := fs.Bool("hex", false, "print payloads in hex")
 	sessionFile := fs.String("session-file", "", "keep the session in this `file` (persistent session, manual acks after printing): a sub killed and restarted misses nothing")
+	noReconnect := fs.Bool("no-reconnect", false, "exit (code 1) when the connection is lost, instead of reconnecting with back-off")
 	manual := fs.Bool("manual-ack", false, "acknowledge each QoS 1/2 message only after it is printed (on with --session-file)")
 	if code := parse(fs, args); code >= 0 {
 		return code
@@ -84,6 +86,12 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageErr(stderr, name, "%v", err)
 	}
 	opts.ManualAcks = *manual
+	if !*noReconnect {
+		// As mosquitto_sub: a wrong address fails at once, a lost
+		// connection is retried (and the subscriptions made again if the
+		// broker lost the session).
+		opts.Reconnect = reconnect.AfterFirstSuccess
+	}
 	if *sessionFile != "" {
 		st, err := filestore.Open(*sessionFile, filestore.Options{})
 		if err != nil {
@@ -189,6 +197,8 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case eventloop.RequestFailed:
 			fmt.Fprintf(stderr, "mqttloop sub: %v\n", ev.Err)
 			return exitError
+		case eventloop.Reconnecting:
+			fmt.Fprintf(stderr, "mqttloop sub: connection lost (%v); reconnecting in %v\n", ev.Err, ev.Delay.Round(time.Millisecond))
 		case eventloop.Disconnected:
 			if cf.debug {
 				fmt.Fprintf(stderr, "disconnected: %v\n", ev.Err)
