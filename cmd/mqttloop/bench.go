@@ -116,7 +116,7 @@ if a message was not received.`, benchExamples, stderr)
 	hold := fs.Duration("hold", 0, "keep the connections open this `long` after the messages (to measure how many a process holds)")
 	concurrency := fs.Int("connect-concurrency", 100, "connections being set up at once")
 	topic := fs.String("topic", "", "topic `prefix` (default mqttloop/bench/<random>)")
-	drain := fs.Duration("drain", 10*time.Second, "after the last publish, wait this `long` for messages still on their way")
+	drain := fs.Duration("drain", 10*time.Second, "after the last publish, end when nothing more arrived (or was acknowledged) for this `long`")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if code := parse(fs, args); code >= 0 {
 		return code
@@ -233,7 +233,7 @@ if a message was not received.`, benchExamples, stderr)
 		return true
 	}
 	var drainTimer <-chan time.Time
-	lastSent := uint64(0)
+	lastSent, progressMark := uint64(0), uint64(0)
 	for done := false; !done; {
 		select {
 		case <-drainTimer:
@@ -251,6 +251,13 @@ if a message was not received.`, benchExamples, stderr)
 		sent := st.sent.Load()
 		if drainTimer == nil && (sent == expected || b.pubsRunning.Load() == 0) {
 			drainTimer = time.After(*drain)
+		}
+		if got := st.received.Load() + st.acked.Load(); got != progressMark {
+			// Still arriving: the drain counts from the last progress.
+			progressMark = got
+			if drainTimer != nil {
+				drainTimer = time.After(*drain)
+			}
 		}
 		if sent == expected && (*qos == 0 || st.acked.Load()+st.failed.Load() == sent) &&
 			(*subs == 0 || allReceived() || *qos == 0 && st.received.Load() >= sent) {

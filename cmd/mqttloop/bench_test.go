@@ -24,7 +24,7 @@ func benchJSON(t *testing.T, want int, args ...string) benchResult {
 // received once, with a latency for each.
 func TestBench1000(t *testing.T) {
 	b := embedded(t, mqtttest.Options{})
-	res := benchJSON(t, exitOK, "-L", b.URL(), "--pubs", "500", "--subs", "500", "-q", "1", "--count", "4", "--size", "32", "--connect-timeout", "2m")
+	res := benchJSON(t, exitOK, "-L", b.URL(), "--pubs", "500", "--subs", "500", "-q", "1", "--count", "4", "--size", "32", "--connect-timeout", "2m", "--drain", "2m")
 	if res.Connected != 1000 || res.ConnectFailed != 0 {
 		t.Fatalf("connected %d, failed %d: %v", res.Connected, res.ConnectFailed, res.Errors)
 	}
@@ -45,7 +45,7 @@ func TestBench1000(t *testing.T) {
 // embedded broker.
 func TestBenchTable(t *testing.T) {
 	m := mosquitto.Start(t, mosquitto.Options{})
-	r := mustRun(t, exitOK, "bench", "-L", m.URL(), "--pubs", "6", "--subs", "2", "-q", "2", "--count", "10", "--rate", "200")
+	r := mustRun(t, exitOK, "bench", "-L", m.URL(), "--pubs", "6", "--subs", "2", "-q", "2", "--count", "10", "--rate", "200", "--drain", "2m")
 	for _, s := range []string{"8 up, 0 failed", "60 sent, 60 acknowledged, 60 received", "p99.9", "latency histogram", "█"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Fatalf("no %q in:\n%s", s, r.stdout)
@@ -55,7 +55,7 @@ func TestBenchTable(t *testing.T) {
 		t.Fatalf("progress or errors on stderr (not a terminal): %q", r.stderr)
 	}
 	b := embedded(t, mqtttest.Options{})
-	res := benchJSON(t, exitOK, "-L", b.QUICURL(), "--cafile", caFile(t), "--pubs", "3", "-q", "1", "--count", "5")
+	res := benchJSON(t, exitOK, "-L", b.QUICURL(), "--cafile", caFile(t), "--pubs", "3", "-q", "1", "--count", "5", "--drain", "2m")
 	if res.Received != 15 {
 		t.Fatalf("over QUIC: %+v", res)
 	}

@@ -130,6 +130,9 @@ Probes:`+list.String(), checkExamples, stderr)
 	base.ClientID = ""
 	base.CleanStart = true
 	base.ConnectTimeout = min(base.ConnectTimeout, *timeout)
+	if base.QUICHandshakeTimeout > 0 {
+		base.QUICHandshakeTimeout = base.ConnectTimeout
+	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
 	k := &checker{base: base, timeout: *timeout, prefix: "mqttloop/check/" + hex.EncodeToString(r[:]), maxSize: *maxSize, want: want}
@@ -516,6 +519,7 @@ func (k *checker) will(ctx context.Context, v byte, _ eventloop.Connected) {
 func (k *checker) transport(ctx context.Context, url string) {
 	o := k.opts(5)
 	o.Servers = []string{url}
+	o.QUICHandshakeTimeout = o.ConnectTimeout
 	c, ack, took, err := k.dial(ctx, o)
 	if err != nil {
 		o.ProtocolVersion = 4

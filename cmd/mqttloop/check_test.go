@@ -12,7 +12,9 @@ import (
 // checkRows runs check and returns its rows by "probe version".
 func checkRows(t *testing.T, want int, args ...string) map[string]checkRow {
 	t.Helper()
-	r := mustRun(t, want, append([]string{"check", "--json"}, args...)...)
+	// --timeout is a failure guard: a loaded machine must not turn a
+	// slow probe into "no".
+	r := mustRun(t, want, append([]string{"check", "--json", "--timeout", "60s"}, args...)...)
 	var rows []checkRow
 	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
 		t.Fatalf("%v:\n%s", err, r.stdout)

@@ -106,7 +106,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.serverName, "servername", "", "TLS server `name` to verify (default: the URL's host)")
 	fs.BoolVar(&c.persistent, "c", false, "persistent session: no clean start; the broker keeps the session (MQTT 5: for -x seconds, default forever)")
 	fs.Int64Var(&c.sessionExpiry, "x", -1, "session expiry `seconds` (MQTT 5; implies -c unless 0)")
-	fs.DurationVar(&c.connTimeout, "connect-timeout", 30*time.Second, "give up connecting after this `duration`")
+	fs.DurationVar(&c.connTimeout, "connect-timeout", 30*time.Second, "give up connecting after this `duration` (with a server list, a quic:// server that does not answer gets 5 s before the next is tried)")
 	fs.BoolVar(&c.debug, "d", false, "debug: log packets and events to stderr")
 	fs.StringVar(&c.willTopic, "will-topic", "", "will `topic`: published by the broker if this client vanishes")
 	fs.StringVar(&c.willPayload, "will-payload", "", "will `message`")
@@ -262,6 +262,11 @@ func (c *connFlags) options(what string, stderr io.Writer) (eventloop.Options, e
 	}
 	if c.keepalive == 0 {
 		o.KeepAlive = -1
+	}
+	if len(servers) == 1 {
+		// Nothing to fall back to: a slow QUIC handshake may take the
+		// whole connect timeout (with a list, the library's 5 s).
+		o.QUICHandshakeTimeout = c.connTimeout
 	}
 	if c.persistent || c.sessionExpiry > 0 {
 		o.CleanStart = false

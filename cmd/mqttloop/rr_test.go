@@ -67,11 +67,11 @@ func TestRR(t *testing.T) {
 				plain = b.URL()
 			}
 			responder(t, plain, "svc/upper")
-			r := mustRun(t, exitOK, "rr", "-L", url, "--cafile", ca, "-t", "svc/upper", "-m", "hello")
+			r := mustRun(t, exitOK, "rr", "-L", url, "--cafile", ca, "-t", "svc/upper", "-m", "hello", "-W", "120")
 			if r.stdout != "HELLO\n" {
 				t.Fatalf("rr printed %q", r.stdout)
 			}
-			r = mustRun(t, exitOK, "rr", "-L", url, "--cafile", ca, "-t", "svc/upper", "-e", "my/reply", "-m", "x", "-v")
+			r = mustRun(t, exitOK, "rr", "-L", url, "--cafile", ca, "-t", "svc/upper", "-e", "my/reply", "-m", "x", "-v", "-W", "120")
 			if r.stdout != "my/reply X\n" {
 				t.Fatalf("rr -e printed %q", r.stdout)
 			}
