@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/reconnect"
 )
 
 // passwordEnv is the environment variable the password is taken from when
@@ -259,6 +260,10 @@ func (c *connFlags) options(what string, stderr io.Writer) (eventloop.Options, e
 		ConnectTimeout:  c.connTimeout,
 		TLSConfig:       tlsCfg,
 		CleanStart:      true,
+		// A lost connection ends the command (exit 1), as with mosquitto's
+		// clients: a broker that closes the connection over a publish would
+		// otherwise be retried for ever. sub reconnects (see there).
+		Reconnect: reconnect.Never,
 	}
 	if c.keepalive == 0 {
 		o.KeepAlive = -1
