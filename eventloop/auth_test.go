@@ -64,6 +64,13 @@ func TestEnhancedAuthSCRAM(t *testing.T) {
 	seq := mb.LastSeq()
 	c.send(eventloop.Reauthenticate{})
 	expect[eventloop.Reauthenticated](c)
+	// The capture records a packet the broker sends after writing it: the
+	// client can report Reauthenticated before the final AUTH is recorded.
+	if _, err := mb.WaitMatch(ctx, seq, func(p mqtttest.Captured) bool {
+		return p.Type == mochi.Auth && p.ClientID == id && p.Direction == mqtttest.ToClient && p.Packet.ReasonCode == 0x00
+	}); err != nil {
+		t.Fatalf("the broker's final AUTH (success) was not recorded: %v", err)
+	}
 	var codes []byte
 	for _, p := range mb.Packets() {
 		if p.Seq > seq && p.Type == mochi.Auth && p.ClientID == id {

@@ -111,6 +111,25 @@ type Options struct {
 	// port that serves MQTT over TLS with this configuration (see TLSURL).
 	// testcerts.Set.ServerConfig makes one.
 	TLS *tls.Config
+
+	// ListenAddr, TLSListenAddr, WebSocketListenAddr and QUICListenAddr
+	// are the addresses ("host:port") the TCP, TLS, WebSocket and QUIC
+	// listeners bind, for a broker that clients find at a known port.
+	// Empty: a free port of 127.0.0.1.
+	ListenAddr, TLSListenAddr, WebSocketListenAddr, QUICListenAddr string
+	// Hooks are added to the mochi server after the package's own and
+	// before it starts serving, so a storage hook (retained messages and
+	// sessions kept across restarts) loads its data at start. Each is
+	// added with a nil configuration: configure it before.
+	Hooks []mqtt.Hook
+}
+
+// listenAddr returns addr, or a free port of 127.0.0.1 when it is empty.
+func listenAddr(addr string) string {
+	if addr == "" {
+		return "127.0.0.1:0"
+	}
+	return addr
 }
 
 // ConnectInfo is what Options.Authenticate decides on.
@@ -174,7 +193,13 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("mqtttest: add hook: %w", err)
 	}
 
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	for _, h := range opts.Hooks {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("mqtttest: add hook %s: %w", h.ID(), err)
+		}
+	}
+
+	tcp, err := net.Listen("tcp", listenAddr(opts.ListenAddr))
 	if err != nil {
 		return nil, fmt.Errorf("mqtttest: listen: %w", err)
 	}
@@ -185,19 +210,19 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("mqtttest: add listener: %w", err)
 	}
 	if opts.WebSocket {
-		if err := b.startWebSocket(); err != nil {
+		if err := b.startWebSocket(opts.WebSocketListenAddr); err != nil {
 			_ = b.Close()
 			return nil, err
 		}
 	}
 	if opts.TLS != nil {
-		if err := b.listenTLS(opts.TLS); err != nil {
+		if err := b.listenTLS(opts.TLS, opts.TLSListenAddr); err != nil {
 			_ = b.Close()
 			return nil, err
 		}
 	}
 	if opts.QUIC {
-		if err := b.startQUIC(opts.TLS, opts.QUICPerStreamIDs); err != nil {
+		if err := b.startQUIC(opts.TLS, opts.QUICPerStreamIDs, opts.QUICListenAddr); err != nil {
 			_ = b.Close()
 			return nil, err
 		}

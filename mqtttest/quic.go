@@ -34,8 +34,12 @@ func (l quicMochiListener) Protocol() string { return "quic" }
 // startQUIC adds a QUIC listener (MQTT over QUIC, ALPN "mqtt", 0-RTT
 // allowed) on a free UDP port of 127.0.0.1, with the test server
 // certificate of internal/testcerts.
-func (b *Broker) startQUIC(tlsConf *tls.Config, perStreamIDs bool) error {
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func (b *Broker) startQUIC(tlsConf *tls.Config, perStreamIDs bool, addr string) error {
+	ua, err := net.ResolveUDPAddr("udp", listenAddr(addr))
+	if err != nil {
+		return fmt.Errorf("mqtttest: QUIC address %q: %w", addr, err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return fmt.Errorf("mqtttest: listen UDP: %w", err)
 	}

@@ -12,8 +12,8 @@ const tlsListenerID = "mqtttest-tls"
 // listenTLS adds the TLS listener: the same tracked listener as the TCP
 // one, over tls.NewListener. The TLS handshake runs on the connection's
 // goroutine, at mochi's first read, so Close stops it like any read.
-func (b *Broker) listenTLS(cfg *tls.Config) error {
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+func (b *Broker) listenTLS(cfg *tls.Config, addr string) error {
+	tcp, err := net.Listen("tcp", listenAddr(addr))
 	if err != nil {
 		return fmt.Errorf("mqtttest: listen TLS: %w", err)
 	}

@@ -43,8 +43,8 @@ type wsState struct {
 // port of 127.0.0.1. It is served like the TCP listener (listener.go), so
 // Close waits for its goroutines too: the upgrade runs on the connection's
 // goroutine, at the connection's first read or write.
-func (b *Broker) startWebSocket() error {
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+func (b *Broker) startWebSocket(addr string) error {
+	tcp, err := net.Listen("tcp", listenAddr(addr))
 	if err != nil {
 		return fmt.Errorf("mqtttest: websocket listen: %w", err)
 	}
