@@ -103,6 +103,7 @@ type Client struct {
 	cur     *run          // the run in progress, or nil
 	last    *run          // the last run that ended (while cur is nil)
 	started chan struct{} // closed (and replaced) when a run starts
+	online  chan struct{} // closed at the first connection
 	subs    topic.Tree[*sub]
 	byID    map[int]*sub
 	nextID  int
@@ -146,6 +147,7 @@ func New(opts Options) (*Client, error) {
 		loop:    l,
 		token:   hex.EncodeToString(b[:]),
 		started: make(chan struct{}),
+		online:  make(chan struct{}),
 		byID:    map[int]*sub{},
 		subIDs:  v5,
 		v5:      v5,
@@ -248,6 +250,11 @@ func (r *run) handle(n eventloop.Notification) {
 		r.c.v5 = n.ProtocolVersion == 5
 		r.c.subIDs = r.c.v5 && n.SubscriptionIdentifiersAvailable
 		r.c.respInf = n.ResponseInformation
+		select {
+		case <-r.c.online:
+		default:
+			close(r.c.online)
+		}
 		r.c.mu.Unlock()
 	}
 }
@@ -630,6 +637,13 @@ func (c *Client) Request(ctx context.Context, topicName string, payload []byte) 
 	}
 }
 
+// Waiting returns the number of Request calls waiting for a response.
+func (c *Client) Waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.replies)
+}
+
 // awaitReply is Request's wait on the Run goroutine.
 func (r *run) awaitReply(ctx context.Context, ch chan eventloop.Message) (eventloop.Message, error) {
 	r.depth++
@@ -661,6 +675,23 @@ func (c *Client) isReply(m eventloop.Message) bool {
 func (c *Client) responseTopic(ctx context.Context) (string, error) {
 	c.respMu.Lock()
 	defer c.respMu.Unlock()
+	// The broker's Response Information and protocol version come with
+	// the first connection.
+	select {
+	case <-c.online:
+	default:
+		r, err := c.current(ctx)
+		if err != nil {
+			return "", err
+		}
+		select {
+		case <-c.online:
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		case <-r.done:
+			return "", fmt.Errorf("%w: %w", ErrRunEnded, r.err)
+		}
+	}
 	c.mu.Lock()
 	rt, v5, inf := c.respTopic, c.v5, c.respInf
 	c.mu.Unlock()
