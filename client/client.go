@@ -312,6 +312,28 @@ func (c *Client) current(ctx context.Context) (*run, error) {
 	}
 }
 
+// awaitOnline waits for the client's first connection, which tells what
+// the broker supports.
+func (c *Client) awaitOnline(ctx context.Context) error {
+	select {
+	case <-c.online:
+		return nil
+	default:
+	}
+	r, err := c.current(ctx)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.online:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-r.done:
+		return fmt.Errorf("%w: %w", ErrRunEnded, r.err)
+	}
+}
+
 // inRun returns the run whose Run goroutine is calling, if the call comes
 // from an inline handler of this client.
 func (c *Client) inRun(ctx context.Context) *run {
@@ -420,6 +442,13 @@ func (c *Client) Subscribe(ctx context.Context, f eventloop.Filter, h Handler) (
 	}
 	if h == nil {
 		return 0, fmt.Errorf("subscribing to %q: %w: nil handler", f.Topic, eventloop.ErrInvalidRequest)
+	}
+	// Whether the broker takes subscription identifiers is known once
+	// connected.
+	if c.inRun(ctx) == nil {
+		if err := c.awaitOnline(ctx); err != nil {
+			return 0, fmt.Errorf("subscribing to %q: %w", f.Topic, err)
+		}
 	}
 	c.mu.Lock()
 	s := &sub{filter: f.Topic, h: h}
@@ -677,20 +706,8 @@ func (c *Client) responseTopic(ctx context.Context) (string, error) {
 	defer c.respMu.Unlock()
 	// The broker's Response Information and protocol version come with
 	// the first connection.
-	select {
-	case <-c.online:
-	default:
-		r, err := c.current(ctx)
-		if err != nil {
-			return "", err
-		}
-		select {
-		case <-c.online:
-		case <-ctx.Done():
-			return "", context.Cause(ctx)
-		case <-r.done:
-			return "", fmt.Errorf("%w: %w", ErrRunEnded, r.err)
-		}
+	if err := c.awaitOnline(ctx); err != nil {
+		return "", err
 	}
 	c.mu.Lock()
 	rt, v5, inf := c.respTopic, c.v5, c.respInf

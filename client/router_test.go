@@ -214,3 +214,67 @@ func TestHandlerErrorNotAcked(t *testing.T) {
 		t.Fatalf("%d PUBACKs from the subscriber, want 1", n)
 	}
 }
+
+// TestRoutingSharedAndOverlapping: a shared subscription beside plain
+// overlapping filters, with subscription identifiers and without them
+// (the broker announcing it lacks them): each subscription's handler gets
+// each message once, and SUBSCRIBE carries an identifier only when the
+// broker supports them.
+func TestRoutingSharedAndOverlapping(t *testing.T) {
+	for _, noIDs := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noSubscriptionIDs=%v", noIDs), func(t *testing.T) {
+			leakcheck.VerifyNone(t)
+			b := mqtttest.StartT(t, mqtttest.Options{NoSubscriptionIdentifiers: noIDs})
+			ctx := testCtx(t)
+			c := start(t, client.Options{Loop: eventloop.Options{Servers: []string{b.URL()}, ClientID: "overlap"}})
+			var mu sync.Mutex
+			got := map[string][]string{}
+			filters := []string{"jobs/#", "jobs/+", "$share/workers/jobs/+", "other/#"}
+			for _, f := range filters {
+				if _, err := c.Subscribe(ctx, eventloop.Filter{Topic: f, QoS: 1}, func(_ context.Context, m eventloop.Message) error {
+					mu.Lock()
+					got[f] = append(got[f], string(m.Payload))
+					mu.Unlock()
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, p := range []string{"jobs/1", "jobs/2", "jobs/a/b"} {
+				if _, err := c.Publish(ctx, p, []byte(p), client.PublishOptions{QoS: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A last message through jobs/# marks the end: messages of one
+			// publisher arrive in order.
+			done := make(chan struct{})
+			if _, err := c.Subscribe(ctx, eventloop.Filter{Topic: "end", QoS: 1}, func(context.Context, eventloop.Message) error { close(done); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Publish(ctx, "end", nil, client.PublishOptions{QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			mu.Lock()
+			defer mu.Unlock()
+			want := map[string][]string{
+				"jobs/#":                {"jobs/1", "jobs/2", "jobs/a/b"},
+				"jobs/+":                {"jobs/1", "jobs/2"},
+				"$share/workers/jobs/+": {"jobs/1", "jobs/2"},
+			}
+			for _, f := range filters {
+				if fmt.Sprint(got[f]) != fmt.Sprint(want[f]) {
+					t.Errorf("%s got %q, want %q", f, got[f], want[f])
+				}
+			}
+			for _, p := range b.Packets() {
+				if p.ClientID == "overlap" && p.Direction == mqtttest.FromClient && p.Type == 8 {
+					id := p.Packet.Properties.SubscriptionIdentifier
+					if hasID := len(id) > 0 && id[0] != 0; hasID == noIDs {
+						t.Errorf("SUBSCRIBE %v carries subscription identifier %v with the broker supporting them: %v", p.Packet.Filters, id, !noIDs)
+					}
+				}
+			}
+		})
+	}
+}
