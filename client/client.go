@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -200,7 +201,13 @@ func (c *Client) Run(ctx context.Context) error {
 		if n, err = r.events.Next(); err != nil {
 			break
 		}
-		r.handle(n)
+		if r.handle(n) {
+			// A caller was woken: let it run before the loop waits
+			// again, so that its next call is on the channel by then
+			// (the loop parks in the poller for a reply or a stream
+			// without watching the channel when that is empty).
+			runtime.Gosched()
+		}
 		for len(r.backlog) > 0 {
 			m := r.backlog[0]
 			r.backlog = r.backlog[1:]
@@ -215,8 +222,9 @@ func (c *Client) Run(ctx context.Context) error {
 	return err
 }
 
-// handle acts on one notification.
-func (r *run) handle(n eventloop.Notification) {
+// handle acts on one notification; it reports whether a waiting call was
+// completed.
+func (r *run) handle(n eventloop.Notification) bool {
 	if r.c.opts.Notify != nil {
 		r.c.opts.Notify(n)
 	}
@@ -226,25 +234,26 @@ func (r *run) handle(n eventloop.Notification) {
 			// After the handler driving the loop returns; replies go at
 			// once, since a Request may be waiting for them.
 			r.backlog = append(r.backlog, n)
-			return
+			return false
 		}
 		r.deliver(n)
+		return true // a reply may have completed a Request
 	case eventloop.Published:
-		complete(n.Request.Tag, result{code: n.ReasonCode, err: n.Err})
+		return complete(n.Request.Tag, result{code: n.ReasonCode, err: n.Err})
 	case eventloop.Subscribed:
 		if len(n.ReasonCodes) > 0 {
-			complete(n.Request.Tag, result{code: n.ReasonCodes[0], err: n.Err()})
+			return complete(n.Request.Tag, result{code: n.ReasonCodes[0], err: n.Err()})
 		}
 	case eventloop.Unsubscribed:
 		var code byte
 		if len(n.ReasonCodes) > 0 {
 			code = n.ReasonCodes[0]
 		}
-		complete(n.Request.Tag, result{code: code, err: n.Err()})
+		return complete(n.Request.Tag, result{code: code, err: n.Err()})
 	case eventloop.RequestFailed:
-		complete(tagOf(n.Request), result{err: n.Err})
+		return complete(tagOf(n.Request), result{err: n.Err})
 	case eventloop.Dropped:
-		complete(tagOf(n.Request), result{err: n.Reason})
+		return complete(tagOf(n.Request), result{err: n.Reason})
 	case eventloop.Connected:
 		r.c.mu.Lock()
 		r.c.v5 = n.ProtocolVersion == 5
@@ -257,6 +266,7 @@ func (r *run) handle(n eventloop.Notification) {
 		}
 		r.c.mu.Unlock()
 	}
+	return false
 }
 
 func tagOf(req eventloop.Request) any {
@@ -282,13 +292,17 @@ type waiter struct{ ch chan result }
 
 func newWaiter() *waiter { return &waiter{ch: make(chan result, 1)} }
 
-func complete(tag any, res result) {
+// complete hands res to the waiter in tag, if any; it reports whether one
+// was waiting.
+func complete(tag any, res result) bool {
 	if w, ok := tag.(*waiter); ok {
 		select {
 		case w.ch <- res:
+			return true
 		default: // completed already (a replay in a later run)
 		}
 	}
+	return false
 }
 
 // current returns the run in progress, waiting for one to start if the
