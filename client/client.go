@@ -390,8 +390,8 @@ func (c *Client) do(ctx context.Context, req eventloop.Request, w *waiter) (resu
 }
 
 // drive is do for a handler on the Run goroutine: it drives the loop
-// itself until w completes. Messages arriving meanwhile are kept for after
-// the handler.
+// itself (NextContext, so that ctx ends the wait) until w completes.
+// Messages arriving meanwhile are kept for after the handler.
 func (r *run) drive(ctx context.Context, req eventloop.Request, w *waiter) (result, error) {
 	r.depth++
 	defer func() { r.depth-- }()
@@ -411,10 +411,10 @@ func (r *run) drive(ctx context.Context, req eventloop.Request, w *waiter) (resu
 			default:
 			}
 		}
-		if err := ctx.Err(); err != nil {
+		n, err := r.events.NextContext(ctx)
+		if errors.Is(err, eventloop.ErrWaitEnded) {
 			return result{}, context.Cause(ctx)
 		}
-		n, err := r.events.Next()
 		if err != nil {
 			return result{}, fmt.Errorf("%w: %w", ErrRunEnded, err)
 		}
@@ -623,13 +623,11 @@ func (r *run) call(s *sub, m eventloop.Message) (ok bool) {
 	return err == nil
 }
 
-// ack acknowledges m (QoS 1 and 2).
+// ack acknowledges m (QoS 1 and 2), from any goroutine (EventLoop.Ack
+// never waits for the loop).
 func (r *run) ack(m eventloop.Message) {
-	if m.QoS == 0 {
-		return
-	}
-	// A failed ack (the session it came from was lost) needs no action:
-	// the broker delivers the message again.
+	// A failed ack (the run ended, or the session the message came from
+	// was lost) needs no action: the broker delivers the message again.
 	_ = r.c.loop.Ack(m)
 }
 
@@ -697,10 +695,10 @@ func (r *run) awaitReply(ctx context.Context, ch chan eventloop.Message) (eventl
 			return m, nil
 		default:
 		}
-		if err := ctx.Err(); err != nil {
+		n, err := r.events.NextContext(ctx)
+		if errors.Is(err, eventloop.ErrWaitEnded) {
 			return eventloop.Message{}, fmt.Errorf("request: no response: %w", context.Cause(ctx))
 		}
-		n, err := r.events.Next()
 		if err != nil {
 			return eventloop.Message{}, fmt.Errorf("request: %w: %w", ErrRunEnded, err)
 		}

@@ -19,7 +19,8 @@
 // once, while a run is in progress (or before it starts: they wait for
 // it). They may also be called from a handler running on the Run
 // goroutine: the call then drives the loop itself until its answer
-// arrives, and messages arriving meanwhile wait for the handler to return.
+// arrives or its context ends (eventloop's NextContext), and messages
+// arriving meanwhile wait for the handler to return.
 //
 // # Handlers, order and acknowledgements
 //

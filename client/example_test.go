@@ -188,3 +188,50 @@ func Example_boundedJob() {
 	fmt.Println("acknowledged:", acked.Load(), "of 1000")
 	// Output: acknowledged: 1000 of 1000
 }
+
+// Handlers in parallel: Options.Dispatch hands each handler call to
+// goroutines you run (here one worker per filter, which keeps each filter
+// in order). A handler's message is acknowledged from the worker when it
+// returns; the Run goroutine goes on meanwhile, and waits in Dispatch when
+// the worker is busy (backpressure).
+func ExampleOptions_dispatch() {
+	broker, _ := mqtttest.Start(mqtttest.Options{DisableCapture: true})
+	defer broker.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	workers := map[string]chan func(){"images/#": make(chan func()), "thumbnails/#": make(chan func())}
+	for _, tasks := range workers {
+		go func() {
+			for task := range tasks {
+				task()
+			}
+		}()
+	}
+	c, _ := client.New(client.Options{
+		Loop:     eventloop.Options{Servers: []string{broker.URL()}, ClientID: "resizer"},
+		Dispatch: func(filter string, task func()) { workers[filter] <- task },
+	})
+	go c.Run(ctx)
+
+	var resized, thumbs atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(20)
+	c.Subscribe(ctx, eventloop.Filter{Topic: "images/#", QoS: 1}, func(_ context.Context, m eventloop.Message) error {
+		resized.Add(1) // slow work here
+		wg.Done()
+		return nil
+	})
+	c.Subscribe(ctx, eventloop.Filter{Topic: "thumbnails/#", QoS: 1}, func(_ context.Context, m eventloop.Message) error {
+		thumbs.Add(1)
+		wg.Done()
+		return nil
+	})
+	for i := range 10 {
+		c.Publish(ctx, fmt.Sprintf("images/%d", i), nil, client.PublishOptions{QoS: 1})
+		c.Publish(ctx, fmt.Sprintf("thumbnails/%d", i), nil, client.PublishOptions{QoS: 1})
+	}
+	wg.Wait()
+	fmt.Println("resized:", resized.Load(), "thumbnails:", thumbs.Load())
+	// Output: resized: 10 thumbnails: 10
+}

@@ -138,9 +138,10 @@ func TestRequestRunEnds(t *testing.T) {
 	}
 }
 
-// TestRequestFromHandler: a handler on the Run goroutine makes a request
-// and publishes; the call drives the loop itself instead of deadlocking,
-// and a message arriving meanwhile waits for the handler to return.
+// TestRequestFromHandler: a handler on the Run goroutine publishes and
+// makes requests (one answered, one timing out); the calls drive the loop
+// themselves instead of deadlocking, and a message arriving meanwhile
+// waits for the handler to return.
 func TestRequestFromHandler(t *testing.T) {
 	leakcheck.VerifyNone(t)
 	b := mqtttest.StartT(t, mqtttest.Options{})
@@ -163,6 +164,14 @@ func TestRequestFromHandler(t *testing.T) {
 			return err
 		}
 		order <- "reply " + string(r.Payload)
+		// A deadline ends the wait on the Run goroutine too.
+		dctx, cancel := context.WithTimeout(hctx, 50*time.Millisecond)
+		defer cancel()
+		if _, err := c.Request(dctx, "svc/nobody", nil); !errors.Is(err, context.DeadlineExceeded) {
+			order <- fmt.Sprintf("request to nobody: %v", err)
+			return nil
+		}
+		order <- "timeout"
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -170,7 +179,7 @@ func TestRequestFromHandler(t *testing.T) {
 	if _, err := c.Publish(ctx, "in/x", []byte("1"), client.PublishOptions{QoS: 1}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"start 1", "reply re:q", "start 2"}
+	want := []string{"start 1", "reply re:q", "timeout", "start 2"}
 	for _, w := range want {
 		if got := <-order; got != w {
 			t.Fatalf("got %q, want %q (in order %q)", got, w, want)

@@ -73,7 +73,7 @@ func (c *checker) handler(filter string) client.Handler {
 // same shape written by hand on the loop froze at 200 of 3,000 (issue 11).
 func TestRouterSlowHandlersManualAcks(t *testing.T) {
 	for _, name := range []string{"mochi", "mosquitto"} {
-		for _, mode := range []string{"inline"} {
+		for _, mode := range []string{"inline", "pool"} {
 			t.Run(name+"/"+mode, func(t *testing.T) {
 				leakcheck.VerifyNone(t)
 				if name == "mochi" {
