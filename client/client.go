@@ -157,7 +157,8 @@ func New(opts Options) (*Client, error) {
 }
 
 // Loop returns the event loop underneath, for what the client does not
-// wrap (State between runs, Close, Resume). Do not call its Run or Next.
+// wrap: Status (from any goroutine, during a run), State between runs,
+// Close, Resume. Do not call its Run, Next or NextContext.
 func (c *Client) Loop() *eventloop.EventLoop { return c.loop }
 
 // run is one run of the client.
