@@ -188,3 +188,32 @@ func TestAwaitedPublishesThroughBrokerRestart(t *testing.T) {
 		t.Fatalf("%d connections, %d publishes completed after the restart: the restart was not crossed", connects.Load(), afterRestart.Load())
 	}
 }
+
+// TestWaitersEndWithTheRun: publishes waiting while the broker is down
+// (queued offline, or still on their way to the loop) all return when
+// the run ends, with ErrRunEnded wrapping the run's error.
+func TestWaitersEndWithTheRun(t *testing.T) {
+	leakcheck.VerifyNone(t)
+	m := mosquitto.Start(t, mosquitto.Options{})
+	ctx := testCtx(t)
+	c := start(t, client.Options{Loop: eventloop.Options{Servers: []string{m.URL()}, ClientID: "waiters", Reconnect: reconnect.Automatic, BackOff: quickBackOff()}})
+	if _, err := c.Publish(ctx, "w", nil, client.PublishOptions{QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	const n = 16
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.Publish(ctx, "w", nil, client.PublishOptions{QoS: byte(i % 3)})
+			errs <- err
+		}()
+	}
+	runErr := c.stop(t)
+	for range n {
+		err := <-errs
+		if !errors.Is(err, client.ErrRunEnded) || !errors.Is(err, eventloop.ErrStopped) {
+			t.Errorf("Publish = %v, want ErrRunEnded wrapping ErrStopped (run: %v)", err, runErr)
+		}
+	}
+}
