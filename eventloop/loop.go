@@ -780,6 +780,11 @@ func (l *EventLoop) sendQueued() bool {
 		if pub, isPub := pkt.(*packets.Publish); isPub {
 			l.status.counts.msgsOut++
 			l.throttle.spend()
+			if pub.QoS == 0 && l.opts.NotifyQoS0 {
+				if r, ok := requestOf(next.Pending).(Publish); ok {
+					l.emit(Published{Request: r})
+				}
+			}
 			if pub.QoS > 0 {
 				if now.IsZero() {
 					now = time.Now()

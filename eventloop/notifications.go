@@ -89,7 +89,8 @@ type Message struct {
 func (m Message) Ack() Ack { return Ack{PacketID: m.PacketID, QoS: m.QoS, session: m.session} }
 
 // Published: a QoS 1 or 2 publish completed (PUBACK, PUBCOMP, or PUBREC
-// with a failure code). Request is the Publish as the user sent it.
+// with a failure code), or, with Options.NotifyQoS0, a QoS 0 publish was
+// written. Request is the Publish as the user sent it.
 type Published struct {
 	Request Publish
 	// ReasonCode is the code of the final ack (PUBACK for QoS 1, PUBCOMP

@@ -175,6 +175,12 @@ type Options struct {
 	// acknowledgement before the connection is presumed broken and
 	// replaced (the session then replays it). 0 waits forever.
 	AckTimeout time.Duration
+	// NotifyQoS0 reports every QoS 0 publish too with a Published
+	// notification (ReasonCode 0), once it is written to the connection,
+	// so that every Publish ends in exactly one notification (Published,
+	// RequestFailed or Dropped). Off by default: QoS 0 has no
+	// acknowledgement to report.
+	NotifyQoS0 bool
 	// DropQoS0WhileOffline discards QoS 0 publishes while there is no
 	// connection (reported as Dropped) instead of queueing them.
 	DropQoS0WhileOffline bool

@@ -384,7 +384,7 @@ func TestNoGoStatements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, must := range []string{"netio", "eventloop", "state", "state/filestore", "keepalive", "reconnect", "internal/wire", "scram"} {
+	for _, must := range []string{"netio", "eventloop", "state", "state/filestore", "keepalive", "reconnect", "internal/wire", "scram", "topic", "client"} {
 		if !checked[must] {
 			t.Fatalf("library package %s was not checked (checked: %v)", must, checked)
 		}

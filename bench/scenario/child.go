@@ -41,8 +41,8 @@ type ChildParams struct {
 	Topic    string // subscribers use Topic+"/"+i; publishers Topic
 	QoS      byte
 	N        int    // messages to publish (publish)
-	Inflight int    // publish window (publish)
-	Publish  string // "pipelined" or "roundtrip" (publish)
+	Inflight int    // publish window (publish); goroutines (awaited)
+	Publish  string // "pipelined", "roundtrip" or "awaited" (publish)
 }
 
 // Result is what a child reports.
@@ -128,9 +128,12 @@ func RunChild(p ChildParams, in io.Reader, out io.Writer) error {
 		start := time.Now()
 		cpu0 := measure.SelfCPU()
 		var err error
-		if p.Publish == "roundtrip" {
+		switch p.Publish {
+		case "roundtrip":
 			res.RTTs, err = clients.RoundTrips(p.Client, p.URL, clients.ID(string(p.Client)), p.Topic, Payload, p.N)
-		} else {
+		case "awaited":
+			err = clients.Awaited(p.Client, p.URL, clients.ID(string(p.Client)), p.Topic, Payload, p.QoS, p.N, p.Inflight)
+		default:
 			err = clients.Publish(p.Client, p.URL, clients.ID(string(p.Client)), p.Topic, Payload, p.QoS, p.N, p.Inflight)
 		}
 		if err != nil {

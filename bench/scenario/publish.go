@@ -46,7 +46,7 @@ func (e *Env) Publish(n1, n0, nrt int, cAnchor bool) ([]Sample, error) {
 				if k == CAnchor {
 					m, err = e.cPublish(pc.qos, min(pc.n, 60000))
 				} else {
-					m, err = e.publishRun(k, pc.qos, pc.n, pc.how)
+					m, err = e.publishRun(k, pc.qos, pc.n, pc.how, 100)
 				}
 				if err != nil {
 					e.failed("publish %s %s: %v", pc.point, k, err)
@@ -61,8 +61,8 @@ func (e *Env) Publish(n1, n0, nrt int, cAnchor bool) ([]Sample, error) {
 	return out, nil
 }
 
-func (e *Env) publishRun(k clients.Kind, qos byte, n int, how string) (map[string]float64, error) {
-	c, err := e.startChild(ChildParams{Mode: "publish", Client: k, URL: e.Broker.URL(), Topic: "pb/pub/" + clients.ID("t"), QoS: qos, N: n, Inflight: 100, Publish: how})
+func (e *Env) publishRun(k clients.Kind, qos byte, n int, how string, inflight int) (map[string]float64, error) {
+	c, err := e.startChild(ChildParams{Mode: "publish", Client: k, URL: e.Broker.URL(), Topic: "pb/pub/" + clients.ID("t"), QoS: qos, N: n, Inflight: inflight, Publish: how})
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,10 @@
 // msg/s spread over them), sparse (one loop, a message every 1 ms and 10
 // ms), idle (10,000 idle connections: CPU and memory per connection),
 // receive (QoS 0 and QoS 1, 100k messages from a raw publisher), publish
-// (QoS 1 with 100 in flight, QoS 0, QoS 1 round trips).
+// (QoS 1 with 100 in flight, QoS 0, QoS 1 round trips), awaited (not in
+// the default set: G goroutines each waiting for every publish's outcome,
+// mqttloop's client package against autopaho and paho.mqtt.golang;
+// -awaited-goroutines, -awaited-n).
 package main
 
 import (
@@ -50,6 +53,8 @@ func main() {
 		recvN     = flag.Int("receive-n", 100000, "messages per receive measurement")
 		scale     = flag.Float64("scale", 1, "multiplies message counts and durations (quick runs: 0.2)")
 		noC       = flag.Bool("no-c", false, "skip the libmosquitto anchor")
+		awaitedG  = flag.String("awaited-goroutines", "1,8,64", "goroutines publishing for awaited")
+		awaitedN  = flag.Int("awaited-n", 50000, "messages per awaited measurement")
 	)
 	flag.Parse()
 	limit := measure.RaiseFileLimit(65536)
@@ -97,6 +102,14 @@ func main() {
 		case "publish":
 			s, err = env.Publish(100000, 200000, 10000, cAnchor)
 			metrics = []string{"msgs/s", "cpu-µs/msg", "broker-cpu-µs/msg", "p50-µs", "p99-µs", "other-cpu-%"}
+		case "awaited":
+			var gs []int
+			for _, f := range strings.Split(*awaitedG, ",") {
+				n, _ := strconv.Atoi(f)
+				gs = append(gs, n)
+			}
+			s, err = env.Awaited(*awaitedN, gs, []byte{1, 0})
+			metrics = []string{"msgs/s", "cpu-µs/msg", "broker-cpu-µs/msg", "other-cpu-%"}
 		default:
 			err = fmt.Errorf("unknown scenario %q", sc)
 		}
