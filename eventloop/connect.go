@@ -313,7 +313,7 @@ func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	}
 	c.Properties = &packets.Properties{}
 	if o.SessionExpiry > 0 {
-		secs := uint32(o.SessionExpiry / time.Second)
+		secs := wholeSeconds(o.SessionExpiry)
 		c.Properties.SessionExpiryInterval = &secs
 	}
 	mps := o.MaxPacketSize
@@ -333,7 +333,7 @@ func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	if w := o.Will; w != nil {
 		c.WillProperties = toPacketProps(w.Properties)
 		if w.Delay > 0 {
-			secs := uint32(w.Delay / time.Second)
+			secs := wholeSeconds(w.Delay)
 			c.WillProperties.WillDelayInterval = &secs
 		}
 	}

@@ -407,7 +407,7 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 	}
 	d := &packets.Disconnect{ReasonCode: reason, Properties: &packets.Properties{}}
 	if expiry != nil {
-		secs := uint32(*expiry / time.Second)
+		secs := wholeSeconds(*expiry)
 		d.Properties.SessionExpiryInterval = &secs
 	}
 	if l.write(d) == nil {
@@ -686,8 +686,8 @@ func (l *EventLoop) accept(r Request) {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
 	case Disconnect:
-		if l.opts.ProtocolVersion == 4 && (r.ReasonCode != 0 || r.SessionExpiry != nil) {
-			l.emit(RequestFailed{Request: r, Err: only5("a Disconnect with a ReasonCode or SessionExpiry")})
+		if err := requestRules(l.opts.ProtocolVersion).disconnect(r, l.opts.SessionExpiry); err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
 		l.farewell(r.ReasonCode, r.SessionExpiry)
@@ -701,7 +701,9 @@ func (l *EventLoop) accept(r Request) {
 		l.closeConn()
 		l.end(ErrStopped, fmt.Errorf("%w: Shutdown request", ErrStopped))
 	case Throttle:
-		if err := l.throttle.set(r, time.Now()); err != nil {
+		if err := requestRules(l.opts.ProtocolVersion).throttle(r); err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+		} else if err := l.throttle.set(r, time.Now()); err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
 	case Reauthenticate:

@@ -395,19 +395,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SessionExpiry > 0 && o.ClientID == "" {
 		return bad("a session that outlives the connection (SessionExpiry %v) needs a ClientID", o.SessionExpiry)
 	}
-	if len(o.ClientID) > 65535 {
-		return bad("client id longer than 65535 bytes")
-	}
-	if w := o.Will; w != nil {
-		if err := state.ValidateTopicName(w.Topic); err != nil {
-			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
-		}
-		if err := state.ValidateQoS(w.QoS); err != nil {
-			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
-		}
-		if w.Properties != nil && w.Properties.User.odd != "" {
-			return bad("Will.Properties.User: %s", w.Properties.User.odd)
-		}
+	if err := optionRules(o.ProtocolVersion).options(&o); err != nil {
+		return o, err
 	}
 	switch {
 	case o.MaxInflight == 0 && o.ProtocolVersion == 4:
@@ -429,23 +418,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Credentials != nil && (o.Username != "" || o.Password != nil) {
 		return bad("Credentials and Username/Password are both set: the hook supplies them")
 	}
-	if len(o.Username) > 65535 || len(o.Password) > 65535 {
-		return bad("user name or password longer than 65535 bytes")
-	}
 	if o.Store != nil {
 		if o.Session != nil {
 			return bad("Session and Store are both set: a store holds its own session")
 		}
 		if o.ClientID == "" {
 			return bad("a Store needs a ClientID: a broker-assigned id cannot be resumed")
-		}
-	}
-	if a := o.Authenticator; a != nil {
-		if a.Method() == "" {
-			return bad("Authenticator.Method() is empty")
-		}
-		if err := checkMQTTString("Authenticator.Method()", a.Method()); err != nil {
-			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 		}
 	}
 	if o.Proxy != "" {
