@@ -128,8 +128,9 @@ type EventLoop struct {
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
 	aliasOut    outAliases
-	mig         migration // a change of network path (migrate.go)
-	streams     streamSet // QUIC data streams (streams.go)
+	mig         migration   // a change of network path (migrate.go)
+	streams     streamSet   // QUIC data streams (streams.go)
+	poison      poisonWatch // the publish the broker keeps dropping connections on (poison.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
