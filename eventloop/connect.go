@@ -52,6 +52,7 @@ func (l *EventLoop) connect() {
 	}
 	l.conn = conn
 	l.live.Store(&conn)
+	l.interruptWrites(conn)
 	if l.closed.Load() { // Close raced with the dial
 		return
 	}

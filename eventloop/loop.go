@@ -131,6 +131,10 @@ type EventLoop struct {
 	mig         migration   // a change of network path (migrate.go)
 	streams     streamSet   // QUIC data streams (streams.go)
 	poison      poisonWatch // the publish the broker keeps dropping connections on (poison.go)
+	blocked     func() bool // writeBlocked, bound once (interrupt.go)
+	leaving     bool        // a farewell DISCONNECT is being written
+	stopReq     Request     // a Shutdown or Disconnect taken while a write was blocked
+	held        []Request   // requests taken while a write was blocked, to accept after it
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -346,6 +350,9 @@ func (l *EventLoop) emit(n Notification) { l.events = append(l.events, n) }
 
 // checkStop ends the run if its context was cancelled or Close was called.
 func (l *EventLoop) checkStop() bool {
+	if l.takeStopRequest() {
+		return true
+	}
 	if l.closed.Load() {
 		l.closeConn()
 		l.end(ErrStopped, ErrStopped)
@@ -373,6 +380,10 @@ func (l *EventLoop) end(notify error, err error) {
 		if cerr := l.st.Commit(); cerr != nil {
 			err = fmt.Errorf("%w (and saving the session failed: %w)", err, cerr)
 		}
+	}
+	if len(l.held) > 0 {
+		l.failHeld(l.held)
+		l.held = nil
 	}
 	if notify != nil && l.connects > 0 {
 		l.emit(Disconnected{Err: notify})
@@ -411,7 +422,11 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 		secs := wholeSeconds(*expiry)
 		d.Properties.SessionExpiryInterval = &secs
 	}
-	if l.write(d) == nil {
+	// Queued packets go before the DISCONNECT, but a broker that does not
+	// read is not waited for (writeBlocked).
+	l.leaving = true
+	defer func() { l.leaving = false }()
+	if l.write(d) == nil && l.conn != nil {
 		_ = l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout))
 	}
 }
@@ -637,7 +652,7 @@ func (l *EventLoop) canTake() bool {
 
 // takeRequests takes requests from the channel without blocking.
 func (l *EventLoop) takeRequests() bool {
-	took := false
+	took := l.takeHeld()
 	for i := 0; i < requestBatch && l.canTake() && (l.phase == phaseConnected || l.phase == phaseBackoff); i++ {
 		select {
 		case r, ok := <-l.requests:
@@ -898,6 +913,14 @@ func (l *EventLoop) flush(now time.Time) bool {
 	}
 	if l.wr.Buffered() > 0 {
 		if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
+			if l.leaving {
+				// The farewell gives up; its caller ends the run.
+				l.closeConn()
+				return false
+			}
+			if l.stopRequested(err) {
+				return false
+			}
 			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
 			return false
 		}
