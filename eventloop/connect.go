@@ -113,6 +113,10 @@ func (l *EventLoop) connect() {
 		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, rerr))
 		return
 	}
+	if err := checkConnack(ack); err != nil {
+		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
+		return
+	}
 	if l.opts.Authenticator != nil {
 		if err := l.finishAuth(authCtx, ack.Properties); err != nil {
 			l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))

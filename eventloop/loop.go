@@ -573,6 +573,12 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 		l.lost(err)
 		return false
 	}
+	// The notification first: the session has recorded the packet, so
+	// if the reply cannot be written (the connection ends), a resend
+	// will not be reported again.
+	if !l.notify(ev, pkt) {
+		return false
+	}
 	if reply != nil {
 		if l.reply(reply, from) != nil {
 			return false
@@ -581,6 +587,12 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 			l.st.MarkSent(reply, time.Now())
 		}
 	}
+	return true
+}
+
+// notify emits the notification of a session event caused by pkt. It
+// returns false if the connection ended (the broker sent DISCONNECT).
+func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 	switch ev := ev.(type) {
 	case nil:
 	case state.Delivered:
@@ -853,7 +865,7 @@ func (l *EventLoop) write(p packets.Packet) error {
 		err = l.wr.Append(p)
 	}
 	if err != nil {
-		if refused(err, p) {
+		if refused(err, p) || l.leaving {
 			return err
 		}
 		l.lost(fmt.Errorf("encoding %T: %w", p, err))
@@ -877,13 +889,15 @@ func (l *EventLoop) write(p packets.Packet) error {
 // and resumed with ProtocolVersion 4).
 func refused(err error, p packets.Packet) bool {
 	var se *streamError
-	if errors.Is(err, wire.ErrPacketTooLarge) || errors.As(err, &se) {
+	if errors.As(err, &se) {
 		return true
 	}
 	switch p.(type) {
 	case *packets.Publish, *packets.Subscribe, *packets.Unsubscribe:
-		return errors.Is(err, wire.ErrInvalidPacket)
+		return errors.Is(err, wire.ErrPacketTooLarge) || errors.Is(err, wire.ErrInvalidPacket)
 	}
+	// An acknowledgement, PINGREQ or AUTH that cannot be written leaves
+	// the protocol unable to go on: the connection ends.
 	return false
 }
 
