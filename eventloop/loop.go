@@ -520,6 +520,10 @@ func (l *EventLoop) arrived(now time.Time, n int) {
 		l.rate = int(min(int64(n)*int64(batchDelay)/int64(gap), batchMax))
 	}
 	l.rxAt = now
+	// Bytes are proof of life, not only whole packets: a large message
+	// arriving slowly keeps the connection alive (and answers a PINGREQ
+	// whose PINGRESP waits behind it).
+	l.ka.Received(now)
 }
 
 // handleBuffered handles every complete packet in the read buffer of the
