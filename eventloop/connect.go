@@ -225,6 +225,7 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 	l.pollMissed = false
 	l.pendingRead = nil
 	l.reauthing = false
+	l.rmWarned = false
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}

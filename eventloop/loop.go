@@ -135,6 +135,7 @@ type EventLoop struct {
 	leaving     bool        // a farewell DISCONNECT is being written
 	stopReq     Request     // a Shutdown or Disconnect taken while a write was blocked
 	held        []Request   // requests taken while a write was blocked, to accept after it
+	rmWarned    bool        // the broker's overrun of ReceiveMaximum was logged (flow.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -607,6 +608,9 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 		m.session = ev.Session
 		l.status.counts.msgsIn++
 		l.emit(m)
+		if m.QoS > 0 {
+			l.checkReceiveMaximum()
+		}
 	case state.PublishDone:
 		l.doneRoute(ev.Publish.PacketID)
 		l.emit(publishedFrom(ev))
