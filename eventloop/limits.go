@@ -12,12 +12,11 @@ import (
 // acknowledge a message or keep the connection alive.
 const minBrokerPacketSize = 4
 
-// checkConnack refuses a successful CONNACK whose properties break the
-// protocol or leave the client unable to follow it: a Maximum Packet
-// Size of 0 (a protocol error) or too small for an acknowledgement, a
-// Maximum QoS other than 0 or 1, a Retain Available other than 0 or 1.
-// The connection then ends with ErrProtocol instead of losing messages
-// whose replies cannot be sent.
+// checkConnack refuses a successful CONNACK whose Maximum Packet Size is
+// too small for an acknowledgement: the connection ends with ErrProtocol
+// instead of losing messages whose replies cannot be sent. (Values the
+// protocol forbids outright, such as a Maximum Packet Size of 0 or a
+// Maximum QoS of 2, are refused by the decoder as malformed.)
 func checkConnack(ack *packets.Connack) error {
 	pr := ack.Properties
 	if pr == nil {
@@ -25,12 +24,6 @@ func checkConnack(ack *packets.Connack) error {
 	}
 	if m := pr.MaximumPacketSize; m != nil && *m < minBrokerPacketSize {
 		return fmt.Errorf("%w: CONNACK Maximum Packet Size %d: too small for an acknowledgement (%d bytes), so messages could not be acknowledged", ErrProtocol, *m, minBrokerPacketSize)
-	}
-	if q := pr.MaximumQOS; q != nil && *q > 1 {
-		return fmt.Errorf("%w: CONNACK Maximum QoS %d (only 0 or 1 may be sent)", ErrProtocol, *q)
-	}
-	if r := pr.RetainAvailable; r != nil && *r > 1 {
-		return fmt.Errorf("%w: CONNACK Retain Available %d (must be 0 or 1)", ErrProtocol, *r)
 	}
 	return nil
 }
