@@ -83,7 +83,8 @@ type Options struct {
 	// 4 it is the Clean Session flag of every connection: see there.)
 	CleanStart bool
 	// SessionExpiry is how long the broker keeps the session after the
-	// connection ends (whole seconds; 0, the default: it ends with the
+	// connection ends (a fraction of a second is rounded up, at most
+	// 2^32-1 s; 0, the default: it ends with the
 	// connection; SessionNeverExpires: never). MQTT 5 only: with
 	// ProtocolVersion 4, leave it 0 and use CleanStart false for a
 	// persistent session.
@@ -322,7 +323,7 @@ type Will struct {
 	Payload    []byte
 	QoS        byte
 	Retain     bool
-	Delay      time.Duration // MQTT 5 Will Delay Interval, whole seconds (MQTT 5 only)
+	Delay      time.Duration // MQTT 5 Will Delay Interval, rounded up to whole seconds, at most 2^32-1 s (MQTT 5 only)
 	Properties *Properties   // MQTT 5 only
 }
 
