@@ -32,6 +32,19 @@ import (
 //   - what one protocol version cannot express is refused on it
 //     (ErrMQTT5Only).
 
+// fname names a field: a prefix and a name, joined with a dot only when
+// an error names it (a validation that passes allocates nothing).
+type fname struct{ prefix, name string }
+
+func (f fname) String() string {
+	if f.prefix == "" {
+		return f.name
+	}
+	return f.prefix + "." + f.name
+}
+
+func fld(name string) fname { return fname{name: name} }
+
 // rules checks values for protocol version v; its errors wrap base
 // (ErrInvalidRequest for requests, ErrInvalidOptions for options).
 type rules struct {
@@ -44,12 +57,12 @@ func optionRules(v byte) rules  { return rules{base: ErrInvalidOptions, v: v} }
 
 // fail wraps cause (which may carry a sentinel of its own, such as
 // ErrInvalidTopic) with the base error and the field's name.
-func (r rules) fail(field string, cause error) error {
-	return fmt.Errorf("%w: %s: %w", r.base, field, cause)
+func (r rules) fail(f fname, cause error) error {
+	return fmt.Errorf("%w: %s: %w", r.base, f, cause)
 }
 
-func (r rules) failf(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", r.base, field, fmt.Sprintf(format, args...))
+func (r rules) failf(f fname, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", r.base, f, fmt.Sprintf(format, args...))
 }
 
 func (r rules) only5(what string) error {
@@ -57,7 +70,7 @@ func (r rules) only5(what string) error {
 }
 
 // str checks an MQTT UTF-8 string. The error never quotes the value.
-func (r rules) str(field, s string) error {
+func (r rules) str(field fname, s string) error {
 	if err := mqttstr.Check(s); err != nil {
 		return r.fail(field, err)
 	}
@@ -65,7 +78,7 @@ func (r rules) str(field, s string) error {
 }
 
 // binary checks MQTT binary data.
-func (r rules) binary(field string, b []byte) error {
+func (r rules) binary(field fname, b []byte) error {
 	if len(b) > mqttstr.MaxLen {
 		return r.failf(field, "%d bytes, at most %d fit", len(b), mqttstr.MaxLen)
 	}
@@ -76,7 +89,7 @@ func (r rules) binary(field string, b []byte) error {
 const maxInterval = time.Duration(math.MaxUint32) * time.Second
 
 // seconds checks an interval sent in whole seconds (a four-byte integer).
-func (r rules) seconds(field string, d time.Duration) error {
+func (r rules) seconds(field fname, d time.Duration) error {
 	switch {
 	case d < 0:
 		return r.failf(field, "%v is negative", d)
@@ -92,21 +105,21 @@ func wholeSeconds(d time.Duration) uint32 {
 	return uint32((d + time.Second - 1) / time.Second)
 }
 
-func (r rules) topicName(field, topic string) error {
+func (r rules) topicName(field fname, topic string) error {
 	if err := state.ValidateTopicName(topic); err != nil {
 		return r.fail(field, err)
 	}
 	return nil
 }
 
-func (r rules) topicFilter(field, filter string) error {
+func (r rules) topicFilter(field fname, filter string) error {
 	if err := state.ValidateTopicFilter(filter); err != nil {
 		return r.fail(field, err)
 	}
 	return nil
 }
 
-func (r rules) qos(field string, q byte) error {
+func (r rules) qos(field fname, q byte) error {
 	if err := state.ValidateQoS(q); err != nil {
 		return r.fail(field, err)
 	}
@@ -115,17 +128,18 @@ func (r rules) qos(field string, q byte) error {
 
 // userProps checks user properties: a list made from an even number of
 // strings, each name and value a valid string.
-func (r rules) userProps(field string, u UserProperties) error {
+func (r rules) userProps(field fname, u UserProperties) error {
 	if u.odd != "" {
 		return r.failf(field, "%s", u.odd)
 	}
 	i := 0
 	for k, v := range u.All() {
-		if err := r.str(fmt.Sprintf("%s[%d].Key", field, i), k); err != nil {
-			return err
+		// The field's name is formatted only for an error.
+		if err := mqttstr.Check(k); err != nil {
+			return r.fail(fld(fmt.Sprintf("%s[%d].Key", field, i)), err)
 		}
-		if err := r.str(fmt.Sprintf("%s[%d].Value", field, i), v); err != nil {
-			return err
+		if err := mqttstr.Check(v); err != nil {
+			return r.fail(fld(fmt.Sprintf("%s[%d].Value", field, i)), err)
 		}
 		i++
 	}
@@ -133,39 +147,39 @@ func (r rules) userProps(field string, u UserProperties) error {
 }
 
 // props checks the properties of a publish or a will.
-func (r rules) props(field string, p *Properties, payload []byte) error {
+func (r rules) props(prefix string, p *Properties, payload []byte) error {
 	if p == nil {
 		return nil
 	}
 	if r.v == 4 && !p.empty() {
-		return r.only5(field)
+		return r.only5(prefix)
 	}
-	if err := r.seconds(field+".MessageExpiry", p.MessageExpiry); err != nil {
+	if err := r.seconds(fname{prefix, "MessageExpiry"}, p.MessageExpiry); err != nil {
 		return err
 	}
-	if err := r.str(field+".ContentType", p.ContentType); err != nil {
+	if err := r.str(fname{prefix, "ContentType"}, p.ContentType); err != nil {
 		return err
 	}
 	if p.ResponseTopic != "" {
-		if err := r.topicName(field+".ResponseTopic", p.ResponseTopic); err != nil {
+		if err := r.topicName(fname{prefix, "ResponseTopic"}, p.ResponseTopic); err != nil {
 			return err
 		}
 	}
-	if err := r.binary(field+".CorrelationData", p.CorrelationData); err != nil {
+	if err := r.binary(fname{prefix, "CorrelationData"}, p.CorrelationData); err != nil {
 		return err
 	}
 	if p.PayloadIsUTF8 && !utf8.Valid(payload) {
-		return r.failf(field+".PayloadIsUTF8", "the payload is not valid UTF-8")
+		return r.failf(fname{prefix, "PayloadIsUTF8"}, "the payload is not valid UTF-8")
 	}
-	return r.userProps(field+".User", p.User)
+	return r.userProps(fname{prefix, "User"}, p.User)
 }
 
 // publish checks a Publish.
 func (r rules) publish(p Publish) error {
-	if err := r.topicName("Publish.Topic", p.Topic); err != nil {
+	if err := r.topicName(fld("Publish.Topic"), p.Topic); err != nil {
 		return err
 	}
-	if err := r.qos("Publish.QoS", p.QoS); err != nil {
+	if err := r.qos(fld("Publish.QoS"), p.QoS); err != nil {
 		return err
 	}
 	return r.props("Publish.Properties", p.Properties, p.Payload)
@@ -178,7 +192,7 @@ const maxSubscriptionID = 268435455
 // subscribe checks a Subscribe.
 func (r rules) subscribe(s Subscribe) error {
 	if len(s.Filters) == 0 {
-		return r.failf("Subscribe.Filters", "none given")
+		return r.failf(fld("Subscribe.Filters"), "none given")
 	}
 	if r.v == 4 {
 		switch {
@@ -189,43 +203,44 @@ func (r rules) subscribe(s Subscribe) error {
 		}
 	}
 	for i, f := range s.Filters {
-		field := fmt.Sprintf("Subscribe.Filters[%d]", i)
-		if err := r.topicFilter(field+".Topic", f.Topic); err != nil {
-			return err
+		at := func(name string) fname { return fname{fmt.Sprintf("Subscribe.Filters[%d]", i), name} }
+		// The field's name is formatted only for an error.
+		if err := state.ValidateTopicFilter(f.Topic); err != nil {
+			return r.fail(at("Topic"), err)
 		}
-		if err := r.qos(field+".QoS", f.QoS); err != nil {
-			return err
+		if err := state.ValidateQoS(f.QoS); err != nil {
+			return r.fail(at("QoS"), err)
 		}
 		if r.v == 4 && (f.NoLocal || f.RetainAsPublished || f.RetainHandling != 0) {
 			return r.only5(fmt.Sprintf("the NoLocal, RetainAsPublished and RetainHandling options of filter %q", f.Topic))
 		}
 		if f.RetainHandling > 2 {
-			return r.failf(field+".RetainHandling", "%d (must be 0, 1 or 2)", f.RetainHandling)
+			return r.failf(at("RetainHandling"), "%d (must be 0, 1 or 2)", f.RetainHandling)
 		}
 		if f.NoLocal && strings.HasPrefix(f.Topic, "$share/") {
-			return r.failf(field+".NoLocal", "set on a shared subscription, which MQTT forbids")
+			return r.failf(at("NoLocal"), "set on a shared subscription, which MQTT forbids")
 		}
 	}
 	if s.SubscriptionID < 0 || s.SubscriptionID > maxSubscriptionID {
-		return r.failf("Subscribe.SubscriptionID", "%d out of range 1-%d (0: none)", s.SubscriptionID, maxSubscriptionID)
+		return r.failf(fld("Subscribe.SubscriptionID"), "%d out of range 1-%d (0: none)", s.SubscriptionID, maxSubscriptionID)
 	}
-	return r.userProps("Subscribe.UserProperties", s.UserProperties)
+	return r.userProps(fld("Subscribe.UserProperties"), s.UserProperties)
 }
 
 // unsubscribe checks an Unsubscribe.
 func (r rules) unsubscribe(u Unsubscribe) error {
 	if len(u.Topics) == 0 {
-		return r.failf("Unsubscribe.Topics", "none given")
+		return r.failf(fld("Unsubscribe.Topics"), "none given")
 	}
 	if r.v == 4 && !u.UserProperties.empty() {
 		return r.only5("Unsubscribe.UserProperties")
 	}
 	for i, t := range u.Topics {
-		if err := r.topicFilter(fmt.Sprintf("Unsubscribe.Topics[%d]", i), t); err != nil {
-			return err
+		if err := state.ValidateTopicFilter(t); err != nil {
+			return r.fail(fld(fmt.Sprintf("Unsubscribe.Topics[%d]", i)), err)
 		}
 	}
-	return r.userProps("Unsubscribe.UserProperties", u.UserProperties)
+	return r.userProps(fld("Unsubscribe.UserProperties"), u.UserProperties)
 }
 
 // ackCodes are the reason codes a client may send in PUBACK and PUBREC
@@ -238,7 +253,7 @@ func (r rules) ack(a Ack) error {
 		return r.only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
 	}
 	if !ackCodes[a.ReasonCode] {
-		return r.failf("Ack.ReasonCode", "%#02x is not a reason code of PUBACK or PUBREC", a.ReasonCode)
+		return r.failf(fld("Ack.ReasonCode"), "%#02x is not a reason code of PUBACK or PUBREC", a.ReasonCode)
 	}
 	return nil
 }
@@ -255,16 +270,16 @@ func (r rules) disconnect(d Disconnect, connectExpiry time.Duration) error {
 		return r.only5("a Disconnect with a ReasonCode or SessionExpiry")
 	}
 	if !disconnectCodes[d.ReasonCode] {
-		return r.failf("Disconnect.ReasonCode", "%#02x is not a reason code a client may send in DISCONNECT", d.ReasonCode)
+		return r.failf(fld("Disconnect.ReasonCode"), "%#02x is not a reason code a client may send in DISCONNECT", d.ReasonCode)
 	}
 	if d.SessionExpiry == nil {
 		return nil
 	}
-	if err := r.seconds("Disconnect.SessionExpiry", *d.SessionExpiry); err != nil {
+	if err := r.seconds(fld("Disconnect.SessionExpiry"), *d.SessionExpiry); err != nil {
 		return err
 	}
 	if *d.SessionExpiry != 0 && wholeSeconds(connectExpiry) == 0 {
-		return r.failf("Disconnect.SessionExpiry", "%v, but the session was opened without one (Options.SessionExpiry 0): MQTT allows changing it on DISCONNECT only when CONNECT had one", *d.SessionExpiry)
+		return r.failf(fld("Disconnect.SessionExpiry"), "%v, but the session was opened without one (Options.SessionExpiry 0): MQTT allows changing it on DISCONNECT only when CONNECT had one", *d.SessionExpiry)
 	}
 	return nil
 }
@@ -281,17 +296,17 @@ const (
 func (r rules) throttle(t Throttle) error {
 	switch {
 	case math.IsNaN(t.PerSecond) || math.IsInf(t.PerSecond, 0):
-		return r.failf("Throttle.PerSecond", "%v is not a number of publishes per second", t.PerSecond)
+		return r.failf(fld("Throttle.PerSecond"), "%v is not a number of publishes per second", t.PerSecond)
 	case t.PerSecond < 0:
-		return r.failf("Throttle.PerSecond", "%v is negative", t.PerSecond)
+		return r.failf(fld("Throttle.PerSecond"), "%v is negative", t.PerSecond)
 	case t.PerSecond != 0 && t.PerSecond < minThrottleRate:
-		return r.failf("Throttle.PerSecond", "%v is below one publish a day (%v); 0 removes the cap, Pause stops publishing", t.PerSecond, minThrottleRate)
+		return r.failf(fld("Throttle.PerSecond"), "%v is below one publish a day (%v); 0 removes the cap, Pause stops publishing", t.PerSecond, minThrottleRate)
 	case t.PerSecond > maxThrottleRate:
-		return r.failf("Throttle.PerSecond", "%v is over %v; 0 removes the cap", t.PerSecond, maxThrottleRate)
+		return r.failf(fld("Throttle.PerSecond"), "%v is over %v; 0 removes the cap", t.PerSecond, maxThrottleRate)
 	case t.Burst < 0:
-		return r.failf("Throttle.Burst", "%d is negative", t.Burst)
+		return r.failf(fld("Throttle.Burst"), "%d is negative", t.Burst)
 	case t.Burst > math.MaxInt32:
-		return r.failf("Throttle.Burst", "%d is over %d", t.Burst, math.MaxInt32)
+		return r.failf(fld("Throttle.Burst"), "%d is over %d", t.Burst, math.MaxInt32)
 	}
 	return nil
 }
@@ -304,16 +319,16 @@ func (r rules) will(w *Will) error {
 	if r.v == 4 && w.Delay != 0 {
 		return r.only5("Will.Delay")
 	}
-	if err := r.topicName("Will.Topic", w.Topic); err != nil {
+	if err := r.topicName(fld("Will.Topic"), w.Topic); err != nil {
 		return err
 	}
-	if err := r.qos("Will.QoS", w.QoS); err != nil {
+	if err := r.qos(fld("Will.QoS"), w.QoS); err != nil {
 		return err
 	}
-	if err := r.binary("Will.Payload", w.Payload); err != nil {
+	if err := r.binary(fld("Will.Payload"), w.Payload); err != nil {
 		return err
 	}
-	if err := r.seconds("Will.Delay", w.Delay); err != nil {
+	if err := r.seconds(fld("Will.Delay"), w.Delay); err != nil {
 		return err
 	}
 	return r.props("Will.Properties", w.Properties, w.Payload)
@@ -330,22 +345,22 @@ func (r rules) credentials(c Credentials) error {
 			return r.only5("UserProperties")
 		}
 	}
-	if err := r.str("Username", c.Username); err != nil {
+	if err := r.str(fld("Username"), c.Username); err != nil {
 		return err
 	}
-	if err := r.binary("Password", c.Password); err != nil {
+	if err := r.binary(fld("Password"), c.Password); err != nil {
 		return err
 	}
-	return r.userProps("UserProperties", c.UserProperties)
+	return r.userProps(fld("UserProperties"), c.UserProperties)
 }
 
 // options checks the fields of Options that go on the wire (the others
 // are checked where their defaults are applied).
 func (r rules) options(o *Options) error {
-	if err := r.str("ClientID", o.ClientID); err != nil {
+	if err := r.str(fld("ClientID"), o.ClientID); err != nil {
 		return err
 	}
-	if err := r.seconds("SessionExpiry", o.SessionExpiry); err != nil {
+	if err := r.seconds(fld("SessionExpiry"), o.SessionExpiry); err != nil {
 		return err
 	}
 	if o.Credentials == nil {
@@ -355,9 +370,9 @@ func (r rules) options(o *Options) error {
 	}
 	if a := o.Authenticator; a != nil {
 		if a.Method() == "" {
-			return r.failf("Authenticator.Method()", "empty")
+			return r.failf(fld("Authenticator.Method()"), "empty")
 		}
-		if err := r.str("Authenticator.Method()", a.Method()); err != nil {
+		if err := r.str(fld("Authenticator.Method()"), a.Method()); err != nil {
 			return err
 		}
 	}
