@@ -58,12 +58,10 @@ func (l *EventLoop) SendAck(a Ack) error {
 	return nil
 }
 
-// checkAck refuses an Ack the protocol version cannot express.
+// checkAck refuses an Ack the protocol version cannot express or whose
+// reason code a client may not send (validate.go).
 func (l *EventLoop) checkAck(a Ack) error {
-	if a.ReasonCode != 0 && l.opts.ProtocolVersion == 4 {
-		return only5(fmt.Sprintf("an Ack with reason code %#02x (3.1.1 can only acknowledge)", a.ReasonCode))
-	}
-	return nil
+	return requestRules(l.opts.ProtocolVersion).ack(a)
 }
 
 // startAcks opens the queue for a run.

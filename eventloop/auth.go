@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/mqttloop/mqttloop/internal/mqttstr"
 )
 
 // Authenticator carries out MQTT 5 enhanced authentication: the
@@ -67,11 +69,22 @@ const (
 func (l *EventLoop) startAuth(ctx context.Context, c *packets.Connect) error {
 	a := l.opts.Authenticator
 	data, err := a.Start(ctx)
+	if err == nil {
+		err = authDataCheck(data)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrAuthentication, err)
 	}
 	c.Properties.AuthMethod = a.Method()
 	c.Properties.AuthData = data
+	return nil
+}
+
+// authDataCheck refuses Authentication Data that MQTT cannot carry.
+func authDataCheck(data []byte) error {
+	if len(data) > mqttstr.MaxLen {
+		return fmt.Errorf("the authenticator returned %d bytes of Authentication Data, at most %d fit", len(data), mqttstr.MaxLen)
+	}
 	return nil
 }
 
@@ -94,6 +107,9 @@ func (l *EventLoop) continueAuth(ctx context.Context, p *packets.Auth) (*packets
 		return nil, fmt.Errorf("%w: AUTH for method %q, not %q", ErrProtocol, m, l.opts.Authenticator.Method())
 	}
 	data, err := l.opts.Authenticator.Continue(ctx, p.Properties.AuthData)
+	if err == nil {
+		err = authDataCheck(data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAuthentication, err)
 	}
@@ -130,6 +146,9 @@ func (l *EventLoop) reauthenticate(r Reauthenticate) {
 		return
 	}
 	data, err := l.opts.Authenticator.Start(l.ctx)
+	if err == nil {
+		err = authDataCheck(data)
+	}
 	if err != nil {
 		l.emit(RequestFailed{Request: r, Err: fmt.Errorf("%w: %w", ErrAuthentication, err)})
 		return

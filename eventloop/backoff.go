@@ -32,6 +32,7 @@ func (l *EventLoop) connectionDown(cause error, wasUp bool) {
 	}
 	if wasUp {
 		l.emit(Disconnected{Err: cause})
+		l.noteDrop(cause)
 		if now.Sub(l.upSince) >= l.opts.HealthyAfter {
 			l.sched.Reset() // the connection was healthy: start the delays over
 		}

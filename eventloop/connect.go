@@ -52,6 +52,7 @@ func (l *EventLoop) connect() {
 	}
 	l.conn = conn
 	l.live.Store(&conn)
+	l.interruptWrites(conn)
 	if l.closed.Load() { // Close raced with the dial
 		return
 	}
@@ -110,6 +111,10 @@ func (l *EventLoop) connect() {
 			return
 		}
 		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, rerr))
+		return
+	}
+	if err := checkConnack(ack); err != nil {
+		l.connectFailed(fmt.Errorf("connecting to %s: %w", l.server, err))
 		return
 	}
 	if l.opts.Authenticator != nil {
@@ -220,6 +225,7 @@ func (l *EventLoop) connected(ack *packets.Connack, ackUser wire.UserProps, now 
 	l.pollMissed = false
 	l.pendingRead = nil
 	l.reauthing = false
+	l.rmWarned = false
 	if ack.Properties != nil && ack.Properties.AssignedClientID != "" {
 		l.assignedID = ack.Properties.AssignedClientID
 	}
@@ -313,7 +319,7 @@ func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	}
 	c.Properties = &packets.Properties{}
 	if o.SessionExpiry > 0 {
-		secs := uint32(o.SessionExpiry / time.Second)
+		secs := wholeSeconds(o.SessionExpiry)
 		c.Properties.SessionExpiryInterval = &secs
 	}
 	mps := o.MaxPacketSize
@@ -333,7 +339,7 @@ func (l *EventLoop) connectPacket(creds Credentials) *packets.Connect {
 	if w := o.Will; w != nil {
 		c.WillProperties = toPacketProps(w.Properties)
 		if w.Delay > 0 {
-			secs := uint32(w.Delay / time.Second)
+			secs := wholeSeconds(w.Delay)
 			c.WillProperties.WillDelayInterval = &secs
 		}
 	}

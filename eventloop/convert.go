@@ -10,7 +10,6 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 
 	"github.com/mqttloop/mqttloop/internal/wire"
-	"github.com/mqttloop/mqttloop/state"
 )
 
 // only5 is the error of a request that needs MQTT 5 on a 3.1.1 loop.
@@ -27,19 +26,8 @@ func (p *Properties) empty() bool {
 // publishPacket validates a Publish for protocol version v and turns it
 // into a PUBLISH packet.
 func publishPacket(r Publish, v byte) (*packets.Publish, error) {
-	if err := state.ValidateTopicName(r.Topic); err != nil {
+	if err := requestRules(v).publish(r); err != nil {
 		return nil, err
-	}
-	if err := state.ValidateQoS(r.QoS); err != nil {
-		return nil, err
-	}
-	if r.Properties != nil {
-		if err := r.Properties.User.check("Publish.Properties.User"); err != nil {
-			return nil, err
-		}
-	}
-	if v == 4 && !r.Properties.empty() {
-		return nil, only5("Publish.Properties")
 	}
 	p := &packets.Publish{Topic: r.Topic, Payload: r.Payload, QoS: r.QoS, Retain: r.Retain}
 	if r.Properties != nil {
@@ -48,44 +36,18 @@ func publishPacket(r Publish, v byte) (*packets.Publish, error) {
 	return p, nil
 }
 
+// subscribePacket validates a Subscribe for protocol version v and turns
+// it into a SUBSCRIBE packet.
 func subscribePacket(r Subscribe, v byte) (*packets.Subscribe, error) {
-	if len(r.Filters) == 0 {
-		return nil, fmt.Errorf("%w: Subscribe without filters", ErrInvalidRequest)
-	}
-	if err := r.UserProperties.check("Subscribe.UserProperties"); err != nil {
+	if err := requestRules(v).subscribe(r); err != nil {
 		return nil, err
-	}
-	if v == 4 {
-		switch {
-		case r.SubscriptionID != 0:
-			return nil, only5("Subscribe.SubscriptionID")
-		case !r.UserProperties.empty():
-			return nil, only5("Subscribe.UserProperties")
-		}
-		for _, f := range r.Filters {
-			if f.NoLocal || f.RetainAsPublished || f.RetainHandling != 0 {
-				return nil, only5(fmt.Sprintf("the NoLocal, RetainAsPublished and RetainHandling options of filter %q", f.Topic))
-			}
-		}
 	}
 	p := &packets.Subscribe{Properties: &packets.Properties{}}
 	for _, f := range r.Filters {
-		if err := state.ValidateTopicFilter(f.Topic); err != nil {
-			return nil, err
-		}
-		if err := state.ValidateQoS(f.QoS); err != nil {
-			return nil, err
-		}
-		if f.RetainHandling > 2 {
-			return nil, fmt.Errorf("%w: retain handling %d (must be 0, 1 or 2)", ErrInvalidRequest, f.RetainHandling)
-		}
 		p.Subscriptions = append(p.Subscriptions, packets.SubOptions{
 			Topic: f.Topic, QoS: f.QoS, NoLocal: f.NoLocal,
 			RetainAsPublished: f.RetainAsPublished, RetainHandling: f.RetainHandling,
 		})
-	}
-	if r.SubscriptionID < 0 || r.SubscriptionID > 268435455 {
-		return nil, fmt.Errorf("%w: subscription identifier %d out of range 1-268435455", ErrInvalidRequest, r.SubscriptionID)
 	}
 	if r.SubscriptionID > 0 {
 		id := r.SubscriptionID
@@ -95,20 +57,11 @@ func subscribePacket(r Subscribe, v byte) (*packets.Subscribe, error) {
 	return p, nil
 }
 
+// unsubscribePacket validates an Unsubscribe for protocol version v and
+// turns it into an UNSUBSCRIBE packet.
 func unsubscribePacket(r Unsubscribe, v byte) (*packets.Unsubscribe, error) {
-	if len(r.Topics) == 0 {
-		return nil, fmt.Errorf("%w: Unsubscribe without topics", ErrInvalidRequest)
-	}
-	if err := r.UserProperties.check("Unsubscribe.UserProperties"); err != nil {
+	if err := requestRules(v).unsubscribe(r); err != nil {
 		return nil, err
-	}
-	if v == 4 && !r.UserProperties.empty() {
-		return nil, only5("Unsubscribe.UserProperties")
-	}
-	for _, t := range r.Topics {
-		if err := state.ValidateTopicFilter(t); err != nil {
-			return nil, err
-		}
 	}
 	return &packets.Unsubscribe{Topics: r.Topics, Properties: &packets.Properties{User: r.UserProperties.packets()}}, nil
 }
@@ -124,7 +77,7 @@ func toPacketProps(p *Properties) *packets.Properties {
 		out.PayloadFormat = &one
 	}
 	if p.MessageExpiry > 0 {
-		secs := uint32(p.MessageExpiry / time.Second)
+		secs := wholeSeconds(p.MessageExpiry)
 		out.MessageExpiry = &secs
 	}
 	out.ContentType = p.ContentType

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -49,16 +47,8 @@ func (l *EventLoop) credentials(ctx context.Context, server string) (Credentials
 		// part of any message.
 		return Credentials{}, fmt.Errorf("%w for %s: %w", ErrCredentials, l.server, err)
 	}
-	if o.ProtocolVersion == 4 {
-		switch {
-		case c.Password != nil && c.Username == "":
-			return Credentials{}, fmt.Errorf("%w for %s: %w: a Password without a Username", ErrCredentials, l.server, ErrMQTT5Only)
-		case !c.UserProperties.empty():
-			return Credentials{}, fmt.Errorf("%w for %s: %w: UserProperties", ErrCredentials, l.server, ErrMQTT5Only)
-		}
-	}
-	if err := checkCredentials(c); err != nil {
-		return Credentials{}, fmt.Errorf("%w for %s: %w", ErrCredentials, l.server, err)
+	if err := (rules{base: ErrCredentials, v: o.ProtocolVersion}).credentials(c); err != nil {
+		return Credentials{}, fmt.Errorf("%w (for %s)", err, l.server)
 	}
 	if len(o.WebSocketHeader) > 0 {
 		h := o.WebSocketHeader.Clone()
@@ -84,43 +74,4 @@ func applyCredentials(c *packets.Connect, cr Credentials) {
 	if c.Properties != nil {
 		c.Properties.User = cr.UserProperties.packets()
 	}
-}
-
-// checkCredentials checks what the hook returned against MQTT's rules for
-// strings and binary data (at most 65,535 bytes; strings well-formed UTF-8
-// without U+0000). Errors never quote the password.
-func checkCredentials(c Credentials) error {
-	if err := checkMQTTString("Username", c.Username); err != nil {
-		return err
-	}
-	if len(c.Password) > 65535 {
-		return fmt.Errorf("Password: %d bytes, at most 65535 fit", len(c.Password))
-	}
-	if c.UserProperties.odd != "" {
-		return fmt.Errorf("UserProperties: %s", c.UserProperties.odd)
-	}
-	i := 0
-	for k, v := range c.UserProperties.All() {
-		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Key", i), k); err != nil {
-			return err
-		}
-		if err := checkMQTTString(fmt.Sprintf("UserProperties[%d].Value", i), v); err != nil {
-			return err
-		}
-		i++
-	}
-	return nil
-}
-
-// checkMQTTString checks an MQTT UTF-8 string field.
-func checkMQTTString(field, s string) error {
-	switch {
-	case len(s) > 65535:
-		return fmt.Errorf("%s: %d bytes, at most 65535 fit in an MQTT string", field, len(s))
-	case !utf8.ValidString(s):
-		return fmt.Errorf("%s: not valid UTF-8", field)
-	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Errorf("%s: contains U+0000, which MQTT forbids", field)
-	}
-	return nil
 }

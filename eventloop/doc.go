@@ -90,7 +90,31 @@
 // connection failed and Options.Reconnect does not retry, or the broker
 // refused for good; the cause is wrapped too) or ErrStore (the session
 // store failed). After any of them State holds everything the next run
-// needs, and Run may be called again.
+// needs, and Run may be called again. Cancelling the context, Close,
+// Shutdown and Disconnect take effect within about 20 ms even while a
+// write is blocked by a broker that stopped reading (TCP, TLS, WebSocket
+// and Unix sockets; see netio.WriteInterrupter), each with its own error.
+//
+// # Validation and poisoned messages
+//
+// Every field of a request and of Options is checked against the MQTT
+// rules before it is accepted (eventloop/validate.go holds them in one
+// place): strings are at most 65,535 bytes of UTF-8 without U+0000,
+// control characters (U+0001-U+001F, U+007F-U+009F) or non-characters,
+// which mosquitto refuses; binary data is at most 65,535 bytes; intervals
+// are not negative and at most 2^32-1 s (a fraction of a second is
+// rounded up); identifiers and reason codes are in their range; a
+// Disconnect changes the session expiry only if CONNECT had one. A
+// request that breaks a rule fails with RequestFailed wrapping
+// ErrInvalidRequest and naming the field (New fails with
+// ErrInvalidOptions); nothing is truncated or wrapped round.
+//
+// What validation cannot foresee (a broker plugin refusing a payload, a
+// limit of its own) shows as a broker that closes the connection whenever
+// it reads a message. When the same QoS 1/2 publish is the first
+// unacknowledged one at PoisonDrops (3) such closes in a row, it is
+// removed from the session and reported as RequestFailed wrapping
+// ErrPoisonMessage and the last cause; the publishes behind it go on.
 //
 // # Sessions and reconnecting
 //

@@ -125,7 +125,10 @@ var (
 	// ErrStaleAck: an Ack for a message from a broker session that has
 	// since been lost; the broker will deliver the message again.
 	ErrStaleAck = state.ErrStaleAck
-	// ErrInvalidRequest: a request the loop does not know, or an empty one.
+	// ErrInvalidRequest: a request the loop does not know, an empty one, or
+	// one with a field MQTT cannot carry (see "Validation" in the package
+	// documentation); the error names the field. Nothing is ever
+	// truncated or wrapped round to fit.
 	ErrInvalidRequest = errors.New("mqttloop: invalid request")
 	// ErrInvalidOptions: New refused the options.
 	ErrInvalidOptions = errors.New("mqttloop: invalid options")

@@ -128,8 +128,14 @@ type EventLoop struct {
 	reauthing   bool      // a re-authentication is under way (auth.go)
 	aliasIn     inAliases // the broker's topic aliases (alias.go)
 	aliasOut    outAliases
-	mig         migration // a change of network path (migrate.go)
-	streams     streamSet // QUIC data streams (streams.go)
+	mig         migration   // a change of network path (migrate.go)
+	streams     streamSet   // QUIC data streams (streams.go)
+	poison      poisonWatch // the publish the broker keeps dropping connections on (poison.go)
+	blocked     func() bool // writeBlocked, bound once (interrupt.go)
+	leaving     bool        // a farewell DISCONNECT is being written
+	stopReq     Request     // a Shutdown or Disconnect taken while a write was blocked
+	held        []Request   // requests taken while a write was blocked, to accept after it
+	rmWarned    bool        // the broker's overrun of ReceiveMaximum was logged (flow.go)
 }
 
 // New checks the options and returns a loop ready to Run. It does not
@@ -345,6 +351,9 @@ func (l *EventLoop) emit(n Notification) { l.events = append(l.events, n) }
 
 // checkStop ends the run if its context was cancelled or Close was called.
 func (l *EventLoop) checkStop() bool {
+	if l.takeStopRequest() {
+		return true
+	}
 	if l.closed.Load() {
 		l.closeConn()
 		l.end(ErrStopped, ErrStopped)
@@ -372,6 +381,10 @@ func (l *EventLoop) end(notify error, err error) {
 		if cerr := l.st.Commit(); cerr != nil {
 			err = fmt.Errorf("%w (and saving the session failed: %w)", err, cerr)
 		}
+	}
+	if len(l.held) > 0 {
+		l.failHeld(l.held)
+		l.held = nil
 	}
 	if notify != nil && l.connects > 0 {
 		l.emit(Disconnected{Err: notify})
@@ -407,10 +420,14 @@ func (l *EventLoop) farewell(reason byte, expiry *time.Duration) {
 	}
 	d := &packets.Disconnect{ReasonCode: reason, Properties: &packets.Properties{}}
 	if expiry != nil {
-		secs := uint32(*expiry / time.Second)
+		secs := wholeSeconds(*expiry)
 		d.Properties.SessionExpiryInterval = &secs
 	}
-	if l.write(d) == nil {
+	// Queued packets go before the DISCONNECT, but a broker that does not
+	// read is not waited for (writeBlocked).
+	l.leaving = true
+	defer func() { l.leaving = false }()
+	if l.write(d) == nil && l.conn != nil {
 		_ = l.wr.Flush(l.conn, time.Now().Add(closeWriteTimeout))
 	}
 }
@@ -504,6 +521,10 @@ func (l *EventLoop) arrived(now time.Time, n int) {
 		l.rate = int(min(int64(n)*int64(batchDelay)/int64(gap), batchMax))
 	}
 	l.rxAt = now
+	// Bytes are proof of life, not only whole packets: a large message
+	// arriving slowly keeps the connection alive (and answers a PINGREQ
+	// whose PINGRESP waits behind it).
+	l.ka.Received(now)
 }
 
 // handleBuffered handles every complete packet in the read buffer of the
@@ -557,6 +578,12 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 		l.lost(err)
 		return false
 	}
+	// The notification first: the session has recorded the packet, so
+	// if the reply cannot be written (the connection ends), a resend
+	// will not be reported again.
+	if !l.notify(ev, pkt) {
+		return false
+	}
 	if reply != nil {
 		if l.reply(reply, from) != nil {
 			return false
@@ -565,6 +592,12 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 			l.st.MarkSent(reply, time.Now())
 		}
 	}
+	return true
+}
+
+// notify emits the notification of a session event caused by pkt. It
+// returns false if the connection ended (the broker sent DISCONNECT).
+func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 	switch ev := ev.(type) {
 	case nil:
 	case state.Delivered:
@@ -575,6 +608,9 @@ func (l *EventLoop) handle(pkt *wire.Packet, from int) bool {
 		m.session = ev.Session
 		l.status.counts.msgsIn++
 		l.emit(m)
+		if m.QoS > 0 {
+			l.checkReceiveMaximum()
+		}
 	case state.PublishDone:
 		l.doneRoute(ev.Publish.PacketID)
 		l.emit(publishedFrom(ev))
@@ -636,7 +672,7 @@ func (l *EventLoop) canTake() bool {
 
 // takeRequests takes requests from the channel without blocking.
 func (l *EventLoop) takeRequests() bool {
-	took := false
+	took := l.takeHeld()
 	for i := 0; i < requestBatch && l.canTake() && (l.phase == phaseConnected || l.phase == phaseBackoff); i++ {
 		select {
 		case r, ok := <-l.requests:
@@ -686,8 +722,8 @@ func (l *EventLoop) accept(r Request) {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
 	case Disconnect:
-		if l.opts.ProtocolVersion == 4 && (r.ReasonCode != 0 || r.SessionExpiry != nil) {
-			l.emit(RequestFailed{Request: r, Err: only5("a Disconnect with a ReasonCode or SessionExpiry")})
+		if err := requestRules(l.opts.ProtocolVersion).disconnect(r, l.opts.SessionExpiry); err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
 		l.farewell(r.ReasonCode, r.SessionExpiry)
@@ -701,7 +737,9 @@ func (l *EventLoop) accept(r Request) {
 		l.closeConn()
 		l.end(ErrStopped, fmt.Errorf("%w: Shutdown request", ErrStopped))
 	case Throttle:
-		if err := l.throttle.set(r, time.Now()); err != nil {
+		if err := requestRules(l.opts.ProtocolVersion).throttle(r); err != nil {
+			l.emit(RequestFailed{Request: r, Err: err})
+		} else if err := l.throttle.set(r, time.Now()); err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 		}
 	case Reauthenticate:
@@ -835,7 +873,7 @@ func (l *EventLoop) write(p packets.Packet) error {
 		err = l.wr.Append(p)
 	}
 	if err != nil {
-		if refused(err, p) {
+		if refused(err, p) || l.leaving {
 			return err
 		}
 		l.lost(fmt.Errorf("encoding %T: %w", p, err))
@@ -859,13 +897,15 @@ func (l *EventLoop) write(p packets.Packet) error {
 // and resumed with ProtocolVersion 4).
 func refused(err error, p packets.Packet) bool {
 	var se *streamError
-	if errors.Is(err, wire.ErrPacketTooLarge) || errors.As(err, &se) {
+	if errors.As(err, &se) {
 		return true
 	}
 	switch p.(type) {
 	case *packets.Publish, *packets.Subscribe, *packets.Unsubscribe:
-		return errors.Is(err, wire.ErrInvalidPacket)
+		return errors.Is(err, wire.ErrPacketTooLarge) || errors.Is(err, wire.ErrInvalidPacket)
 	}
+	// An acknowledgement, PINGREQ or AUTH that cannot be written leaves
+	// the protocol unable to go on: the connection ends.
 	return false
 }
 
@@ -895,6 +935,14 @@ func (l *EventLoop) flush(now time.Time) bool {
 	}
 	if l.wr.Buffered() > 0 {
 		if err := l.wr.Flush(l.conn, now.Add(l.opts.WriteTimeout)); err != nil {
+			if l.leaving {
+				// The farewell gives up; its caller ends the run.
+				l.closeConn()
+				return false
+			}
+			if l.stopRequested(err) {
+				return false
+			}
 			l.lost(fmt.Errorf("writing to %s: %w", l.server, err))
 			return false
 		}

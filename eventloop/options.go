@@ -83,7 +83,8 @@ type Options struct {
 	// 4 it is the Clean Session flag of every connection: see there.)
 	CleanStart bool
 	// SessionExpiry is how long the broker keeps the session after the
-	// connection ends (whole seconds; 0, the default: it ends with the
+	// connection ends (a fraction of a second is rounded up, at most
+	// 2^32-1 s; 0, the default: it ends with the
 	// connection; SessionNeverExpires: never). MQTT 5 only: with
 	// ProtocolVersion 4, leave it 0 and use CleanStart false for a
 	// persistent session.
@@ -322,7 +323,7 @@ type Will struct {
 	Payload    []byte
 	QoS        byte
 	Retain     bool
-	Delay      time.Duration // MQTT 5 Will Delay Interval, whole seconds (MQTT 5 only)
+	Delay      time.Duration // MQTT 5 Will Delay Interval, rounded up to whole seconds, at most 2^32-1 s (MQTT 5 only)
 	Properties *Properties   // MQTT 5 only
 }
 
@@ -395,19 +396,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SessionExpiry > 0 && o.ClientID == "" {
 		return bad("a session that outlives the connection (SessionExpiry %v) needs a ClientID", o.SessionExpiry)
 	}
-	if len(o.ClientID) > 65535 {
-		return bad("client id longer than 65535 bytes")
-	}
-	if w := o.Will; w != nil {
-		if err := state.ValidateTopicName(w.Topic); err != nil {
-			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
-		}
-		if err := state.ValidateQoS(w.QoS); err != nil {
-			return o, fmt.Errorf("%w: will: %w", ErrInvalidOptions, err)
-		}
-		if w.Properties != nil && w.Properties.User.odd != "" {
-			return bad("Will.Properties.User: %s", w.Properties.User.odd)
-		}
+	if err := optionRules(o.ProtocolVersion).options(&o); err != nil {
+		return o, err
 	}
 	switch {
 	case o.MaxInflight == 0 && o.ProtocolVersion == 4:
@@ -429,23 +419,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Credentials != nil && (o.Username != "" || o.Password != nil) {
 		return bad("Credentials and Username/Password are both set: the hook supplies them")
 	}
-	if len(o.Username) > 65535 || len(o.Password) > 65535 {
-		return bad("user name or password longer than 65535 bytes")
-	}
 	if o.Store != nil {
 		if o.Session != nil {
 			return bad("Session and Store are both set: a store holds its own session")
 		}
 		if o.ClientID == "" {
 			return bad("a Store needs a ClientID: a broker-assigned id cannot be resumed")
-		}
-	}
-	if a := o.Authenticator; a != nil {
-		if a.Method() == "" {
-			return bad("Authenticator.Method() is empty")
-		}
-		if err := checkMQTTString("Authenticator.Method()", a.Method()); err != nil {
-			return o, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 		}
 	}
 	if o.Proxy != "" {

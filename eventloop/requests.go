@@ -73,7 +73,11 @@ type Ack struct {
 type Disconnect struct {
 	ReasonCode byte
 	// SessionExpiry, if not nil, changes the session expiry interval on
-	// DISCONNECT (MQTT 5 allows this only when it was non-zero at CONNECT).
+	// DISCONNECT (rounded up to whole seconds, at most 2^32-1 s). MQTT 5
+	// allows a non-zero one only when Options.SessionExpiry was non-zero;
+	// otherwise the request fails (RequestFailed, ErrInvalidRequest) and
+	// the connection stays up. ReasonCode must be one a client may send
+	// (0x00, 0x04, 0x80-0x83, 0x90, 0x93-0x99).
 	SessionExpiry *time.Duration
 }
 
@@ -99,7 +103,7 @@ func (Resume) isRequest()      {}
 // (Publish, a Will) and incoming (Message). Zero fields are not sent.
 type Properties struct {
 	PayloadIsUTF8   bool          // Payload Format Indicator
-	MessageExpiry   time.Duration // whole seconds; 0: none
+	MessageExpiry   time.Duration // 0: none; a fraction of a second is rounded up; at most 2^32-1 s
 	ContentType     string
 	ResponseTopic   string
 	CorrelationData []byte
@@ -121,6 +125,8 @@ type Shutdown struct{}
 // Throttle caps outgoing publishes at PerSecond from now on (0 removes the
 // cap), with bursts of up to Burst publishes (default 1), to leave bandwidth
 // to other work on a thin link. Queued publishes wait; none is dropped.
+// PerSecond must be 0 or between one publish a day and 1e9 a second (NaN
+// and infinities are refused with ErrInvalidRequest).
 type Throttle struct {
 	PerSecond float64
 	Burst     int

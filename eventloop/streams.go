@@ -284,6 +284,7 @@ func (l *EventLoop) readStreams(now time.Time) (got, ok bool) {
 		n, err := ds.rd.FillNow(ds.s)
 		if n > 0 {
 			got = true
+			l.ka.Received(now) // bytes are proof of life (see arrived)
 			l.rxAt = now
 		}
 		if !l.handleFrom(ds.rd, i, now) {

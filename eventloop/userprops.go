@@ -98,14 +98,6 @@ func (u UserProperties) String() string { return fmt.Sprint(u.Pairs()) }
 // empty reports whether the list puts nothing on the wire and is valid.
 func (u UserProperties) empty() bool { return u.enc == "" && u.odd == "" }
 
-// check reports a list made from an odd number of strings.
-func (u UserProperties) check(what string) error {
-	if u.odd != "" {
-		return fmt.Errorf("%w: %s: %s", ErrInvalidRequest, what, u.odd)
-	}
-	return nil
-}
-
 // packets returns the pairs in the packets model (nil when empty); the
 // strings share the list's memory.
 func (u UserProperties) packets() []packets.User { return u.enc.Users() }

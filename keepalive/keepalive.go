@@ -60,8 +60,10 @@ func (t *Timer) SetInterval(d time.Duration) { t.interval = d }
 // Sent records that a packet was written at now.
 func (t *Timer) Sent(now time.Time) { t.lastSent = now }
 
-// Received records that a packet arrived at now. It answers any
-// outstanding PINGREQ.
+// Received records that bytes arrived at now: a whole packet or part of
+// one (a large message on a slow link is proof of life all along, and
+// the PINGRESP may be queued behind it). It answers any outstanding
+// PINGREQ.
 func (t *Timer) Received(now time.Time) {
 	t.lastReceived = now
 	t.pingSentAt = time.Time{}

@@ -45,6 +45,8 @@ type sockConn struct {
 	removeCB   func(fd uintptr)
 
 	deadline time.Time      // read deadline last set on nc; zero means none
+	wdl      time.Time      // write deadline as last set by the caller
+	stop     func() bool    // see SetWriteInterrupt
 	async    bool           // O_ASYNC is set
 	owned    bool           // F_SETOWN done and flags read
 	flags    int            // file status flags without O_ASYNC
@@ -304,11 +306,31 @@ func fcntl(fd uintptr, cmd, arg int) (int, error) {
 	return int(r), nil
 }
 
-// Write implements Conn.
-func (s *sockConn) Write(p []byte) (int, error) { return s.nc.Write(p) }
+// Write implements Conn; with a stop function installed
+// (SetWriteInterrupt) a blocked write asks it every WriteSlice.
+func (s *sockConn) Write(p []byte) (int, error) {
+	if s.stop == nil {
+		return s.nc.Write(p)
+	}
+	return slicedWrite(s.nc, p, s.wdl, s.stop)
+}
 
 // SetWriteDeadline implements Conn.
-func (s *sockConn) SetWriteDeadline(t time.Time) error { return s.nc.SetWriteDeadline(t) }
+func (s *sockConn) SetWriteDeadline(t time.Time) error {
+	s.wdl = t
+	if s.stop != nil {
+		return nil // Write sets its slices' deadlines
+	}
+	return s.nc.SetWriteDeadline(t)
+}
+
+// SetWriteInterrupt implements WriteInterrupter.
+func (s *sockConn) SetWriteInterrupt(stop func() bool) {
+	s.stop = stop
+	if stop == nil {
+		_ = s.nc.SetWriteDeadline(s.wdl)
+	}
+}
 
 // Transport implements Conn: "tcp" or "unix".
 func (s *sockConn) Transport() string { return s.transport }

@@ -408,6 +408,15 @@ func (t *tlsConn) SetWriteDeadline(d time.Time) error {
 	return err
 }
 
+// SetWriteInterrupt implements WriteInterrupter when the inner Conn
+// does: the records' writes are sliced there. An interrupted write
+// breaks the TLS session, as any failed write does.
+func (t *tlsConn) SetWriteInterrupt(stop func() bool) {
+	if wi, ok := t.inner.(WriteInterrupter); ok {
+		wi.SetWriteInterrupt(stop)
+	}
+}
+
 // Transport implements Conn: "tls".
 func (t *tlsConn) Transport() string { return "tls" }
 

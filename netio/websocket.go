@@ -345,6 +345,13 @@ func (c *wsConn) Arm() (Readiness, error) { return c.inner.Arm() }
 // Disarm implements Conn.
 func (c *wsConn) Disarm() { c.inner.Disarm() }
 
+// SetWriteInterrupt implements WriteInterrupter when the inner Conn does.
+func (c *wsConn) SetWriteInterrupt(stop func() bool) {
+	if wi, ok := c.inner.(WriteInterrupter); ok {
+		wi.SetWriteInterrupt(stop)
+	}
+}
+
 // SetWriteDeadline implements Conn.
 func (c *wsConn) SetWriteDeadline(t time.Time) error {
 	c.writeDeadline = t

@@ -89,3 +89,19 @@ func (s *MqttState) forgetSent() {
 	}
 	s.sentHead, s.sentTail = nil, nil
 }
+
+// FirstUnacked returns the publish in flight that MarkSent recorded
+// earliest on this connection and that still awaits its PUBACK or PUBREC
+// (PUBRELs are passed over): when the broker closes the connection, the
+// first message it did not acknowledge is the one it most likely choked
+// on. ok is false when there is none.
+func (s *MqttState) FirstUnacked() (o Outgoing, ok bool) {
+	for e := s.sentHead; e != nil; e = e.next {
+		if e.Stage == AwaitingAck {
+			o = *e
+			o.prev, o.next = nil, nil
+			return o, true
+		}
+	}
+	return Outgoing{}, false
+}

@@ -254,3 +254,27 @@ func TestPacketIDAvoidsBrokerIDs(t *testing.T) {
 	}
 	checkInvariants(t, s)
 }
+
+// A broker holding every packet id towards the client (65,535 QoS 2
+// messages never released) does not starve the client's own publishes:
+// the directions are independent in MQTT, so an id the broker uses is
+// taken when no other is free, and the publish goes out at once.
+func TestPacketIDsNotStarvedByBroker(t *testing.T) {
+	s := New(Config{})
+	for id := 1; id <= 65535; id++ {
+		handle(t, s, &packets.Publish{Topic: "in", QoS: 2, PacketID: uint16(id)})
+	}
+	if got := s.IncomingHeld(); got != 65535 {
+		t.Fatalf("IncomingHeld() = %d, want 65535", got)
+	}
+	for i := 0; i < 3; i++ {
+		s.Enqueue(Pending{Packet: pub("out", 1)})
+		if id := sendID(t, s); id == 0 {
+			t.Fatal("outgoing publish got no packet id")
+		}
+	}
+	if got := s.InFlight(); got != 3 {
+		t.Fatalf("InFlight() = %d, want 3", got)
+	}
+	checkInvariants(t, s)
+}

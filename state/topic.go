@@ -18,8 +18,9 @@ var (
 )
 
 // ValidateTopicName checks a topic name used in PUBLISH: non-empty, at most
-// 65,535 bytes, valid UTF-8 without U+0000, and without the wildcards '+'
-// and '#' (topic.ValidateName).
+// 65,535 bytes, valid UTF-8 without U+0000, control characters or
+// non-characters, and without the wildcards '+' and '#'
+// (topic.ValidateName).
 func ValidateTopicName(name string) error { return topic.ValidateName(name) }
 
 // ValidateTopicFilter checks a topic filter used in SUBSCRIBE and

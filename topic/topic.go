@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mqttloop/mqttloop/internal/mqttstr"
 )
 
 // ErrInvalidTopic: a topic name or filter breaks the MQTT rules. Errors of
@@ -18,7 +20,9 @@ const SharePrefix = "$share/"
 const MaxLen = 65535
 
 // ValidateName checks a topic name used in PUBLISH: non-empty, at most
-// 65,535 bytes, valid UTF-8 without U+0000, and without the wildcards '+'
+// 65,535 bytes, valid UTF-8 without U+0000 and without the code points
+// MQTT says not to send (control characters, non-characters: brokers such
+// as mosquitto refuse them), and without the wildcards '+'
 // and '#'.
 func ValidateName(topic string) error {
 	if err := validateString(topic); err != nil {
@@ -131,10 +135,9 @@ func validateString(s string) error {
 		return fmt.Errorf("%w: empty", ErrInvalidTopic)
 	case len(s) > MaxLen:
 		return fmt.Errorf("%w: %d bytes (at most %d)", ErrInvalidTopic, len(s), MaxLen)
-	case !utf8.ValidString(s):
-		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidTopic, truncate(s))
-	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Errorf("%w: %q contains U+0000", ErrInvalidTopic, truncate(s))
+	}
+	if err := mqttstr.Check(s); err != nil {
+		return fmt.Errorf("%w: %q %w", ErrInvalidTopic, truncate(s), err)
 	}
 	return nil
 }
