@@ -110,11 +110,13 @@
 // ErrInvalidOptions); nothing is truncated or wrapped round.
 //
 // What validation cannot foresee (a broker plugin refusing a payload, a
-// limit of its own) shows as a broker that closes the connection whenever
-// it reads a message. When the same QoS 1/2 publish is the first
-// unacknowledged one at PoisonDrops (3) such closes in a row, it is
-// removed from the session and reported as RequestFailed wrapping
-// ErrPoisonMessage and the last cause; the publishes behind it go on.
+// limit of its own) shows as a broker that ends the connection with a
+// DISCONNECT blaming a packet whenever it reads a message. When the same
+// QoS 1/2 publish is the first unacknowledged one at PoisonDrops (3) such
+// DISCONNECTs in a row, it is removed from the session and reported as
+// RequestFailed wrapping ErrPoisonMessage and the last cause; the
+// publishes behind it go on. A connection merely closed or reset does not
+// count: it cannot be told from a network cut.
 //
 // # Sessions and reconnecting
 //

@@ -128,7 +128,8 @@ func (u Unsubscribed) Err() error { return firstFailure("UNSUBACK", u.ReasonCode
 // RequestFailed: a request was refused before anything was sent (invalid
 // topic or QoS, too large for the broker, unknown packet id in an Ack, ...),
 // or a QoS 1/2 publish was given up as poisoned (ErrPoisonMessage: the
-// broker closed the connection on it PoisonDrops times in a row). The loop
+// broker ended the connection on it with a DISCONNECT blaming a packet
+// PoisonDrops times in a row). The loop
 // goes on.
 type RequestFailed struct {
 	Request Request

@@ -13,9 +13,10 @@ import (
 	"github.com/mqttloop/mqttloop/reconnect"
 )
 
-// TestPoisonMessage: a broker that closes the connection whenever it
-// reads one particular QoS 1/2 publish (here: one with content type
-// "poison", which passes validation) would have it replayed, and
+// TestPoisonMessage: a broker that ends the connection (DISCONNECT 0x99,
+// payload format invalid, as mosquitto sends 0x81 for a malformed packet)
+// whenever it reads one particular QoS 1/2 publish (here: one with
+// content type "poison", which passes validation) would have it replayed, and
 // refused, on every connection, with everything behind it waiting
 // forever. After PoisonDrops connections in a row the loop gives it up:
 // RequestFailed with ErrPoisonMessage and the request's own Tag, the
@@ -64,6 +65,7 @@ func testPoisonMessage(t *testing.T, qos byte, present bool) {
 					case *packets.Publish:
 						if p.Properties != nil && p.Properties.ContentType == "poison" {
 							drops++
+							_ = peer.Write([]byte{0xE0, 0x01, 0x99})
 							peer.Close()
 							goto next
 						}
