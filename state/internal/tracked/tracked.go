@@ -297,3 +297,43 @@ func (q *Queue[V]) Changes() iter.Seq2[int64, Change[V]] { return maps.All(q.dir
 
 // ResetChanges forgets what was recorded (after it was committed).
 func (q *Queue[V]) ResetChanges() { clear(q.dirty) }
+
+// Next returns the key the next PushBack takes.
+func (q *Queue[V]) Next() int64 { return q.back }
+
+// Reserve takes the next key at the back without adding an entry: the
+// entry lives elsewhere (in a store only) and may come back with
+// AppendStored. Nothing is recorded.
+func (q *Queue[V]) Reserve() int64 {
+	k := q.back
+	q.back++
+	return k
+}
+
+// SetNext makes the next key at the back k (at least the key after the
+// last entry), after Restore of a queue whose later entries live
+// elsewhere.
+func (q *Queue[V]) SetNext(k int64) {
+	if k > q.back {
+		if q.Len() == 0 {
+			q.front = k
+		}
+		q.back = k
+	}
+}
+
+// AppendStored appends entries read back from a store at the back, in
+// order; their keys were given before (Reserve) and are above those in
+// the queue. Nothing is recorded: the store holds them already.
+func (q *Queue[V]) AppendStored(es []Entry[V]) {
+	if q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	if q.Len() == 0 && len(es) > 0 {
+		q.front = es[0].Key
+	}
+	q.items = append(q.items, es...)
+}
