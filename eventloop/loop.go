@@ -150,7 +150,7 @@ func New(opts Options) (*EventLoop, error) {
 	if o.Store != nil {
 		// The session the store holds, attached to it (an empty one for
 		// an empty store).
-		if st, err = state.LoadStore(o.Store); err != nil {
+		if st, err = state.LoadStoreSpool(o.Store, spoolOf(&o)); err != nil {
 			return nil, fmt.Errorf("%w: loading the session: %w", ErrStore, err)
 		}
 		id := sessionIdentity(&o)
@@ -166,6 +166,7 @@ func New(opts Options) (*EventLoop, error) {
 		st = state.New(cfg)
 	}
 	st.SetConfig(cfg)
+	st.SetSpool(spoolOf(&o))
 	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), rotation: reconnect.NewRotation(len(o.Servers)), tls: tlsConfig(&o)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
@@ -667,7 +668,7 @@ func publishedFrom(ev state.PublishDone) Published {
 
 // canTake reports whether the loop may take a request from the channel.
 func (l *EventLoop) canTake() bool {
-	return l.reqOpen && l.st.Queued() < l.opts.MaxQueued
+	return l.reqOpen && (l.st.Queued() < l.opts.MaxQueued || l.spooling())
 }
 
 // takeRequests takes requests from the channel without blocking.
@@ -702,21 +703,21 @@ func (l *EventLoop) accept(r Request) {
 			l.emit(Dropped{Request: r, Reason: ErrOffline})
 			return
 		}
-		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+		l.enqueue(state.Pending{Packet: pkt, Tag: r}, r)
 	case Subscribe:
 		pkt, err := subscribePacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
-		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+		l.enqueue(state.Pending{Packet: pkt, Tag: r}, r)
 	case Unsubscribe:
 		pkt, err := unsubscribePacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
-		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+		l.enqueue(state.Pending{Packet: pkt, Tag: r}, r)
 	case Ack:
 		if err := l.ack(r); err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
@@ -795,7 +796,10 @@ func (l *EventLoop) sendQueued() bool {
 				return sent
 			}
 		}
-		next := l.st.NextToSend()
+		if now.IsZero() {
+			now = time.Now()
+		}
+		next := l.st.NextToSendAt(now)
 		pkt := next.Packet
 		if pkt == nil {
 			// Nothing sendable now: queue empty, window full, or (with
@@ -803,6 +807,9 @@ func (l *EventLoop) sendQueued() bool {
 			return sent
 		}
 		sent = true
+		if l.expired(next) {
+			continue
+		}
 		if next.Err != nil {
 			l.emit(RequestFailed{Request: requestOf(next.Pending), Err: next.Err})
 			continue
