@@ -16,6 +16,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/faultproxy"
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
+	"github.com/mqttloop/mqttloop/state/filestore"
 )
 
 // envSpoolMeasure sets the number of messages of TestSpoolMeasure (the
@@ -97,7 +98,9 @@ func TestSpoolMeasure(t *testing.T) {
 		proxy := faultproxy.StartT(t, hostPort(b.url))
 		proxy.Refuse(true)
 		path := filepath.Join(t.TempDir(), "spool.db")
-		opts := spoolOptions(t, b, proxy.URL(), uniqueID("measure"), path, 1<<40)
+		// fsync at each commit, unless MQTTLOOP_SPOOL_NOSYNC is set.
+		fo := filestore.Options{NoSync: os.Getenv("MQTTLOOP_SPOOL_NOSYNC") != ""}
+		opts := spoolOptionsWith(t, b, proxy.URL(), uniqueID("measure"), path, 1<<40, fo)
 		opts.MaxQueued, opts.MaxInflight = 256, 100
 		runtime.GC()
 		base := startHeapPeak()
@@ -154,8 +157,8 @@ func TestSpoolMeasure(t *testing.T) {
 		}
 		drain := time.Since(t1)
 		drainPeak := draining.end()
-		msg := fmt.Sprintf("spool %d messages offline: %v (%.0f/s), heap peak %.1f MiB (%.1f at rest before); store %.1f MiB on disk (%.0f B/message); drain after reconnecting: %v (%.0f/s), heap peak %.1f MiB; process RSS peak %.1f MiB; 0 lost, in order",
-			n, spoolTime.Round(time.Millisecond), float64(n)/spoolTime.Seconds(), mib(offPeak), mib(basePeak),
+		msg := fmt.Sprintf("(fsync %v) spool %d messages offline: %v (%.0f/s), heap peak %.1f MiB (%.1f at rest before); store %.1f MiB on disk (%.0f B/message); drain after reconnecting: %v (%.0f/s), heap peak %.1f MiB; process RSS peak %.1f MiB; 0 lost, in order",
+			!fo.NoSync, n, spoolTime.Round(time.Millisecond), float64(n)/spoolTime.Seconds(), mib(offPeak), mib(basePeak),
 			mib(uint64(disk)), float64(disk)/float64(n),
 			drain.Round(time.Millisecond), float64(n)/drain.Seconds(), mib(drainPeak), mib(uint64(rssPeak())))
 		t.Log(msg)

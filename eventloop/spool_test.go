@@ -19,7 +19,12 @@ import (
 // a window of 8 requests in memory, reconnecting through url.
 func spoolOptions(t *testing.T, b brokerCase, url, clientID, path string, budget int64) eventloop.Options {
 	t.Helper()
-	store, err := filestore.Open(path, filestore.Options{NoSync: true})
+	return spoolOptionsWith(t, b, url, clientID, path, budget, filestore.Options{NoSync: true})
+}
+
+func spoolOptionsWith(t *testing.T, b brokerCase, url, clientID, path string, budget int64, fo filestore.Options) eventloop.Options {
+	t.Helper()
+	store, err := filestore.Open(path, fo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +79,8 @@ func receiveInOrder(t *testing.T, sub, pub *client, from, n int) (published int)
 				published++
 			case eventloop.RequestFailed:
 				t.Fatalf("request failed: %v", v.Err)
+			case eventloop.QueueFull:
+				t.Fatalf("QueueFull from a loop with a spool (it never stops reading): %+v", v)
 			}
 		case <-time.After(testTimeout):
 			t.Fatalf("message %d did not arrive within %v", i, testTimeout)
