@@ -277,7 +277,7 @@ func loadStoreSpool(st Store, sp Spool) (*MqttState, error) {
 		s = New(Config{})
 	}
 	if spooled.n > 0 {
-		s.queue.SetNext(last + 1)
+		s.queue.SetBounds(spooled.from, last+1)
 	}
 	spooled.cfg = sp
 	s.spool = spooled

@@ -310,16 +310,12 @@ func (q *Queue[V]) Reserve() int64 {
 	return k
 }
 
-// SetNext makes the next key at the back k (at least the key after the
-// last entry), after Restore of a queue whose later entries live
-// elsewhere.
-func (q *Queue[V]) SetNext(k int64) {
-	if k > q.back {
-		if q.Len() == 0 {
-			q.front = k
-		}
-		q.back = k
-	}
+// SetBounds says that keys from first to next-1 are taken by entries that
+// live elsewhere (after Restore of a queue whose later entries are in a
+// store only): PushBack takes next or above, PushFront keys below first.
+func (q *Queue[V]) SetBounds(first, next int64) {
+	q.front = min(q.front, first)
+	q.back = max(q.back, next)
 }
 
 // AppendStored appends entries read back from a store at the back, in
@@ -331,9 +327,6 @@ func (q *Queue[V]) AppendStored(es []Entry[V]) {
 		clear(q.items[n:])
 		q.items = q.items[:n]
 		q.head = 0
-	}
-	if q.Len() == 0 && len(es) > 0 {
-		q.front = es[0].Key
 	}
 	q.items = append(q.items, es...)
 }
