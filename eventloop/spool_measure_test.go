@@ -2,6 +2,7 @@ package eventloop_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/faultproxy"
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
+	"github.com/mqttloop/mqttloop/reconnect"
 	"github.com/mqttloop/mqttloop/state/filestore"
 )
 
@@ -93,7 +95,8 @@ func TestSpoolMeasure(t *testing.T) {
 	}
 	onMosquitto(t, func(t *testing.T, b brokerCase) {
 		topic := uniqueID("spool/measure")
-		sub := startClient(t, b.url, eventloop.Options{MaxQueued: 1024})
+		sub := newLongClient(t, b.url, eventloop.Options{MaxQueued: 1024})
+		sub.expectConnected()
 		sub.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 		proxy := faultproxy.StartT(t, hostPort(b.url))
 		proxy.Refuse(true)
@@ -105,7 +108,7 @@ func TestSpoolMeasure(t *testing.T) {
 		runtime.GC()
 		base := startHeapPeak()
 		basePeak := base.end()
-		pub := newClient(t, proxy.URL(), opts)
+		pub := newLongClient(t, proxy.URL(), opts)
 
 		payload := bytes.Repeat([]byte("x"), 64)
 		offline := startHeapPeak()
@@ -116,7 +119,7 @@ func TestSpoolMeasure(t *testing.T) {
 		}
 		// Every request taken (the last ones are committed in the same
 		// iteration).
-		if !leakcheck.Poll(testTimeout, func() bool { return len(pub.reqs) == 0 }) {
+		if !leakcheck.Poll(30*time.Minute, func() bool { return len(pub.reqs) == 0 }) {
 			t.Fatalf("the publisher stopped taking requests")
 		}
 		spoolTime := time.Since(t0)
@@ -134,7 +137,10 @@ func TestSpoolMeasure(t *testing.T) {
 		published := 0
 		for i := 0; i < n; {
 			select {
-			case note := <-sub.out:
+			case note, ok := <-sub.out:
+				if !ok {
+					t.Fatalf("subscriber's run ended: %v", sub.err)
+				}
 				m, ok := note.(eventloop.Message)
 				if !ok {
 					continue
@@ -144,7 +150,10 @@ func TestSpoolMeasure(t *testing.T) {
 					t.Fatalf("message %d is %q: lost or out of order", i, num)
 				}
 				i++
-			case note := <-pubOut:
+			case note, ok := <-pubOut:
+				if !ok {
+					t.Fatalf("publisher's run ended: %v", pub.err)
+				}
 				switch v := note.(type) {
 				case eventloop.Published:
 					published++
@@ -166,3 +175,39 @@ func TestSpoolMeasure(t *testing.T) {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// newLongClient is newClient whose run lasts up to 30 minutes (a measure
+// of a million messages outlasts testTimeout).
+func newLongClient(t *testing.T, url string, opts eventloop.Options) *client {
+	t.Helper()
+	if opts.Servers == nil {
+		opts.Servers = []string{url}
+	}
+	if opts.ClientID == "" {
+		opts.ClientID = uniqueID("measure")
+	}
+	loop, err := eventloop.New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	c := &client{t: t, loop: loop, reconnects: opts.Reconnect != reconnect.Never, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
+	events := loop.Run(ctx, c.reqs)
+	go func() {
+		defer close(c.done)
+		defer close(c.out)
+		for {
+			n, err := events.Next()
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.out <- n
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-c.done
+	})
+	return c
+}
