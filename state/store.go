@@ -184,7 +184,9 @@ func (t *tracker) build(s *MqttState) *Batch {
 	changes(t, &s.incomingQoS2, KindIncomingQoS2, appendIDKey, appendIncomingQoS2)
 	changes(t, &s.unackedQoS1, KindUnackedQoS1, appendIDKey, func(b []byte, _ struct{}) []byte { return b })
 	changes(t, &s.subscriptions, KindSubscription, func(b []byte, f string) []byte { return append(b, f...) }, appendSubscription)
-	for key, c := range s.queue.Changes() {
+	// In key order: a store may keep consecutive records together.
+	for _, key := range slices.Sorted(maps.Keys(maps.Collect(s.queue.Changes()))) {
+		c := s.queue.Change(key)
 		if !c.Present && !c.Had {
 			continue
 		}

@@ -290,18 +290,19 @@ func (s *Store) applyPayload(p []byte, base int64) error {
 			if err != nil {
 				return err
 			}
-			var old uint32
+			var old int64
 			var had bool
 			if o.code == opPut {
-				old, had = s.queued.put(key, base+int64(o.valueAt), uint32(len(o.value)))
-				s.live += recordSizeN(8, len(o.value))
+				size := recordSizeN(8, len(o.value))
+				old, had, err = s.queued.put(&s.vr, key, base+int64(o.at), size)
+				s.live += size
 			} else {
-				old, had = s.queued.del(key)
+				old, had, err = s.queued.del(&s.vr, key)
 			}
 			if had {
-				s.live -= recordSizeN(8, int(old))
+				s.live -= old
 			}
-			return nil
+			return err
 		}
 		kr := s.recs[o.kind]
 		if old, ok := kr[string(o.key)]; ok {
@@ -348,14 +349,9 @@ func (s *Store) Scan(k state.Kind, from []byte, yield func(key, value []byte) bo
 		return fmt.Errorf("filestore: %s: %w", s.path, state.ErrStoreClosed)
 	}
 	if k == state.KindQueued {
-		var err error
-		s.queued.each(from, func(e qent) bool {
-			var v []byte
-			if v, err = s.vr.read(e.off, e.n); err != nil {
-				return false
-			}
-			var key [8]byte
-			binary.BigEndian.PutUint64(key[:], e.key)
+		var key [8]byte
+		err := s.queued.each(&s.vr, from, func(k uint64, v []byte) bool {
+			binary.BigEndian.PutUint64(key[:], k)
 			return yield(key[:], v)
 		})
 		if err != nil {
@@ -544,7 +540,7 @@ func (s *Store) compact() error {
 	}
 	at, front := s.place(size, true)
 	w := frameWriter{f: s.f, at: at}
-	ents := make([]qent, 0, s.queued.len())
+	var rb runBuilder
 	write := func() error {
 		var head [frameHead]byte
 		binary.BigEndian.PutUint32(head[:], uint32(s.live))
@@ -555,17 +551,11 @@ func (s *Store) compact() error {
 		for _, k := range state.Kinds() {
 			if k == state.KindQueued {
 				var key [8]byte
-				var err error
-				s.queued.each(nil, func(e qent) bool {
-					var v []byte
-					if v, err = s.vr.read(e.off, e.n); err != nil {
-						return false
-					}
-					binary.BigEndian.PutUint64(key[:], e.key)
+				err := s.queued.each(&s.vr, nil, func(qk uint64, v []byte) bool {
+					binary.BigEndian.PutUint64(key[:], qk)
 					fb.b = fb.b[:0]
 					fb.put(k, key[:], v)
-					e.off = w.pos() + int64(len(fb.b)-len(v))
-					ents = append(ents, e)
+					rb.add(qk, w.pos(), int64(len(fb.b)))
 					w.write(fb.b)
 					return w.err == nil
 				})
@@ -590,7 +580,7 @@ func (s *Store) compact() error {
 	if err := s.commitWith(at, front, size, gen, true, write); err != nil {
 		return err
 	}
-	s.queued = qindex{ents: ents}
+	s.queued = qindex{runs: rb.runs, count: s.queued.count}
 	return nil
 }
 

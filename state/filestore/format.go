@@ -195,6 +195,7 @@ type op struct {
 	kind       state.Kind
 	key, value []byte
 	valueAt    int // the value's offset in the payload
+	at         int // the operation's offset in the payload
 }
 
 // eachOp calls fn with each operation of a payload. Every length is
@@ -202,7 +203,7 @@ type op struct {
 func eachOp(p []byte, fn func(op) error) error {
 	total := len(p)
 	for len(p) > 0 {
-		o := op{code: p[0]}
+		o := op{code: p[0], at: total - len(p)}
 		p = p[1:]
 		if o.code == opReset {
 			if err := fn(o); err != nil {

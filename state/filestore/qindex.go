@@ -4,32 +4,37 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/mqttloop/mqttloop/state"
 )
 
 // The queued records (state.KindQueued) can be many: a session's offline
-// spool (state.Spool) keeps its backlog in the store only. Their values
-// are not held in memory: qindex says where each one is in the file, and
-// Scan reads them from there. 20 bytes a record, in key order (their keys
-// are 8-byte queue positions, mostly appended at the back and removed at
-// the front).
+// spool (state.Spool) keeps its backlog in the store only. Neither their
+// values nor an entry per record are held in memory: qindex holds runs,
+// each a range of consecutive keys whose put operations lie one after the
+// other in the file, at most maxRun of them (a commit's spooled requests,
+// a chunk of a snapshot), and Scan reads them from there. A spool of a
+// million requests is a few thousand runs of 32 bytes.
 
-// qent is one queued record: its key and where its value is in the file.
-type qent struct {
-	key uint64 // the 8 key bytes, big-endian
-	off int64  // the value's offset in the file
-	n   uint32 // the value's length
-	// dead: deleted, not yet swept out of ents.
-	dead bool
+// maxRun caps the records of a run, so that reaching one in the middle
+// reads little.
+const maxRun = 256
+
+// qrun is a run: the records of keys first to first+n-1, whose put
+// operations start at off in the file, one after the other; end is the
+// offset just after the last one (-1: unknown, the run cannot grow).
+type qrun struct {
+	first    uint64
+	off, end int64
+	n        int32
 }
 
-// qindex holds the queued records in key order.
+// qindex holds the queued records as runs, in key order, disjoint.
 type qindex struct {
-	ents []qent
-	head int // ents[:head] are gone
-	dead int // dead entries in ents[head:]
+	runs  []qrun
+	count int
 }
 
 func queuedKey(k []byte) (uint64, error) {
@@ -39,105 +44,161 @@ func queuedKey(k []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(k), nil
 }
 
-func (q *qindex) reset() { *q = qindex{ents: q.ents[:0]} }
+func (q *qindex) reset() { *q = qindex{runs: q.runs[:0]} }
 
 // len returns the number of records.
-func (q *qindex) len() int { return len(q.ents) - q.head - q.dead }
+func (q *qindex) len() int { return q.count }
 
-// search returns the index of the first entry (dead or alive) whose key
-// is at least key.
-func (q *qindex) search(key uint64) int {
-	live := q.ents[q.head:]
-	return q.head + sort.Search(len(live), func(i int) bool { return live[i].key >= key })
+// find returns the index of the first run that ends after key (it holds
+// key if its first is at most key).
+func (q *qindex) find(key uint64) int {
+	return sort.Search(len(q.runs), func(i int) bool { return q.runs[i].first+uint64(q.runs[i].n) > key })
 }
 
-// put creates or replaces a record; it returns the length of the value it
-// replaced, if any.
-func (q *qindex) put(key uint64, off int64, n uint32) (old uint32, had bool) {
-	e := qent{key: key, off: off, n: n}
-	if l := len(q.ents); l == q.head || q.ents[l-1].key < key {
-		q.ents = append(q.ents, e)
-		return 0, false
+// qop is a queued put operation read back from the file.
+type qop struct {
+	key   uint64
+	size  int64 // the whole operation
+	value []byte
+}
+
+// opHeadMax is the longest head of a queued put: code, kind, key length,
+// key, value length. A frame's CRC follows its last operation, so 16 bytes
+// from an operation's start are always in the file.
+const opHeadMax = 16
+
+// readOp reads the queued put at off; with value, its value too (valid
+// until the next read).
+func readOp(vr *valueReader, off int64, value bool) (qop, error) {
+	h, err := vr.read(off, opHeadMax)
+	if err != nil {
+		return qop{}, err
 	}
-	i := q.search(key)
-	if i < len(q.ents) && q.ents[i].key == key {
-		old, had = q.ents[i].n, !q.ents[i].dead
-		if !had {
-			q.dead--
+	if h[0] != opPut || state.Kind(h[1]) != state.KindQueued || h[2] != 8 {
+		return qop{}, fmt.Errorf("%w: no queued record at byte %d", state.ErrCorruptState, off)
+	}
+	o := qop{key: binary.BigEndian.Uint64(h[3:11])}
+	n, w := binary.Uvarint(h[11:])
+	if w <= 0 || n > maxFrame {
+		return qop{}, fmt.Errorf("%w: bad value length at byte %d", state.ErrCorruptState, off)
+	}
+	head := int64(11 + w)
+	o.size = head + int64(n)
+	if value {
+		if o.value, err = vr.read(off+head, uint32(n)); err != nil {
+			return qop{}, err
 		}
-		q.ents[i] = e
-		return old, had
 	}
-	if i == q.head && q.head > 0 {
-		// Before the first: in the room the front left.
-		q.head--
-		q.ents[q.head] = e
-		return 0, false
-	}
-	q.ents = append(q.ents, qent{})
-	copy(q.ents[i+1:], q.ents[i:])
-	q.ents[i] = e
-	return 0, false
+	return o, nil
 }
 
-// del deletes a record; it returns the length of its value, if it was
-// there.
-func (q *qindex) del(key uint64) (old uint32, had bool) {
-	i := q.search(key)
-	if i == len(q.ents) || q.ents[i].key != key || q.ents[i].dead {
-		return 0, false
+// put records the queued put of key at off (size bytes), replacing the
+// record of key if there is one; it returns the size of the operation it
+// replaced.
+func (q *qindex) put(vr *valueReader, key uint64, off, size int64) (old int64, had bool, err error) {
+	if old, had, err = q.del(vr, key); err != nil {
+		return 0, false, err
 	}
-	old = q.ents[i].n
-	q.ents[i].dead = true
-	q.dead++
-	for q.head < len(q.ents) && q.ents[q.head].dead {
-		q.head++
-		q.dead--
+	q.count++
+	i := q.find(key)
+	// Right after the run before it, in the file too: it grows.
+	if i > 0 {
+		if r := &q.runs[i-1]; r.first+uint64(r.n) == key && r.end == off && r.n < maxRun {
+			r.n++
+			r.end = off + size
+			return old, had, nil
+		}
 	}
+	q.runs = slices.Insert(q.runs, i, qrun{first: key, off: off, end: off + size, n: 1})
+	return old, had, nil
+}
+
+// del deletes the record of key; it returns the size of its operation.
+func (q *qindex) del(vr *valueReader, key uint64) (size int64, had bool, err error) {
+	i := q.find(key)
+	if i == len(q.runs) || q.runs[i].first > key {
+		return 0, false, nil
+	}
+	r := q.runs[i]
+	// Walk the run to the record.
+	off := r.off
+	var o qop
+	for k := r.first; ; k++ {
+		if o, err = readOp(vr, off, false); err != nil {
+			return 0, false, err
+		}
+		if o.key != k {
+			return 0, false, fmt.Errorf("%w: queued record %d where %d should be (byte %d)", state.ErrCorruptState, o.key, k, off)
+		}
+		if k == key {
+			break
+		}
+		off += o.size
+	}
+	q.count--
 	switch {
-	case q.head == len(q.ents):
-		q.ents, q.head, q.dead = q.ents[:0], 0, 0
-	case q.dead > 64 && q.dead > q.len():
-		q.sweep()
-	case q.head > 1024 && q.head > len(q.ents)/2:
-		n := copy(q.ents, q.ents[q.head:])
-		q.ents, q.head = q.ents[:n], 0
+	case r.n == 1:
+		q.runs = slices.Delete(q.runs, i, i+1)
+	case key == r.first:
+		q.runs[i] = qrun{first: key + 1, off: off + o.size, end: r.end, n: r.n - 1}
+	case key == r.first+uint64(r.n)-1:
+		q.runs[i].n--
+		q.runs[i].end = off
+	default:
+		left := int32(key - r.first)
+		q.runs[i].n, q.runs[i].end = left, off
+		q.runs = slices.Insert(q.runs, i+1, qrun{first: key + 1, off: off + o.size, end: r.end, n: r.n - left - 1})
 	}
-	return old, true
+	return o.size, true, nil
 }
 
-// sweep removes the dead entries.
-func (q *qindex) sweep() {
-	kept := q.ents[:0]
-	for _, e := range q.ents[q.head:] {
-		if !e.dead {
-			kept = append(kept, e)
-		}
-	}
-	q.ents, q.head, q.dead = kept, 0, 0
-}
-
-// each calls fn with the records whose key is at least from, in order,
-// until fn returns false.
-func (q *qindex) each(from []byte, fn func(qent) bool) {
-	i := q.head
+// each calls fn with the records whose key is at least from (as bytes),
+// in order, until fn returns false; the value is valid during the call.
+func (q *qindex) each(vr *valueReader, from []byte, fn func(key uint64, value []byte) bool) error {
+	var start uint64
 	if from != nil {
 		var k [8]byte
 		copy(k[:], from) // shorter: zero-padded, which sorts after it; longer: cut
-		start := binary.BigEndian.Uint64(k[:])
+		start = binary.BigEndian.Uint64(k[:])
 		if len(from) > 8 {
 			start++ // a longer key sorts after its first 8 bytes
 			if start == 0 {
-				return
+				return nil
 			}
 		}
-		i = q.search(start)
 	}
-	for ; i < len(q.ents); i++ {
-		if e := q.ents[i]; !e.dead && !fn(e) {
+	for i := q.find(start); i < len(q.runs); i++ {
+		r := q.runs[i]
+		off := r.off
+		for k := r.first; k < r.first+uint64(r.n); k++ {
+			o, err := readOp(vr, off, k >= start)
+			if err != nil {
+				return err
+			}
+			if o.key != k {
+				return fmt.Errorf("%w: queued record %d where %d should be (byte %d)", state.ErrCorruptState, o.key, k, off)
+			}
+			if k >= start && !fn(k, o.value) {
+				return nil
+			}
+			off += o.size
+		}
+	}
+	return nil
+}
+
+// builder makes runs of records written in key order (a snapshot).
+type runBuilder struct{ runs []qrun }
+
+func (b *runBuilder) add(key uint64, off, size int64) {
+	if l := len(b.runs); l > 0 {
+		if r := &b.runs[l-1]; r.first+uint64(r.n) == key && r.end == off && r.n < maxRun {
+			r.n++
+			r.end = off + size
 			return
 		}
 	}
+	b.runs = append(b.runs, qrun{first: key, off: off, end: off + size, n: 1})
 }
 
 // valueReader reads values of queued records from the file, a chunk at a

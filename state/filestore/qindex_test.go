@@ -142,6 +142,10 @@ func TestSpoolThroughFileStore(t *testing.T) {
 	if len(fs.recs[state.KindQueued]) != 0 || fs.queued.len() != n {
 		t.Fatalf("store holds %d queued values in memory and indexes %d, want 0 and %d", len(fs.recs[state.KindQueued]), fs.queued.len(), n)
 	}
+	// A run per commit of 256 (the window's first 32 apart).
+	if runs := len(fs.queued.runs); runs > n/maxRun+40 {
+		t.Fatalf("%d runs index %d records: not kept together", runs, n)
+	}
 	next := 0
 	sendSome := func(s *state.MqttState, k int) {
 		for range k {

@@ -330,3 +330,7 @@ func (q *Queue[V]) AppendStored(es []Entry[V]) {
 	}
 	q.items = append(q.items, es...)
 }
+
+// Change returns what became of the entry of key since the last
+// ResetChanges (zero if nothing).
+func (q *Queue[V]) Change(key int64) Change[V] { return q.dirty[key] }
