@@ -619,7 +619,7 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 		l.doneRoute(ev.Subscribe.PacketID)
 		req, ok := ev.Tag.(Subscribe)
 		if !ok {
-			req = subscribeRequestFrom(ev.Subscribe)
+			req = withTag(subscribeRequestFrom(ev.Subscribe), ev.Tag).(Subscribe)
 		}
 		_, resub := ev.Tag.(state.Resubscribe)
 		l.emit(Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons, Resubscribe: resub})
@@ -627,7 +627,7 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 		l.doneRoute(ev.Unsubscribe.PacketID)
 		req, ok := ev.Tag.(Unsubscribe)
 		if !ok {
-			req = Unsubscribe{Topics: ev.Unsubscribe.Topics}
+			req = withTag(Unsubscribe{Topics: ev.Unsubscribe.Topics}, ev.Tag).(Unsubscribe)
 		}
 		codes := ev.Unsuback.Reasons
 		if len(codes) == 0 {
@@ -646,8 +646,9 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 func publishedFrom(ev state.PublishDone) Published {
 	req, ok := ev.Tag.(Publish)
 	if !ok {
-		// Restored from a saved session: tags are not saved.
-		req = publishRequestFrom(ev.Publish)
+		// Restored from a saved session (tags are not saved), or spooled
+		// (only the user's Tag was kept).
+		req = withTag(publishRequestFrom(ev.Publish), ev.Tag).(Publish)
 	}
 	p := Published{Request: req, ReasonCode: ev.ReasonCode}
 	// A refusal comes in PUBACK or PUBREC. By PUBCOMP the broker has
@@ -850,11 +851,11 @@ func requestOf(p state.Pending) Request {
 	}
 	switch pk := p.Packet.(type) {
 	case *packets.Publish:
-		return publishRequestFrom(pk)
+		return withTag(publishRequestFrom(pk), p.Tag)
 	case *packets.Subscribe:
-		return subscribeRequestFrom(pk)
+		return withTag(subscribeRequestFrom(pk), p.Tag)
 	case *packets.Unsubscribe:
-		return Unsubscribe{Topics: pk.Topics}
+		return withTag(Unsubscribe{Topics: pk.Topics}, p.Tag)
 	}
 	return nil
 }

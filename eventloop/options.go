@@ -122,9 +122,9 @@ type Options struct {
 	// memory, the backlog survives a restart or a killed process, and it
 	// is sent in order once connected. A request that does not fit is
 	// reported as Dropped with ErrSpoolFull (math.MaxInt64: no budget but
-	// the disk). Requests spooled lose their place in memory, so the
-	// notifications of their completion carry a request rebuilt from the
-	// packet (as after a restart). 0: no spool.
+	// the disk). Of a spooled request only its Tag stays in memory: the
+	// notification of its completion carries the request rebuilt from its
+	// packet, with that Tag (after a restart, without it). 0: no spool.
 	SpoolBytes int64
 	// MaxPacketSize is the largest packet the loop accepts from the broker
 	// (default 16 MiB), announced in CONNECT. A larger one ends the

@@ -46,8 +46,9 @@ func spoolOptionsWith(t *testing.T, b brokerCase, url, clientID, path string, bu
 // are from, from+1, ... in that order (QoS 1 from one publisher over one
 // connection: the broker keeps the order and sends each once). It reads
 // pub's notifications meanwhile (nil: none), so that neither stalls, and
-// returns how many Published it saw; a failed publish fails the test.
-func receiveInOrder(t *testing.T, sub, pub *client, from, n int) (published int) {
+// returns how many Published it saw; a failed publish fails the test, and
+// so does one whose Tag is not its number (with wantTags, or any Tag).
+func receiveInOrder(t *testing.T, sub, pub *client, from, n int, wantTags bool) (published int) {
 	t.Helper()
 	var pubOut chan eventloop.Notification
 	if pub != nil {
@@ -75,6 +76,10 @@ func receiveInOrder(t *testing.T, sub, pub *client, from, n int) (published int)
 			case eventloop.Published:
 				if v.Err != nil {
 					t.Fatalf("publish failed: %v", v.Err)
+				}
+				// The Tag comes back, spooled or not.
+				if tag, _ := v.Request.Tag.(int); (wantTags || v.Request.Tag != nil) && strconv.Itoa(tag) != string(v.Request.Payload) {
+					t.Fatalf("Published for %q carries Tag %v", v.Request.Payload, v.Request.Tag)
 				}
 				published++
 			case eventloop.RequestFailed:
@@ -105,16 +110,17 @@ func TestSpoolOfflineBacklogDrainsInOrder(t *testing.T) {
 		// Without the spool the loop stops reading at MaxQueued (8) and
 		// these sends block: the run's timeout fails the test.
 		for i := range n {
-			pub.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte(strconv.Itoa(i))})
+			pub.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte(strconv.Itoa(i)), Tag: i})
 		}
 		if proxy.Stats().Active != 0 {
 			t.Fatalf("the publisher got through while the proxy refused")
 		}
 		proxy.Refuse(false)
-		published := receiveInOrder(t, sub, pub, 0, n)
+		published := receiveInOrder(t, sub, pub, 0, n, true)
 		for ; published < n; published++ {
-			if p := expect[eventloop.Published](pub); p.Err != nil {
-				t.Fatalf("publish failed: %v", p.Err)
+			p := expect[eventloop.Published](pub)
+			if p.Err != nil || p.Request.Tag != any(mustAtoi(t, string(p.Request.Payload))) {
+				t.Fatalf("Published %q: err %v, Tag %v", p.Request.Payload, p.Err, p.Request.Tag)
 			}
 		}
 	})
@@ -145,7 +151,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 		proxy.Refuse(false)
 		second := newClient(t, proxy.URL(), spoolOptions(t, b, proxy.URL(), clientID, path, 1<<30))
 		second.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte(strconv.Itoa(n))})
-		receiveInOrder(t, sub, second, 0, n+1)
+		receiveInOrder(t, sub, second, 0, n+1, false)
 	})
 }
 
@@ -186,7 +192,7 @@ func TestSpoolBudgetFull(t *testing.T) {
 		}
 		// The ones kept arrive in order: the first ones (memory, then the
 		// spool until full).
-		receiveInOrder(t, sub, nil, 0, published)
+		receiveInOrder(t, sub, nil, 0, published, false)
 		for i := range published {
 			if dropped[strconv.Itoa(i)] {
 				t.Fatalf("message %d both dropped and sent", i)
@@ -254,4 +260,13 @@ func TestSpoolOptionsChecked(t *testing.T) {
 	if !errors.Is(err, eventloop.ErrInvalidOptions) {
 		t.Fatalf("SpoolBytes without a Store: %v", err)
 	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	i, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return i
 }

@@ -47,6 +47,8 @@ type spool struct {
 	// [start, keyEnd), value up to end).
 	buf     []byte
 	pending []span
+	// tags of spooled requests that have one, by key (in memory only).
+	tags map[int64]any
 }
 
 type span struct{ start, keyEnd, end int }
@@ -55,6 +57,10 @@ type span struct{ start, keyEnd, end int }
 // a store (AttachStore, LoadStore) the queue stays in memory. Lowering
 // the window does not move requests already in memory.
 func (s *MqttState) SetSpool(sp Spool) { s.spool.cfg = sp }
+
+// Spooling reports whether the next request EnqueueAt accepts goes to the
+// store (beyond the window) rather than to memory.
+func (s *MqttState) Spooling() bool { return s.spooling() }
 
 // Spooled returns the number of queued requests kept only in the store
 // beyond the window, and the size of their records.
@@ -74,9 +80,10 @@ func (s *MqttState) spooling() bool {
 //     interval (Pending.Expires, unless already set): NextToSendAt drops it
 //     after that and sends it before with what remains of the interval;
 //   - beyond the spool's window, the request is encoded for the store
-//     (written at the next Commit) and not kept in memory; with the
-//     spool's byte budget used up it is refused with ErrSpoolFull and
-//     nothing changes.
+//     (written at the next Commit) and not kept in memory, but for its
+//     Tag, when not nil (keep it small: the loop keeps only the user's
+//     Tag); with the spool's byte budget used up it is refused with
+//     ErrSpoolFull and nothing changes.
 func (s *MqttState) EnqueueAt(p Pending, now time.Time) error {
 	if pub, ok := p.Packet.(*packets.Publish); ok && p.Expires.IsZero() && !now.IsZero() &&
 		pub.Properties != nil && pub.Properties.MessageExpiry != nil {
@@ -98,6 +105,12 @@ func (s *MqttState) EnqueueAt(p Pending, now time.Time) error {
 		return fmt.Errorf("%w: %d bytes spooled, %d more would exceed the budget of %d", ErrSpoolFull, sp.bytes, size, sp.cfg.Bytes)
 	}
 	s.queue.Reserve()
+	if p.Tag != nil && !isResubscribe(p) {
+		if sp.tags == nil {
+			sp.tags = make(map[int64]any)
+		}
+		sp.tags[key] = p.Tag
+	}
 	sp.buf = buf
 	sp.pending = append(sp.pending, span{st, ke, len(buf)})
 	if sp.n == 0 {
@@ -147,6 +160,10 @@ func (s *MqttState) refill() error {
 		if !ok || key <= last || !decodeQueued(&d, &p) || !d.end() {
 			derr = corrupt(Record{Kind: KindQueued, Key: k, Value: v}, "malformed spooled request")
 			return false
+		}
+		if tag, ok := sp.tags[key]; ok {
+			p.Tag = tag
+			delete(sp.tags, key)
 		}
 		es = append(es, tracked.Entry[Pending]{Key: key, Value: p})
 		bytes += int64(len(k) + len(v))

@@ -301,3 +301,40 @@ func TestSpoolOrderWithRequeuedFront(t *testing.T) {
 		t.Fatalf("first sends %v", sent)
 	}
 }
+
+func TestSpoolKeepsTags(t *testing.T) {
+	s := spoolSession(t, NewMemoryStore(), Spool{Window: 2})
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 10 {
+		p := numbered(i, 0)
+		if i%2 == 0 {
+			p.Tag = i
+		}
+		if err := s.EnqueueAt(p, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; {
+		next := s.NextToSendAt(now)
+		if next.Packet == nil {
+			if err := s.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want := any(nil)
+		if i%2 == 0 {
+			want = i
+		}
+		if next.Tag != want {
+			t.Fatalf("request %d has Tag %v, want %v", i, next.Tag, want)
+		}
+		i++
+	}
+	if len(s.spool.tags) != 0 {
+		t.Fatalf("%d tags left", len(s.spool.tags))
+	}
+}
