@@ -129,7 +129,7 @@ func (t *tracker) spoolPuts(sp *spool) {
 	}
 }
 
-// spoolCommitted forgets the pending records once the store has them.
+// committed forgets the pending records once the store has them.
 func (sp *spool) committed() {
 	sp.buf = sp.buf[:0]
 	sp.pending = sp.pending[:0]
@@ -197,7 +197,7 @@ func LoadStoreSpool(st Store, sp Spool) (*MqttState, error) {
 	return loadStoreSpool(st, sp)
 }
 
-// appendSpooled calls yield with the spooled records, those in the store
+// eachSpooled calls yield with the spooled records, those in the store
 // and those pending, in order (for Save and a snapshot).
 func (s *MqttState) eachSpooled(yield func(Record) error) error {
 	sp := &s.spool

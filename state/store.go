@@ -343,11 +343,7 @@ func (s *MqttState) AttachStore(st Store) error {
 	}
 	s.trk = t
 	s.track(true)
-	s.committedChanges()
-	if s.spool.n > 0 {
-		// The snapshot holds the spooled records at their keys.
-		s.spool.buf, s.spool.pending = nil, nil
-	}
+	s.committedChanges() // the snapshot holds the spooled records too
 	return nil
 }
 
