@@ -338,3 +338,32 @@ func TestSpoolKeepsTags(t *testing.T) {
 		t.Fatalf("%d tags left", len(s.spool.tags))
 	}
 }
+
+func TestSpoolAttachAnotherStore(t *testing.T) {
+	a := NewMemoryStore()
+	s := spoolSession(t, a, Spool{Window: 3})
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 20 {
+		if err := s.EnqueueAt(numbered(i, 0), now); err != nil {
+			t.Fatal(err)
+		}
+		if i == 10 {
+			if err := s.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Pending and committed spooled records both move to the new store.
+	b := NewMemoryStore()
+	if err := s.AttachStore(b); err != nil {
+		t.Fatalf("AttachStore: %v", err)
+	}
+	if err := s.AttachStore(nil); err == nil {
+		t.Fatalf("detaching a store that holds spooled requests succeeded")
+	}
+	r, err := LoadStoreSpool(b, Spool{Window: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInOrder(t, drain(t, r, now, 1<<30), 0, 20)
+}
