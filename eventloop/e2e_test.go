@@ -99,6 +99,13 @@ func TestRetained(t *testing.T) {
 		sub := b.start(t, eventloop.Options{})
 		sub.subscribe(eventloop.Filter{Topic: topic, QoS: 1})
 		m := expect[eventloop.Message](sub)
+		if !m.Retain && string(m.Payload) == "kept" && b.mochi != nil {
+			// mochi sends PUBACK before it hands the message to the
+			// subscribers (server.go processPublish): a SUBSCRIBE handled
+			// in between gets the message live too, then the retained
+			// copy.
+			m = expect[eventloop.Message](sub)
+		}
 		if !m.Retain || string(m.Payload) != "kept" {
 			t.Fatalf("got %+v, want retained 'kept'", m)
 		}

@@ -150,7 +150,7 @@ func New(opts Options) (*EventLoop, error) {
 	if o.Store != nil {
 		// The session the store holds, attached to it (an empty one for
 		// an empty store).
-		if st, err = state.LoadStore(o.Store); err != nil {
+		if st, err = state.LoadStoreSpool(o.Store, spoolOf(&o)); err != nil {
 			return nil, fmt.Errorf("%w: loading the session: %w", ErrStore, err)
 		}
 		id := sessionIdentity(&o)
@@ -166,6 +166,7 @@ func New(opts Options) (*EventLoop, error) {
 		st = state.New(cfg)
 	}
 	st.SetConfig(cfg)
+	st.SetSpool(spoolOf(&o))
 	l := &EventLoop{opts: o, st: st, log: o.Logger, wake: make(chan struct{}, 1), sched: reconnect.NewSchedule(o.BackOff), rotation: reconnect.NewRotation(len(o.Servers)), tls: tlsConfig(&o)}
 	if l.log != nil {
 		l.dbg = l.log.Enabled(context.Background(), slog.LevelDebug)
@@ -618,7 +619,7 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 		l.doneRoute(ev.Subscribe.PacketID)
 		req, ok := ev.Tag.(Subscribe)
 		if !ok {
-			req = subscribeRequestFrom(ev.Subscribe)
+			req = withTag(subscribeRequestFrom(ev.Subscribe), ev.Tag).(Subscribe)
 		}
 		_, resub := ev.Tag.(state.Resubscribe)
 		l.emit(Subscribed{Request: req, ReasonCodes: ev.Suback.Reasons, Resubscribe: resub})
@@ -626,7 +627,7 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 		l.doneRoute(ev.Unsubscribe.PacketID)
 		req, ok := ev.Tag.(Unsubscribe)
 		if !ok {
-			req = Unsubscribe{Topics: ev.Unsubscribe.Topics}
+			req = withTag(Unsubscribe{Topics: ev.Unsubscribe.Topics}, ev.Tag).(Unsubscribe)
 		}
 		codes := ev.Unsuback.Reasons
 		if len(codes) == 0 {
@@ -645,8 +646,9 @@ func (l *EventLoop) notify(ev state.Event, pkt *wire.Packet) bool {
 func publishedFrom(ev state.PublishDone) Published {
 	req, ok := ev.Tag.(Publish)
 	if !ok {
-		// Restored from a saved session: tags are not saved.
-		req = publishRequestFrom(ev.Publish)
+		// Restored from a saved session (tags are not saved), or spooled
+		// (only the user's Tag was kept).
+		req = withTag(publishRequestFrom(ev.Publish), ev.Tag).(Publish)
 	}
 	p := Published{Request: req, ReasonCode: ev.ReasonCode}
 	// A refusal comes in PUBACK or PUBREC. By PUBCOMP the broker has
@@ -667,7 +669,7 @@ func publishedFrom(ev state.PublishDone) Published {
 
 // canTake reports whether the loop may take a request from the channel.
 func (l *EventLoop) canTake() bool {
-	return l.reqOpen && l.st.Queued() < l.opts.MaxQueued
+	return l.reqOpen && (l.st.Queued() < l.opts.MaxQueued || l.spooling())
 }
 
 // takeRequests takes requests from the channel without blocking.
@@ -702,21 +704,21 @@ func (l *EventLoop) accept(r Request) {
 			l.emit(Dropped{Request: r, Reason: ErrOffline})
 			return
 		}
-		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+		l.enqueue(state.Pending{Packet: pkt, Tag: r}, r)
 	case Subscribe:
 		pkt, err := subscribePacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
-		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+		l.enqueue(state.Pending{Packet: pkt, Tag: r}, r)
 	case Unsubscribe:
 		pkt, err := unsubscribePacket(r, l.opts.ProtocolVersion)
 		if err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
 			return
 		}
-		l.st.Enqueue(state.Pending{Packet: pkt, Tag: r})
+		l.enqueue(state.Pending{Packet: pkt, Tag: r}, r)
 	case Ack:
 		if err := l.ack(r); err != nil {
 			l.emit(RequestFailed{Request: r, Err: err})
@@ -795,7 +797,10 @@ func (l *EventLoop) sendQueued() bool {
 				return sent
 			}
 		}
-		next := l.st.NextToSend()
+		if now.IsZero() {
+			now = time.Now()
+		}
+		next := l.st.NextToSendAt(now)
 		pkt := next.Packet
 		if pkt == nil {
 			// Nothing sendable now: queue empty, window full, or (with
@@ -803,6 +808,9 @@ func (l *EventLoop) sendQueued() bool {
 			return sent
 		}
 		sent = true
+		if l.expired(next) {
+			continue
+		}
 		if next.Err != nil {
 			l.emit(RequestFailed{Request: requestOf(next.Pending), Err: next.Err})
 			continue
@@ -843,11 +851,11 @@ func requestOf(p state.Pending) Request {
 	}
 	switch pk := p.Packet.(type) {
 	case *packets.Publish:
-		return publishRequestFrom(pk)
+		return withTag(publishRequestFrom(pk), p.Tag)
 	case *packets.Subscribe:
-		return subscribeRequestFrom(pk)
+		return withTag(subscribeRequestFrom(pk), p.Tag)
 	case *packets.Unsubscribe:
-		return Unsubscribe{Topics: pk.Topics}
+		return withTag(Unsubscribe{Topics: pk.Topics}, p.Tag)
 	}
 	return nil
 }

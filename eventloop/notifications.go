@@ -169,9 +169,17 @@ type Reconnecting struct {
 	Err     error
 }
 
-// Dropped: a QoS 0 publish was discarded because the loop was offline and
-// Options.DropQoS0WhileOffline is set. QoS 1 and 2 publishes are never
-// dropped.
+// Dropped: a request was discarded, for Reason:
+//
+//   - ErrOffline: a QoS 0 publish while the loop was offline, with
+//     Options.DropQoS0WhileOffline;
+//   - ErrSpoolFull: a request taken while the offline spool's byte budget
+//     was used up (Options.SpoolBytes);
+//   - ErrMessageExpired: a publish whose MQTT 5 Message Expiry ran out
+//     while it waited in the queue (a late one still in time is sent with
+//     what remains of its interval, as MQTT 5 says).
+//
+// Nothing else is dropped.
 type Dropped struct {
 	Request Request
 	Reason  error
@@ -183,7 +191,10 @@ type Dropped struct {
 // the requests channel: senders on it block, or find it full. Nothing is
 // dropped; the loop reads the channel again as soon as a request is sent.
 // It is reported once, and again only after the queue has emptied;
-// EventLoop.Status tells how many requests wait at any moment.
+// EventLoop.Status tells how many requests wait at any moment. A loop with
+// an offline spool (Options.SpoolBytes) does not stop reading: requests
+// beyond MaxQueued go to the store, and those beyond its budget are
+// Dropped with ErrSpoolFull.
 type QueueFull struct {
 	Queued int // requests waiting when the queue filled
 }

@@ -112,8 +112,20 @@ type Options struct {
 	MaxInflight int
 	// MaxQueued caps requests taken from the channel but not yet sent
 	// (default 256). At the cap the loop stops reading the channel:
-	// backpressure, never a drop; a QueueFull notification says so.
+	// backpressure, never a drop; a QueueFull notification says so. With
+	// SpoolBytes, it is the part of the queue kept in memory instead, and
+	// the loop goes on reading.
 	MaxQueued int
+	// SpoolBytes, with a Store, lets the queue spill to the store beyond
+	// MaxQueued, up to this many bytes of records (the offline spool):
+	// the loop goes on reading the channel while offline with bounded
+	// memory, the backlog survives a restart or a killed process, and it
+	// is sent in order once connected. A request that does not fit is
+	// reported as Dropped with ErrSpoolFull (math.MaxInt64: no budget but
+	// the disk). Of a spooled request only its Tag stays in memory: the
+	// notification of its completion carries the request rebuilt from its
+	// packet, with that Tag (after a restart, without it). 0: no spool.
+	SpoolBytes int64
 	// MaxPacketSize is the largest packet the loop accepts from the broker
 	// (default 16 MiB), announced in CONNECT. A larger one ends the
 	// connection before any memory is allocated for it.
@@ -418,6 +430,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Credentials != nil && (o.Username != "" || o.Password != nil) {
 		return bad("Credentials and Username/Password are both set: the hook supplies them")
+	}
+	if o.SpoolBytes < 0 {
+		return bad("SpoolBytes %d is negative", o.SpoolBytes)
+	}
+	if o.SpoolBytes != 0 && o.Store == nil {
+		return bad("SpoolBytes needs a Store: the spool lives in it")
 	}
 	if o.Store != nil {
 		if o.Session != nil {

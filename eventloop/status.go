@@ -174,13 +174,15 @@ func (l *EventLoop) statusDown(err error) {
 }
 
 // noteQueue reports QueueFull when MaxQueued requests wait and the loop
-// stops reading the channel: once, until the queue has emptied again.
+// stops reading the channel: once, until the queue has emptied again. A
+// loop with a spool (Options.SpoolBytes) never stops: a request beyond its
+// budget is Dropped with ErrSpoolFull instead.
 func (l *EventLoop) noteQueue() {
 	q := l.st.Queued()
 	switch {
 	case q == 0:
 		l.queueFull = false
-	case !l.queueFull && l.reqOpen && q >= l.opts.MaxQueued:
+	case !l.queueFull && l.reqOpen && q >= l.opts.MaxQueued && !l.spooling():
 		l.queueFull = true
 		l.emit(QueueFull{Queued: q})
 	}

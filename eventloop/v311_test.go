@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
 	"github.com/mqttloop/mqttloop/internal/rawbroker"
 	"github.com/mqttloop/mqttloop/mqtttest"
 	"github.com/mqttloop/mqttloop/reconnect"
@@ -33,6 +34,19 @@ func TestSessionPresent(t *testing.T) {
 		other := b.start(t, eventloop.Options{})
 		other.send(eventloop.Publish{Topic: topic, QoS: 1, Payload: []byte("while away")})
 		expect[eventloop.Published](other)
+		if b.mochi != nil {
+			// mochi sends PUBACK before it hands the message to the
+			// subscribers (server.go processPublish): a reconnect in
+			// between inherits the session before the message reaches it,
+			// and the message goes to the old one (failed once in a full
+			// run). Wait until the kept session holds it.
+			if !leakcheck.Poll(testTimeout, func() bool {
+				cl, ok := b.mochi.Server().Clients.Get(id)
+				return ok && cl.State.Inflight.Len() > 0
+			}) {
+				t.Fatalf("mochi did not queue the message for the session of %s", id)
+			}
+		}
 
 		second := b.newClient(t, keep)
 		if c := second.expectConnected(); !c.SessionPresent {

@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 
@@ -289,7 +290,7 @@ func (s *MqttState) eachRecord(buf []byte, yield func(Record) error) error {
 			return err
 		}
 	}
-	return nil
+	return s.eachSpooled(yield)
 }
 
 // Encoding of record keys and values (FORMAT.md).
@@ -345,7 +346,11 @@ const (
 func appendQueued(b []byte, p Pending) []byte {
 	switch pk := p.Packet.(type) {
 	case *packets.Publish:
-		return appendPublish(append(b, queuedPublish, 0), pk, "")
+		if p.Expires.IsZero() {
+			return appendPublish(append(b, queuedPublish, 0), pk, "")
+		}
+		b = binary.BigEndian.AppendUint64(append(b, queuedPublish, flagExpires), uint64(p.Expires.UnixMilli()))
+		return appendPublish(b, pk, "")
 	case *packets.Subscribe:
 		var flags byte
 		if isResubscribe(p) {
@@ -802,28 +807,11 @@ func (b *rebuilder) add1(r Record) error {
 		}
 		s.inUse[id] = struct{}{}
 	case KindQueued:
-		if len(r.Key) != 8 {
-			return corrupt(r, "key is not a queue position")
+		key, p, ok := decodeQueuedKey(r.Key)
+		if !ok {
+			return corrupt(r, "key is not a queue position in range")
 		}
-		key := int64(binary.BigEndian.Uint64(r.Key) ^ (1 << 63))
-		// Positions are assigned one by one from 0 in both directions:
-		// anywhere near the ends of int64 they were not written by us.
-		if key < -1<<62 || key >= 1<<62 {
-			return corrupt(r, "queue position out of range")
-		}
-		var p Pending
-		typ, flags := d.u8(), d.u8()
-		switch {
-		case typ == queuedPublish && flags == 0:
-			p.Packet = d.publish()
-		case typ == queuedSubscribe && flags&^flagResubscribe == 0:
-			p.Packet = d.subscribe()
-			if flags&flagResubscribe != 0 {
-				p.Tag = Resubscribe{}
-			}
-		case typ == queuedUnsubscribe && flags == 0:
-			p.Packet = d.unsubscribe()
-		default:
+		if !decodeQueued(&d, &p) {
 			return corrupt(r, "unknown request type")
 		}
 		b.queued = append(b.queued, tracked.Entry[Pending]{Key: key, Value: p})
@@ -945,4 +933,48 @@ func eachFramed(data []byte, fn func(Record) error) error {
 		}
 	}
 	return nil
+}
+
+// flagExpires (queued PUBLISH records): an 8-byte deadline, Unix time in
+// milliseconds, follows the flags (Pending.Expires).
+const flagExpires = 2
+
+// decodeQueuedKey decodes the key of a queued record; ok is false for a
+// key that is not a queue position we could have written.
+func decodeQueuedKey(k []byte) (key int64, p Pending, ok bool) {
+	if len(k) != 8 {
+		return 0, p, false
+	}
+	key = int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+	// Positions are assigned one by one from 0 in both directions:
+	// anywhere near the ends of int64 they were not written by us.
+	return key, p, key >= -1<<62 && key < 1<<62
+}
+
+// decodeQueued decodes the value of a queued record into p; false for an
+// unknown request type or flags (the caller checks d for the rest).
+func decodeQueued(d *dec, p *Pending) bool {
+	typ, flags := d.u8(), d.u8()
+	switch {
+	case typ == queuedPublish && flags&^flagExpires == 0:
+		if flags&flagExpires != 0 {
+			hi, lo := d.u32(), d.u32()
+			ms := int64(uint64(hi)<<32 | uint64(lo))
+			if ms <= 0 {
+				return false
+			}
+			p.Expires = time.UnixMilli(ms)
+		}
+		p.Packet = d.publish()
+	case typ == queuedSubscribe && flags&^flagResubscribe == 0:
+		p.Packet = d.subscribe()
+		if flags&flagResubscribe != 0 {
+			p.Tag = Resubscribe{}
+		}
+	case typ == queuedUnsubscribe && flags == 0:
+		p.Packet = d.unsubscribe()
+	default:
+		return false
+	}
+	return true
 }

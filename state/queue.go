@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -39,7 +40,14 @@ type ToSend struct {
 //
 // If writing the packet fails for a reason that concerns only this
 // request (too large), call Abandon.
-func (s *MqttState) NextToSend() ToSend {
+func (s *MqttState) NextToSend() ToSend { return s.NextToSendAt(time.Time{}) }
+
+// NextToSendAt is NextToSend at time now, which applies the Message
+// Expiry of publishes queued with EnqueueAt: one whose deadline has
+// passed is removed and returned with Err wrapping ErrExpired (report it;
+// do not write it), one still in time gets what remains of its interval
+// (rounded up to whole seconds). A zero now is NextToSend.
+func (s *MqttState) NextToSendAt(now time.Time) ToSend {
 	for len(s.replayHold) > 0 {
 		// Replays held back by the window go first, in order.
 		if s.outgoing.Len()-len(s.replayHold) >= s.Window() {
@@ -62,6 +70,10 @@ func (s *MqttState) NextToSend() ToSend {
 		return ToSend{}
 	}
 	if pub, isPub := p.Packet.(*packets.Publish); isPub {
+		if expiry(p, pub, now) {
+			s.queue.PopFront()
+			return ToSend{Pending: p, Err: fmt.Errorf("%w: it expired at %s", ErrExpired, p.Expires.UTC().Format(time.RFC3339))}
+		}
 		if pub.QoS > s.limits.MaximumQoS {
 			s.queue.PopFront()
 			return ToSend{Pending: p, Err: fmt.Errorf("%w: QoS %d (broker maximum is %d)", ErrNotSupported, pub.QoS, s.limits.MaximumQoS)}

@@ -57,6 +57,11 @@ const (
 type Pending struct {
 	Packet packets.Packet
 	Tag    any
+	// Expires is when a PUBLISH with a Message Expiry Interval expires
+	// while it waits (zero: never). EnqueueAt sets it; NextToSendAt drops
+	// the publish once it is due and sends it with what remains of its
+	// interval before then. Stores keep it.
+	Expires time.Time
 }
 
 // Resubscribe is the Tag of the SUBSCRIBE requests that Connected queues
@@ -139,6 +144,9 @@ type MqttState struct {
 	// queue holds the requests accepted and not yet sent; an entry's key
 	// is its position, also its durable record's key.
 	queue tracked.Queue[Pending]
+	// spool: the queue's requests beyond its window in memory, kept in
+	// the store only (spool.go).
+	spool spool
 
 	// undelivered holds the incoming QoS 2 ids awaiting a manual ack
 	// that a rebuilt session inherited: the process they were delivered
@@ -229,8 +237,9 @@ func (s *MqttState) Window() int {
 // ack.
 func (s *MqttState) InFlight() int { return s.outgoing.Len() }
 
-// Queued returns the number of requests accepted and not yet sent.
-func (s *MqttState) Queued() int { return s.queue.Len() }
+// Queued returns the number of requests accepted and not yet sent,
+// those spooled to the store included (see SetSpool).
+func (s *MqttState) Queued() int { return s.queue.Len() + s.spool.n }
 
 // Outstanding returns the number of sent requests awaiting an answer from
 // the broker: publishes in flight, subscribes and unsubscribes.
@@ -257,7 +266,8 @@ func (s *MqttState) InFlightPublishes() []Outgoing {
 }
 
 // QueuedRequests returns the requests accepted and not yet sent, oldest
-// first.
+// first: those in memory, not those spooled to the store beyond them
+// (Spooled counts them).
 func (s *MqttState) QueuedRequests() []Pending {
 	ps := make([]Pending, 0, s.queue.Len())
 	for _, p := range s.queue.All() {

@@ -105,7 +105,7 @@ func (s *MqttState) changed() bool {
 	return s.meta() != s.trk.committed ||
 		s.outgoing.Changed() || s.subscribing.Changed() || s.unsubscribing.Changed() ||
 		s.incomingQoS2.Changed() || s.unackedQoS1.Changed() || s.subscriptions.Changed() ||
-		s.queue.Changed()
+		s.queue.Changed() || len(s.spool.pending) > 0
 }
 
 // committedChanges forgets the recorded changes once they are in the store.
@@ -117,6 +117,7 @@ func (s *MqttState) committedChanges() {
 	s.unackedQoS1.ResetChanges()
 	s.subscriptions.ResetChanges()
 	s.queue.ResetChanges()
+	s.spool.committed()
 	s.trk.committed = s.meta()
 	s.trk.fresh = false
 	s.trk.reset()
@@ -183,7 +184,9 @@ func (t *tracker) build(s *MqttState) *Batch {
 	changes(t, &s.incomingQoS2, KindIncomingQoS2, appendIDKey, appendIncomingQoS2)
 	changes(t, &s.unackedQoS1, KindUnackedQoS1, appendIDKey, func(b []byte, _ struct{}) []byte { return b })
 	changes(t, &s.subscriptions, KindSubscription, func(b []byte, f string) []byte { return append(b, f...) }, appendSubscription)
-	for key, c := range s.queue.Changes() {
+	// In key order: a store may keep consecutive records together.
+	for _, key := range slices.Sorted(maps.Keys(maps.Collect(s.queue.Changes()))) {
+		c := s.queue.Change(key)
 		if !c.Present && !c.Had {
 			continue
 		}
@@ -197,15 +200,16 @@ func (t *tracker) build(s *MqttState) *Batch {
 			t.del(KindQueued, st)
 		}
 	}
+	t.spoolPuts(&s.spool)
 	return &t.batch
 }
 
 // snapshot makes a batch that replaces the store's content with the whole
 // session.
-func (t *tracker) snapshot(s *MqttState) *Batch {
+func (t *tracker) snapshot(s *MqttState) (*Batch, error) {
 	t.reset()
 	var buf []byte
-	_ = s.eachRecord(buf, func(r Record) error {
+	err := s.eachRecord(buf, func(r Record) error {
 		st := len(t.arena)
 		t.arena = append(t.arena, r.Key...)
 		ke := len(t.arena)
@@ -214,7 +218,7 @@ func (t *tracker) snapshot(s *MqttState) *Batch {
 		return nil
 	})
 	t.batch.Reset = true
-	return &t.batch
+	return &t.batch, err
 }
 
 // LoadStore rebuilds the session st holds and attaches it to st: from now
@@ -227,11 +231,35 @@ func (t *tracker) snapshot(s *MqttState) *Batch {
 // session has nil tags (except Resubscribe), a zero Config (set it with
 // SetConfig) and DefaultLimits; incoming QoS 2 messages that awaited a
 // manual ack are taken as undelivered (see Load).
-func LoadStore(st Store) (*MqttState, error) {
+func LoadStore(st Store) (*MqttState, error) { return loadStoreSpool(st, Spool{}) }
+
+func loadStoreSpool(st Store, sp Spool) (*MqttState, error) {
 	var rb rebuilder
+	var spooled spool
+	last := int64(0)
 	for _, k := range Kinds() {
 		var err error
+		inMemory := 0
 		serr := st.Scan(k, nil, func(key, value []byte) bool {
+			if k == KindQueued && sp.Window > 0 && inMemory >= sp.Window {
+				// Beyond the window: counted, left in the store.
+				pos, _, ok := decodeQueuedKey(key)
+				if !ok || (spooled.n > 0 && pos <= last) {
+					err = corrupt(Record{Kind: k, Key: key}, "key is not a queue position in order")
+					return false
+				}
+				if spooled.n == 0 {
+					spooled.from = pos
+				}
+				spooled.n++
+				spooled.bytes += int64(len(key) + len(value))
+				last = pos
+				rb.records++
+				return true
+			}
+			if k == KindQueued {
+				inMemory++
+			}
 			err = rb.add(Record{Kind: k, Key: key, Value: value})
 			return err == nil
 		})
@@ -250,6 +278,11 @@ func LoadStore(st Store) (*MqttState, error) {
 	if fresh {
 		s = New(Config{})
 	}
+	if spooled.n > 0 {
+		s.queue.SetBounds(spooled.from, last+1)
+	}
+	spooled.cfg = sp
+	s.spool = spooled
 	s.trk = &tracker{store: st}
 	s.track(true)
 	s.committedChanges()
@@ -285,6 +318,9 @@ func storedIdentity(st Store) (id Identity, ok bool, err error) {
 // written. Attaching replaces any store attached before.
 func (s *MqttState) AttachStore(st Store) error {
 	if st == nil {
+		if s.spool.n > 0 {
+			return fmt.Errorf("state: detaching the store: %d queued requests are spooled in it", s.spool.n)
+		}
 		s.trk = nil
 		s.track(false)
 		return nil
@@ -298,12 +334,16 @@ func (s *MqttState) AttachStore(st Store) error {
 			ErrStoreMismatch, id.ClientID, id.Server, s.identity.ClientID, s.identity.Server)
 	}
 	t := &tracker{store: st}
-	if err := st.Apply(t.snapshot(s)); err != nil {
+	b, err := t.snapshot(s)
+	if err != nil {
+		return err
+	}
+	if err := st.Apply(b); err != nil {
 		return fmt.Errorf("state: writing the session to the store: %w", err)
 	}
 	s.trk = t
 	s.track(true)
-	s.committedChanges()
+	s.committedChanges() // the snapshot holds the spooled records too
 	return nil
 }
 
@@ -340,6 +380,13 @@ func (s *MqttState) Store() Store {
 // manual ack, the active subscriptions with their options, the identity
 // and the packet id and send counters.
 func (s *MqttState) Commit() error {
+	if err := s.commit(); err != nil {
+		return err
+	}
+	return s.refill()
+}
+
+func (s *MqttState) commit() error {
 	t := s.trk
 	if t == nil || !s.changed() {
 		return nil

@@ -15,6 +15,12 @@
 // session; time and memory are bounded by the file's size. A failed Open
 // leaves nothing open or locked.
 //
+// The values of queued records (state.KindQueued: requests not yet sent,
+// the whole backlog of an offline spool, state.Spool) are not held in
+// memory: the store keeps where each one is in the file (about 24 bytes a
+// record) and Scan reads them from there. Opening reads the log one frame
+// at a time, and a compaction copies them a chunk at a time.
+//
 // A Store is used by one session (one event loop) at a time; the file is
 // locked while open (flock on Unix, an exclusive open on Windows; on other
 // systems only Stores of one process exclude each other), so a second

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"maps"
 	"os"
@@ -48,10 +49,14 @@ type Store struct {
 	root      root // the committed log
 	rootDirty bool // root written since the last fsync
 
-	// recs is what the log holds, by kind and key; live is the size of
-	// the payload of a frame that would hold it all.
-	recs map[state.Kind]map[string][]byte
-	live int64
+	// recs is what the log holds, by kind and key, except the queued
+	// records: queued says where their values are in the file (they can
+	// be many: an offline spool). live is the size of the payload of a
+	// frame that would hold it all.
+	recs   map[state.Kind]map[string][]byte
+	queued qindex
+	live   int64
+	vr     valueReader
 
 	fb frameBuilder
 }
@@ -200,26 +205,24 @@ func (s *Store) load() error {
 	if r.end > size {
 		return corruptf("truncated: the log ends at byte %d, the file at %d", r.end, size)
 	}
-	data := make([]byte, r.end-r.start)
-	if _, err := s.f.ReadAt(data, r.start); err != nil {
-		return fmt.Errorf("reading the log: %w", err)
-	}
+	// Frame by frame: memory holds one frame at a time (and the index).
 	s.recs = make(map[state.Kind]map[string][]byte)
-	pos, gen := 0, uint64(0)
-	for pos < len(data) {
-		fr, ok := parseFrame(data[pos:])
+	s.vr.r = s.f
+	pos, gen := r.start, uint64(0)
+	for pos < r.end {
+		fr, ok := s.readFrame(pos, r.end)
 		switch {
 		case !ok:
-			return corruptf("damaged frame at byte %d", r.start+int64(pos))
-		case pos == 0 && !startsWithReset(fr.payload):
+			return corruptf("damaged frame at byte %d", pos)
+		case pos == r.start && !startsWithReset(fr.payload):
 			return corruptf("the log does not start with a whole session")
-		case pos > 0 && fr.gen != gen+1:
+		case pos > r.start && fr.gen != gen+1:
 			return corruptf("frame of commit %d after commit %d", fr.gen, gen)
 		}
-		if err := s.applyPayload(fr.payload); err != nil {
+		if err := s.applyPayload(fr.payload, pos+frameHead); err != nil {
 			return err
 		}
-		pos += int(fr.size)
+		pos += fr.size
 		gen = fr.gen
 	}
 	if gen != r.gen {
@@ -235,7 +238,7 @@ func (s *Store) load() error {
 		if !ok || fr.gen != gen+1 {
 			break
 		}
-		if err := s.applyPayload(fr.payload); err != nil {
+		if err := s.applyPayload(fr.payload, end+frameHead); err != nil {
 			return err
 		}
 		end += fr.size
@@ -248,6 +251,8 @@ func (s *Store) load() error {
 // readFrame reads the frame at offset at of a file of size bytes; ok is
 // false when there is no complete, intact frame there.
 func (s *Store) readFrame(at, size int64) (frame, bool) {
+	// (size: the end of what may be read, the file's size or the log's
+	// end.)
 	var head [frameHead]byte
 	if size-at < frameOverhead {
 		return frame{}, false
@@ -266,17 +271,38 @@ func (s *Store) readFrame(at, size int64) (frame, bool) {
 	return parseFrame(b)
 }
 
-// applyPayload applies a frame's operations to the index.
-func (s *Store) applyPayload(p []byte) error {
+// applyPayload applies a frame's operations to the index; the payload is
+// at offset base in the file.
+func (s *Store) applyPayload(p []byte, base int64) error {
 	return eachOp(p, func(o op) error {
 		switch o.code {
 		case opReset:
 			clear(s.recs)
+			s.queued.reset()
 			s.live = 1
 			return nil
 		}
 		if !validKind(o.kind) {
 			return corruptf("record of unknown kind %d", o.kind)
+		}
+		if o.kind == state.KindQueued {
+			key, err := queuedKey(o.key)
+			if err != nil {
+				return err
+			}
+			var old int64
+			var had bool
+			if o.code == opPut {
+				size := recordSizeN(8, len(o.value))
+				old, had, err = s.queued.put(&s.vr, key, base+int64(o.at), size)
+				s.live += size
+			} else {
+				old, had, err = s.queued.del(&s.vr, key)
+			}
+			if had {
+				s.live -= old
+			}
+			return err
 		}
 		kr := s.recs[o.kind]
 		if old, ok := kr[string(o.key)]; ok {
@@ -296,8 +322,10 @@ func (s *Store) applyPayload(p []byte) error {
 }
 
 // recordSize is the size of a record's put operation in a frame.
-func recordSize(key, value []byte) int64 {
-	return int64(2 + uvarintLen(len(key)) + len(key) + uvarintLen(len(value)) + len(value))
+func recordSize(key, value []byte) int64 { return recordSizeN(len(key), len(value)) }
+
+func recordSizeN(key, value int) int64 {
+	return int64(2 + uvarintLen(key) + key + uvarintLen(value) + value)
 }
 
 func uvarintLen(n int) int {
@@ -319,6 +347,17 @@ func (s *Store) Scan(k state.Kind, from []byte, yield func(key, value []byte) bo
 	defer s.mu.Unlock()
 	if s.closed {
 		return fmt.Errorf("filestore: %s: %w", s.path, state.ErrStoreClosed)
+	}
+	if k == state.KindQueued {
+		var key [8]byte
+		err := s.queued.each(&s.vr, from, func(k uint64, v []byte) bool {
+			binary.BigEndian.PutUint64(key[:], k)
+			return yield(key[:], v)
+		})
+		if err != nil {
+			return fmt.Errorf("filestore: %s: %w", s.path, err)
+		}
+		return nil
 	}
 	kr := s.recs[k]
 	keys := make([]string, 0, len(kr))
@@ -365,17 +404,30 @@ func (s *Store) Apply(b *state.Batch) error {
 		if !validKind(r.Kind) {
 			return fmt.Errorf("filestore: a record of unknown kind %d", r.Kind)
 		}
+		if r.Kind == state.KindQueued {
+			if _, err := queuedKey(r.Key); err != nil {
+				return fmt.Errorf("filestore: %w", err)
+			}
+		}
 		s.fb.put(r.Kind, r.Key, r.Value)
+	}
+	for _, r := range b.Deletes {
+		if r.Kind == state.KindQueued {
+			if _, err := queuedKey(r.Key); err != nil {
+				return fmt.Errorf("filestore: %w", err)
+			}
+		}
 	}
 	fr, err := s.fb.finish()
 	if err != nil {
 		return err
 	}
-	if err := s.commit(fr, gen, b.Reset); err != nil {
+	at, err := s.commit(fr, gen, b.Reset)
+	if err != nil {
 		return err
 	}
 	// The frame was built from the batch and is known to be well formed.
-	if err := s.applyPayload(fr[frameHead : len(fr)-4]); err != nil {
+	if err := s.applyPayload(fr[frameHead:len(fr)-4], at+frameHead); err != nil {
 		return err
 	}
 	return s.maybeCompact()
@@ -385,12 +437,28 @@ func (s *Store) Apply(b *state.Batch) error {
 // the log. A frame that holds a whole session (snapshot) starts a new log:
 // at the front of the file when the old log leaves room there, else after
 // it.
-func (s *Store) commit(fr []byte, gen uint64, snapshot bool) error {
-	at, front := s.root.end, false
-	if snapshot && logStart+int64(len(fr)) <= s.root.start {
-		at, front = logStart, true
+func (s *Store) commit(fr []byte, gen uint64, snapshot bool) (int64, error) {
+	at, front := s.place(int64(len(fr)), snapshot)
+	return at, s.commitWith(at, front, int64(len(fr)), gen, snapshot, func() error {
+		_, err := s.f.WriteAt(fr, at)
+		return err
+	})
+}
+
+// place says where a frame of size bytes goes: after the log, or at the
+// front of the file (front) for a snapshot that fits before the log.
+func (s *Store) place(size int64, snapshot bool) (at int64, front bool) {
+	if snapshot && logStart+size <= s.root.start {
+		return logStart, true
 	}
-	if _, err := s.f.WriteAt(fr, at); err != nil {
+	return s.root.end, false
+}
+
+// commitWith writes a frame of size bytes at at (write) and commits it.
+func (s *Store) commitWith(at int64, front bool, size int64, gen uint64, snapshot bool, write func() error) error {
+	// What the value reader holds may be overwritten.
+	defer s.vr.forget()
+	if err := write(); err != nil {
 		// Nothing refers to the partial frame; cut it off so that no
 		// later open takes it for a commit (best effort).
 		if !front {
@@ -404,7 +472,7 @@ func (s *Store) commit(fr []byte, gen uint64, snapshot bool) error {
 		}
 		return s.fail(err)
 	}
-	r := root{gen: gen, start: s.root.start, end: at + int64(len(fr))}
+	r := root{gen: gen, start: s.root.start, end: at + size}
 	if snapshot {
 		r.start = at
 	}
@@ -462,22 +530,97 @@ func (s *Store) maybeCompact() error {
 }
 
 // compact writes the whole session as one snapshot frame, the new start
-// of the log.
+// of the log. It streams: the queued records' values are copied from the
+// file a chunk at a time, so memory does not grow with them.
 func (s *Store) compact() error {
 	gen := s.root.gen + 1
-	s.fb.begin(gen)
-	s.fb.reset()
-	for _, k := range state.Kinds() {
-		kr := s.recs[k]
-		for _, key := range slices.Sorted(maps.Keys(kr)) {
-			s.fb.put(k, []byte(key), kr[key])
-		}
+	size := frameOverhead + s.live
+	if s.live > maxFrame {
+		return fmt.Errorf("filestore: a snapshot of %d bytes exceeds the format's %d", s.live, int64(maxFrame))
 	}
-	fr, err := s.fb.finish()
-	if err != nil {
+	at, front := s.place(size, true)
+	w := frameWriter{f: s.f, at: at}
+	var rb runBuilder
+	write := func() error {
+		var head [frameHead]byte
+		binary.BigEndian.PutUint32(head[:], uint32(s.live))
+		binary.BigEndian.PutUint64(head[4:], gen)
+		w.write(head[:])
+		w.write([]byte{opReset})
+		var fb frameBuilder
+		for _, k := range state.Kinds() {
+			if k == state.KindQueued {
+				var key [8]byte
+				err := s.queued.each(&s.vr, nil, func(qk uint64, v []byte) bool {
+					binary.BigEndian.PutUint64(key[:], qk)
+					fb.b = fb.b[:0]
+					fb.put(k, key[:], v)
+					rb.add(qk, w.pos(), int64(len(fb.b)))
+					w.write(fb.b)
+					return w.err == nil
+				})
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			kr := s.recs[k]
+			for _, key := range slices.Sorted(maps.Keys(kr)) {
+				fb.b = fb.b[:0]
+				fb.put(k, []byte(key), kr[key])
+				w.write(fb.b)
+			}
+		}
+		w.finish()
+		if w.err == nil && w.pos() != at+size {
+			return fmt.Errorf("filestore: the snapshot came to %d bytes, %d expected", w.pos()-at, size)
+		}
+		return w.err
+	}
+	if err := s.commitWith(at, front, size, gen, true, write); err != nil {
 		return err
 	}
-	return s.commit(fr, gen, true)
+	s.queued = qindex{runs: rb.runs, count: s.queued.count}
+	return nil
+}
+
+// frameWriter writes a frame to the file in chunks, with its CRC.
+type frameWriter struct {
+	f   *os.File
+	at  int64 // where buf goes
+	buf []byte
+	crc uint32
+	err error
+}
+
+func (w *frameWriter) pos() int64 { return w.at + int64(len(w.buf)) }
+
+func (w *frameWriter) write(b []byte) {
+	w.buf = append(w.buf, b...)
+	if len(w.buf) >= readChunk {
+		w.flush()
+	}
+}
+
+func (w *frameWriter) flush() {
+	if w.err != nil || len(w.buf) == 0 {
+		return
+	}
+	w.crc = crc32.Update(w.crc, castagnoli, w.buf)
+	_, w.err = w.f.WriteAt(w.buf, w.at)
+	w.at += int64(len(w.buf))
+	w.buf = w.buf[:0]
+}
+
+// finish writes what is buffered and the CRC.
+func (w *frameWriter) finish() {
+	w.flush()
+	if w.err == nil {
+		w.buf = binary.BigEndian.AppendUint32(w.buf, w.crc)
+		_, w.err = w.f.WriteAt(w.buf, w.at)
+		w.at += int64(len(w.buf))
+		w.buf = w.buf[:0]
+	}
 }
 
 // Close closes the file and releases its lock. The store refuses
@@ -497,7 +640,7 @@ func (s *Store) Close() error {
 		err = cerr
 	}
 	s.release()
-	s.recs = nil
+	s.recs, s.queued = nil, qindex{}
 	if err != nil {
 		return fmt.Errorf("filestore: closing %s: %w", s.path, err)
 	}

@@ -194,13 +194,16 @@ type op struct {
 	code       byte
 	kind       state.Kind
 	key, value []byte
+	valueAt    int // the value's offset in the payload
+	at         int // the operation's offset in the payload
 }
 
 // eachOp calls fn with each operation of a payload. Every length is
 // checked against the bytes that remain before it is used.
 func eachOp(p []byte, fn func(op) error) error {
+	total := len(p)
 	for len(p) > 0 {
-		o := op{code: p[0]}
+		o := op{code: p[0], at: total - len(p)}
 		p = p[1:]
 		if o.code == opReset {
 			if err := fn(o); err != nil {
@@ -221,6 +224,7 @@ func eachOp(p []byte, fn func(op) error) error {
 			if o.value, p, ok = lengthPrefixed(p); !ok {
 				return fmt.Errorf("%w: bad value length in a frame", state.ErrCorruptState)
 			}
+			o.valueAt = total - len(p) - len(o.value)
 		}
 		if err := fn(o); err != nil {
 			return err

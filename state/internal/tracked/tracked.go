@@ -297,3 +297,40 @@ func (q *Queue[V]) Changes() iter.Seq2[int64, Change[V]] { return maps.All(q.dir
 
 // ResetChanges forgets what was recorded (after it was committed).
 func (q *Queue[V]) ResetChanges() { clear(q.dirty) }
+
+// Next returns the key the next PushBack takes.
+func (q *Queue[V]) Next() int64 { return q.back }
+
+// Reserve takes the next key at the back without adding an entry: the
+// entry lives elsewhere (in a store only) and may come back with
+// AppendStored. Nothing is recorded.
+func (q *Queue[V]) Reserve() int64 {
+	k := q.back
+	q.back++
+	return k
+}
+
+// SetBounds says that keys from first to next-1 are taken by entries that
+// live elsewhere (after Restore of a queue whose later entries are in a
+// store only): PushBack takes next or above, PushFront keys below first.
+func (q *Queue[V]) SetBounds(first, next int64) {
+	q.front = min(q.front, first)
+	q.back = max(q.back, next)
+}
+
+// AppendStored appends entries read back from a store at the back, in
+// order; their keys were given before (Reserve) and are above those in
+// the queue. Nothing is recorded: the store holds them already.
+func (q *Queue[V]) AppendStored(es []Entry[V]) {
+	if q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	q.items = append(q.items, es...)
+}
+
+// Change returns what became of the entry of key since the last
+// ResetChanges (zero if nothing).
+func (q *Queue[V]) Change(key int64) Change[V] { return q.dirty[key] }

@@ -164,3 +164,38 @@ func TestQueueRestore(t *testing.T) {
 		t.Fatalf("keys after Restore %v", ks)
 	}
 }
+
+func TestQueueEntriesElsewhere(t *testing.T) {
+	var q Queue[*int]
+	n := func(v int) *int { return &v }
+	q.PushBack(n(0))
+	q.Track(true)
+	// Keys 1 and 2 are taken by entries kept elsewhere: not recorded.
+	if k := q.Reserve(); k != 1 {
+		t.Fatalf("Reserve = %d, want 1", k)
+	}
+	q.Reserve()
+	if q.Changed() || q.Len() != 1 || q.Next() != 3 {
+		t.Fatalf("after Reserve: changed %v, len %d, next %d", q.Changed(), q.Len(), q.Next())
+	}
+	q.PopFront()
+	q.ResetChanges()
+	q.AppendStored([]Entry[*int]{{Key: 1, Value: n(1)}, {Key: 2, Value: n(2)}})
+	if q.Changed() {
+		t.Fatalf("AppendStored recorded a change")
+	}
+	q.PushFront([]*int{n(-1)})
+	ks, vs := values(&q)
+	if !slices.Equal(ks, []int64{-1, 1, 2}) || !slices.Equal(vs, []int{-1, 1, 2}) {
+		t.Fatalf("keys %v values %v", ks, vs)
+	}
+
+	var r Queue[*int]
+	r.Restore([]Entry[*int]{{Key: 5, Value: n(5)}})
+	r.SetBounds(3, 10) // 3..9 elsewhere (3 and 4 cannot be: bounds only widen)
+	r.PushBack(n(10))
+	r.PushFront([]*int{n(2)})
+	if ks, _ := values(&r); !slices.Equal(ks, []int64{2, 5, 10}) {
+		t.Fatalf("keys %v, want [2 5 10]", ks)
+	}
+}
