@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,7 +32,7 @@ import (
 )
 
 const brokerExamples = `  mqttloop broker                               # tcp 1883, tls 8883, ws 8083, wss 8084, quic 14567 on 127.0.0.1
-  mqttloop broker --tcp :1883 --tls '' --ws '' --wss '' --quic ''   # plain TCP on every interface
+  mqttloop broker --tcp :1883 --tls '' --ws '' --quic ''   # plain TCP on every interface (--tls '' turns wss off too)
   mqttloop broker --persist broker.json         # retained messages and sessions survive a restart
   mqttloop broker --passwd users.txt            # lines 'user:password' or 'user:sha256:<hex>'
   mqttloop broker --tls-cert server.pem --tls-key server-key.pem
@@ -49,7 +50,7 @@ Stops on SIGINT/SIGTERM.`, brokerExamples, stderr)
 	tcpAddr := fs.String("tcp", "127.0.0.1:1883", "TCP listener `address` (':1883' for every interface)")
 	tlsAddr := fs.String("tls", "127.0.0.1:8883", "TLS listener `address` ('' for none; QUIC needs it for its certificate)")
 	wsAddr := fs.String("ws", "127.0.0.1:8083", "WebSocket listener `address` ('' for none)")
-	wssAddr := fs.String("wss", "127.0.0.1:8084", "secure WebSocket (wss://, any path) listener `address` ('' for none; needs --tls for its certificate)")
+	wssAddr := fs.String("wss", "127.0.0.1:8084", "secure WebSocket (wss://, any path) listener `address` ('' for none; uses the --tls certificate, so off by default with --tls '')")
 	quicAddr := fs.String("quic", "127.0.0.1:14567", "QUIC (UDP) listener `address` ('' for none)")
 	certFile := fs.String("tls-cert", "", "PEM server certificate `file` (default: self-signed)")
 	keyFile := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")
@@ -63,6 +64,8 @@ Stops on SIGINT/SIGTERM.`, brokerExamples, stderr)
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
+	wssSet := false
+	fs.Visit(func(f *flag.Flag) { wssSet = wssSet || f.Name == "wss" })
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageErr(stderr, name, "--log-level %q: want debug, info, warn or error", *logLevel)
@@ -74,8 +77,11 @@ Stops on SIGINT/SIGTERM.`, brokerExamples, stderr)
 		return usageErr(stderr, name, "--tls-cert and --tls-key go together")
 	case *quicAddr != "" && *tlsAddr == "":
 		return usageErr(stderr, name, "--quic needs the TLS listener's certificate: keep --tls, or turn QUIC off with --quic ''")
-	case *wssAddr != "" && *tlsAddr == "":
+	case *wssAddr != "" && *tlsAddr == "" && wssSet:
 		return usageErr(stderr, name, "--wss needs the TLS listener's certificate: keep --tls, or turn wss off with --wss ''")
+	}
+	if *tlsAddr == "" {
+		*wssAddr = "" // the default wss listener follows --tls ''
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	var logger *slog.Logger

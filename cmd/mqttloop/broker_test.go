@@ -94,7 +94,7 @@ func TestBrokerDamagedPersistence(t *testing.T) {
 	if err := os.WriteFile(persist, []byte("not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := mustRun(t, exitError, "broker", "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--wss", "", "--quic", "", "--persist", persist)
+	r := mustRun(t, exitError, "broker", "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", "", "--persist", persist)
 	if !strings.Contains(r.stderr, "damaged") {
 		t.Fatalf("stderr: %s", r.stderr)
 	}
@@ -112,7 +112,10 @@ func TestBrokerPasswd(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("# users\nalice:secret1\nbob:sha256:35224d0d3465d74e855f8d69a136e79c744ea35a675d3393360a327cbf6359a2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, urls := startBrokerCmd(t, "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--wss", "", "--quic", "", "--passwd", pw)
+	_, urls := startBrokerCmd(t, "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", "", "--passwd", pw)
+	if len(urls) != 1 { // --tls '' turns the default wss listener off too
+		t.Fatalf("listeners %v", urls)
+	}
 	t.Setenv(passwordEnv, "secret1")
 	mustRun(t, exitOK, "pub", "-L", urls["tcp"], "-t", "a", "-m", "x", "-u", "alice")
 	t.Setenv(passwordEnv, "nope")
@@ -130,7 +133,7 @@ func TestBrokerPasswd(t *testing.T) {
 // session) and goes on printing; with --no-reconnect it exits 1.
 func TestSubSurvivesBrokerRestart(t *testing.T) {
 	dir := t.TempDir()
-	args := []string{"--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--wss", "", "--quic", "", "--cert-dir", dir}
+	args := []string{"--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", "", "--cert-dir", dir}
 	b1, urls := startBrokerCmd(t, args...)
 	u := urls["tcp"]
 	sub := start(t, "sub", "-L", u, "-t", "rs/#", "-q", "1", "-C", "2", "-d")

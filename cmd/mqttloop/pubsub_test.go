@@ -268,7 +268,7 @@ func TestUsage(t *testing.T) {
 	mustRun(t, exitUsage, "pub", "-t", "x", "-m", "x", "-L", "mqtt://a", "-h", "b")
 	mustRun(t, exitUsage, "sub")
 	mustRun(t, exitUsage, "sub", "-t", "x", "-V", "7")
-	if r := mustRun(t, exitUsage, "broker", "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", ""); !strings.Contains(r.stderr, "--wss needs") {
+	if r := mustRun(t, exitUsage, "broker", "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--wss", "127.0.0.1:0", "--quic", ""); !strings.Contains(r.stderr, "--wss needs") {
 		t.Fatalf("broker --wss without --tls: %s", r.stderr)
 	}
 }
