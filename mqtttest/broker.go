@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
+	"github.com/mqttloop/mqttloop/internal/testcerts"
 )
 
 // listenerID is the id of the broker's only listener.
@@ -92,6 +93,11 @@ type Options struct {
 	// WebSocket adds a WebSocket listener (MQTT over WebSocket, subprotocol
 	// "mqtt", any path) on another free port; see WebSocketURL.
 	WebSocket bool
+	// SecureWebSocket adds a WebSocket listener over TLS (wss://, see
+	// SecureWebSocketURL) on another free port. Like QUIC it uses the TLS
+	// configuration when one is set (mutual TLS included), else the test
+	// certificates.
+	SecureWebSocket bool
 	// QUIC adds a QUIC listener (MQTT over QUIC, see QUICURL) on a free
 	// UDP port. It uses the TLS configuration when one is set (mutual TLS
 	// included), else the test certificates. It speaks single-stream
@@ -112,11 +118,12 @@ type Options struct {
 	// testcerts.Set.ServerConfig makes one.
 	TLS *tls.Config
 
-	// ListenAddr, TLSListenAddr, WebSocketListenAddr and QUICListenAddr
-	// are the addresses ("host:port") the TCP, TLS, WebSocket and QUIC
+	// ListenAddr, TLSListenAddr, WebSocketListenAddr,
+	// SecureWebSocketListenAddr and QUICListenAddr are the addresses
+	// ("host:port") the TCP, TLS, WebSocket, secure WebSocket and QUIC
 	// listeners bind, for a broker that clients find at a known port.
 	// Empty: a free port of 127.0.0.1.
-	ListenAddr, TLSListenAddr, WebSocketListenAddr, QUICListenAddr string
+	ListenAddr, TLSListenAddr, WebSocketListenAddr, SecureWebSocketListenAddr, QUICListenAddr string
 	// Hooks are added to the mochi server after the package's own and
 	// before it starts serving, so a storage hook (retained messages and
 	// sessions kept across restarts) loads its data at start. Each is
@@ -154,7 +161,9 @@ type Broker struct {
 	owners   *owners
 	capture  *capture
 	hook     *hook
-	ws       *wsState // nil without Options.WebSocket
+	wsAddr   string   // "" without Options.WebSocket
+	wssAddr  string   // "" without Options.SecureWebSocket
+	ws       *wsState // nil without Options.WebSocket and SecureWebSocket
 	closeOne sync.Once
 	closeErr error
 }
@@ -210,7 +219,18 @@ func Start(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("mqtttest: add listener: %w", err)
 	}
 	if opts.WebSocket {
-		if err := b.startWebSocket(opts.WebSocketListenAddr); err != nil {
+		if err := b.startWebSocket(opts.WebSocketListenAddr, nil); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+	}
+	if opts.SecureWebSocket {
+		cfg := opts.TLS
+		if cfg == nil {
+			certs := testcerts.Get()
+			cfg = certs.ServerConfig(certs.Server, false)
+		}
+		if err := b.startWebSocket(opts.SecureWebSocketListenAddr, cfg); err != nil {
 			_ = b.Close()
 			return nil, err
 		}

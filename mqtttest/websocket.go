@@ -3,6 +3,7 @@ package mqtttest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +15,12 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// wsListenerID is the id of the WebSocket listener (Options.WebSocket).
-const wsListenerID = "mqtttest-ws"
+// wsListenerID and wssListenerID are the ids of the WebSocket listener
+// (Options.WebSocket) and of the secure one (Options.SecureWebSocket).
+const (
+	wsListenerID  = "mqtttest-ws"
+	wssListenerID = "mqtttest-wss"
+)
 
 // wsUpgradeTimeout bounds how long a WebSocket connection may take to send
 // its upgrade request.
@@ -31,28 +36,41 @@ type WebSocketUpgrade struct {
 	Header http.Header
 }
 
-// wsState is the broker's WebSocket listener and what it recorded.
+// wsState is what the broker's WebSocket listeners (ws and wss) recorded.
 type wsState struct {
-	addr string
-
 	mu       sync.Mutex
 	upgrades []WebSocketUpgrade
 }
 
-// startWebSocket adds the WebSocket listener (Options.WebSocket) on a free
-// port of 127.0.0.1. It is served like the TCP listener (listener.go), so
-// Close waits for its goroutines too: the upgrade runs on the connection's
-// goroutine, at the connection's first read or write.
-func (b *Broker) startWebSocket(addr string) error {
+// startWebSocket adds a WebSocket listener (Options.WebSocket) on addr, a
+// free port of 127.0.0.1 when empty, or with a TLS configuration the
+// secure one (Options.SecureWebSocket). It is served like the TCP
+// listener (listener.go), so Close waits for its goroutines too: the TLS
+// handshake and the upgrade run on the connection's goroutine, at the
+// connection's first read or write.
+func (b *Broker) startWebSocket(addr string, cfg *tls.Config) error {
+	id, kind := wsListenerID, "websocket"
+	if cfg != nil {
+		id, kind = wssListenerID, "secure websocket"
+	}
 	tcp, err := net.Listen("tcp", listenAddr(addr))
 	if err != nil {
-		return fmt.Errorf("mqtttest: websocket listen: %w", err)
+		return fmt.Errorf("mqtttest: %s listen: %w", kind, err)
 	}
-	b.ws = &wsState{addr: tcp.Addr().String()}
-	ln := newListener(wsListenerID, &wsNetListener{Listener: tcp, st: b.ws}, b.owners, b.hook, func() { b.disconnectListener(wsListenerID) })
+	if b.ws == nil {
+		b.ws = &wsState{}
+	}
+	var nl net.Listener = tcp
+	if cfg != nil {
+		b.wssAddr = tcp.Addr().String()
+		nl = tls.NewListener(tcp, cfg.Clone())
+	} else {
+		b.wsAddr = tcp.Addr().String()
+	}
+	ln := newListener(id, &wsNetListener{Listener: nl, st: b.ws}, b.owners, b.hook, func() { b.disconnectListener(id) })
 	if err := b.srv.AddListener(ln); err != nil {
 		_ = tcp.Close()
-		return fmt.Errorf("mqtttest: add websocket listener: %w", err)
+		return fmt.Errorf("mqtttest: add %s listener: %w", kind, err)
 	}
 	return nil
 }
@@ -61,14 +79,25 @@ func (b *Broker) startWebSocket(addr string) error {
 // "ws://127.0.0.1:PORT/mqtt", or "" when Options.WebSocket is off. The
 // listener accepts any path.
 func (b *Broker) WebSocketURL() string {
-	if b.ws == nil {
+	if b.wsAddr == "" {
 		return ""
 	}
-	return "ws://" + b.ws.addr + "/mqtt"
+	return "ws://" + b.wsAddr + "/mqtt"
 }
 
-// WebSocketUpgrades returns the upgrade requests the WebSocket listener
-// received so far, in order (also those it refused).
+// SecureWebSocketURL returns the secure WebSocket listener's URL,
+// "wss://127.0.0.1:PORT/mqtt", or "" when Options.SecureWebSocket is off.
+// The listener accepts any path. Clients must trust the certificate of
+// Options.TLS, or testcerts.Get().CA when Options.TLS is nil.
+func (b *Broker) SecureWebSocketURL() string {
+	if b.wssAddr == "" {
+		return ""
+	}
+	return "wss://" + b.wssAddr + "/mqtt"
+}
+
+// WebSocketUpgrades returns the upgrade requests the WebSocket listeners
+// (ws and wss) received so far, in order (also those they refused).
 func (b *Broker) WebSocketUpgrades() []WebSocketUpgrade {
 	if b.ws == nil {
 		return nil

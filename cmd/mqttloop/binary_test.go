@@ -75,7 +75,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("mqttloop pub without flags: %v, want exit %d", err, exitUsage)
 	}
 
-	broker := startBinary(t, bin, "broker", "--tcp", "127.0.0.1:0", "--tls", "127.0.0.1:0", "--ws", "", "--quic", "127.0.0.1:0", "--cert-dir", filepath.Join(dir, "certs"))
+	broker := startBinary(t, bin, "broker", "--tcp", "127.0.0.1:0", "--tls", "127.0.0.1:0", "--ws", "", "--wss", "", "--quic", "127.0.0.1:0", "--cert-dir", filepath.Join(dir, "certs"))
 	broker.waitOut(t, "ready\n")
 	urls := map[string]string{}
 	for _, m := range regexp.MustCompile(`(?m)^  (tcp|tls|quic) +(\S+)$`).FindAllStringSubmatch(broker.stdout.String(), -1) {

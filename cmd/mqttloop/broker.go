@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,23 +31,26 @@ import (
 	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
-const brokerExamples = `  mqttloop broker                               # tcp 1883, tls 8883, ws 8083, quic 14567 on 127.0.0.1
-  mqttloop broker --tcp :1883 --tls '' --ws '' --quic ''   # plain TCP on every interface
+const brokerExamples = `  mqttloop broker                               # tcp 1883, tls 8883, ws 8083, wss 8084, quic 14567 on 127.0.0.1
+  mqttloop broker --tcp :1883 --tls '' --ws '' --quic ''   # plain TCP on every interface (--tls '' turns wss off too)
   mqttloop broker --persist broker.json         # retained messages and sessions survive a restart
   mqttloop broker --passwd users.txt            # lines 'user:password' or 'user:sha256:<hex>'
   mqttloop broker --tls-cert server.pem --tls-key server-key.pem
+  mqttloop pub -L wss://localhost:8084/mqtt --cafile ~/.cache/mqttloop/broker-cert.pem -t hello -m world
   mqttloop sub -L quic://localhost:14567 --cafile ~/.cache/mqttloop/broker-cert.pem -t '#' -v
 `
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const name = "broker"
 	fs := newFlagSet(name, `Runs a local MQTT broker (mochi-mqtt, as package mqtttest embeds it) with TCP, TLS,
-WebSocket and QUIC listeners; every client is allowed unless --passwd is given.
-Without --tls-cert it uses a self-signed certificate for localhost, kept in
---cert-dir and printed with its fingerprint. Stops on SIGINT/SIGTERM.`, brokerExamples, stderr)
+WebSocket, secure WebSocket (wss) and QUIC listeners; every client is allowed unless
+--passwd is given. TLS, wss and QUIC share one certificate: without --tls-cert a
+self-signed one for localhost, kept in --cert-dir and printed with its fingerprint.
+Stops on SIGINT/SIGTERM.`, brokerExamples, stderr)
 	tcpAddr := fs.String("tcp", "127.0.0.1:1883", "TCP listener `address` (':1883' for every interface)")
 	tlsAddr := fs.String("tls", "127.0.0.1:8883", "TLS listener `address` ('' for none; QUIC needs it for its certificate)")
 	wsAddr := fs.String("ws", "127.0.0.1:8083", "WebSocket listener `address` ('' for none)")
+	wssAddr := fs.String("wss", "127.0.0.1:8084", "secure WebSocket (wss://, any path) listener `address` ('' for none; uses the --tls certificate, so off by default with --tls '')")
 	quicAddr := fs.String("quic", "127.0.0.1:14567", "QUIC (UDP) listener `address` ('' for none)")
 	certFile := fs.String("tls-cert", "", "PEM server certificate `file` (default: self-signed)")
 	keyFile := fs.String("tls-key", "", "PEM private key `file` of --tls-cert")
@@ -60,6 +64,8 @@ Without --tls-cert it uses a self-signed certificate for localhost, kept in
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
+	wssSet := false
+	fs.Visit(func(f *flag.Flag) { wssSet = wssSet || f.Name == "wss" })
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageErr(stderr, name, "--log-level %q: want debug, info, warn or error", *logLevel)
@@ -71,6 +77,11 @@ Without --tls-cert it uses a self-signed certificate for localhost, kept in
 		return usageErr(stderr, name, "--tls-cert and --tls-key go together")
 	case *quicAddr != "" && *tlsAddr == "":
 		return usageErr(stderr, name, "--quic needs the TLS listener's certificate: keep --tls, or turn QUIC off with --quic ''")
+	case *wssAddr != "" && *tlsAddr == "" && wssSet:
+		return usageErr(stderr, name, "--wss needs the TLS listener's certificate: keep --tls, or turn wss off with --wss ''")
+	}
+	if *tlsAddr == "" {
+		*wssAddr = "" // the default wss listener follows --tls ''
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	var logger *slog.Logger
@@ -81,16 +92,18 @@ Without --tls-cert it uses a self-signed certificate for localhost, kept in
 	}
 
 	opts := mqtttest.Options{
-		DisableCapture:      true,
-		Logger:              logger,
-		ListenAddr:          *tcpAddr,
-		MaximumPacketSize:   uint32(*maxPacket),
-		Hooks:               []mqtt.Hook{&logHook{log: logger}},
-		WebSocket:           *wsAddr != "",
-		WebSocketListenAddr: *wsAddr,
-		QUIC:                *quicAddr != "",
-		QUICListenAddr:      *quicAddr,
-		TLSListenAddr:       *tlsAddr,
+		DisableCapture:            true,
+		Logger:                    logger,
+		ListenAddr:                *tcpAddr,
+		MaximumPacketSize:         uint32(*maxPacket),
+		Hooks:                     []mqtt.Hook{&logHook{log: logger}},
+		WebSocket:                 *wsAddr != "",
+		WebSocketListenAddr:       *wsAddr,
+		SecureWebSocket:           *wssAddr != "",
+		SecureWebSocketListenAddr: *wssAddr,
+		QUIC:                      *quicAddr != "",
+		QUICListenAddr:            *quicAddr,
+		TLSListenAddr:             *tlsAddr,
 	}
 	var certNote string
 	if *tlsAddr != "" {
@@ -130,7 +143,7 @@ Without --tls-cert it uses a self-signed certificate for localhost, kept in
 		return exitError
 	}
 	fmt.Fprintln(stdout, "mqttloop broker listening:")
-	for _, l := range [][2]string{{"tcp", b.URL()}, {"tls", b.TLSURL()}, {"ws", b.WebSocketURL()}, {"quic", b.QUICURL()}} {
+	for _, l := range [][2]string{{"tcp", b.URL()}, {"tls", b.TLSURL()}, {"ws", b.WebSocketURL()}, {"wss", b.SecureWebSocketURL()}, {"quic", b.QUICURL()}} {
 		if l[1] != "" {
 			fmt.Fprintf(stdout, "  %-5s %s\n", l[0], friendlyURL(l[1]))
 		}

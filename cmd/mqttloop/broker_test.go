@@ -30,13 +30,13 @@ func startBrokerCmd(t *testing.T, args ...string) (*background, map[string]strin
 	bg := start(t, append([]string{"broker"}, args...)...)
 	bg.waitOut(t, "ready\n")
 	urls := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^  (tcp|tls|ws|quic) +(\S+)$`).FindAllStringSubmatch(bg.stdout.String(), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  (tcp|tls|ws|wss|quic) +(\S+)$`).FindAllStringSubmatch(bg.stdout.String(), -1) {
 		urls[m[1]] = m[2]
 	}
 	return bg, urls
 }
 
-// TestBrokerCommand: the broker serves pub -> sub on its four listeners
+// TestBrokerCommand: the broker serves pub -> sub on its five listeners
 // with its self-signed certificate (printed with its fingerprint and kept
 // for the next start), and its persistence file keeps retained messages
 // and a session across a restart.
@@ -44,15 +44,15 @@ func TestBrokerCommand(t *testing.T) {
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
 	persist := filepath.Join(dir, "broker.json")
-	args := []string{"--tcp", "127.0.0.1:0", "--tls", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--quic", "127.0.0.1:0",
+	args := []string{"--tcp", "127.0.0.1:0", "--tls", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--wss", "127.0.0.1:0", "--quic", "127.0.0.1:0",
 		"--cert-dir", certDir, "--persist", persist}
 	b, urls := startBrokerCmd(t, args...)
 	out := b.stdout.String()
-	if len(urls) != 4 || !strings.Contains(out, "SHA-256 fingerprint: ") || !strings.Contains(out, "(new)") {
+	if len(urls) != 5 || !strings.Contains(out, "SHA-256 fingerprint: ") || !strings.Contains(out, "(new)") {
 		t.Fatalf("broker printed:\n%s", out)
 	}
 	ca := filepath.Join(certDir, "broker-cert.pem")
-	for _, tr := range []string{"tcp", "tls", "ws", "quic"} {
+	for _, tr := range []string{"tcp", "tls", "ws", "wss", "quic"} {
 		t.Run(tr, func(t *testing.T) { roundTrip(t, urls[tr], "--cafile", ca) })
 	}
 	// The certificate is for localhost as well as 127.0.0.1.
@@ -113,6 +113,9 @@ func TestBrokerPasswd(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, urls := startBrokerCmd(t, "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--quic", "", "--passwd", pw)
+	if len(urls) != 1 { // --tls '' turns the default wss listener off too
+		t.Fatalf("listeners %v", urls)
+	}
 	t.Setenv(passwordEnv, "secret1")
 	mustRun(t, exitOK, "pub", "-L", urls["tcp"], "-t", "a", "-m", "x", "-u", "alice")
 	t.Setenv(passwordEnv, "nope")

@@ -51,7 +51,7 @@ func expect(t *testing.T, rows map[string]checkRow, want map[string]string) {
 // transport), except what it announces it lacks.
 func TestCheckEmbedded(t *testing.T) {
 	b := embedded(t, mqtttest.Options{TopicAliasMaximum: 5})
-	rows := checkRows(t, exitOK, "-L", b.URL(), "--try", b.TLSURL()+","+b.WebSocketURL()+","+b.QUICURL(), "--cafile", caFile(t))
+	rows := checkRows(t, exitOK, "-L", b.URL(), "--try", b.TLSURL()+","+b.WebSocketURL()+","+b.SecureWebSocketURL()+","+b.QUICURL(), "--cafile", caFile(t))
 	want := map[string]string{"topicalias 5": "info|maximum 5; aliased publishes delivered", "receivemax 5": "info|1024"}
 	for _, p := range []string{"connect", "qos0", "qos1", "qos2", "retained", "wildcard", "session", "will"} {
 		want[p+" 5"], want[p+" 3.1.1"] = "ok", "ok"
@@ -59,7 +59,7 @@ func TestCheckEmbedded(t *testing.T) {
 	for _, p := range []string{"shared", "subid"} {
 		want[p+" 5"] = "ok"
 	}
-	for _, u := range []string{b.URL(), b.TLSURL(), b.WebSocketURL(), b.QUICURL()} {
+	for _, u := range []string{b.URL(), b.TLSURL(), b.WebSocketURL(), b.SecureWebSocketURL(), b.QUICURL()} {
 		want["transports "+u] = "ok"
 	}
 	expect(t, rows, want)

@@ -140,6 +140,7 @@ func embedded(t testing.TB, opts mqtttest.Options) *mqtttest.Broker {
 	certs := testcerts.Get()
 	opts.TLS = certs.ServerConfig(certs.Server, false)
 	opts.WebSocket = true
+	opts.SecureWebSocket = true
 	opts.QUIC = true
 	opts.DisableCapture = true
 	b, err := mqtttest.Start(opts)

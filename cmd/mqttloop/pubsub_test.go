@@ -36,7 +36,7 @@ func roundTrip(t *testing.T, url string, extra ...string) {
 func TestPubSubEmbedded(t *testing.T) {
 	b := embedded(t, mqtttest.Options{})
 	ca := caFile(t)
-	for _, url := range []string{b.URL(), b.TLSURL(), b.WebSocketURL(), b.QUICURL()} {
+	for _, url := range []string{b.URL(), b.TLSURL(), b.WebSocketURL(), b.SecureWebSocketURL(), b.QUICURL()} {
 		for _, v := range []string{"5", "311"} {
 			t.Run(strings.SplitN(url, ":", 2)[0]+"/v"+v, func(t *testing.T) {
 				t.Parallel()
@@ -268,4 +268,7 @@ func TestUsage(t *testing.T) {
 	mustRun(t, exitUsage, "pub", "-t", "x", "-m", "x", "-L", "mqtt://a", "-h", "b")
 	mustRun(t, exitUsage, "sub")
 	mustRun(t, exitUsage, "sub", "-t", "x", "-V", "7")
+	if r := mustRun(t, exitUsage, "broker", "--tcp", "127.0.0.1:0", "--tls", "", "--ws", "", "--wss", "127.0.0.1:0", "--quic", ""); !strings.Contains(r.stderr, "--wss needs") {
+		t.Fatalf("broker --wss without --tls: %s", r.stderr)
+	}
 }
