@@ -92,8 +92,9 @@
 // store failed). After any of them State holds everything the next run
 // needs, and Run may be called again. Cancelling the context, Close,
 // Shutdown and Disconnect take effect within about 20 ms even while a
-// write is blocked by a broker that stopped reading (TCP, TLS, WebSocket
-// and Unix sockets; see netio.WriteInterrupter), each with its own error.
+// write is blocked by a broker that stopped reading (TCP, TLS, WebSocket,
+// Unix sockets and QUIC; see netio.WriteInterrupter), each with its own
+// error.
 //
 // # Validation and poisoned messages
 //

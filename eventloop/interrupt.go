@@ -10,8 +10,9 @@ import (
 // A broker that stops reading blocks the loop's writes. The loop has no
 // other goroutine to watch the context, Close or the requests channel
 // meanwhile, so the connection does it for the loop: a blocked write
-// asks writeBlocked every netio.WriteSlice (TCP and Unix sockets, and
-// TLS and WebSocket over them; see netio.WriteInterrupter) and gives up
+// asks writeBlocked every netio.WriteSlice (TCP and Unix sockets, TLS
+// and WebSocket over them, and QUIC's control stream; see
+// netio.WriteInterrupter) and gives up
 // when the run must end. Cancelling the context, Close, Shutdown and
 // Disconnect therefore take effect within a slice whatever the socket is
 // doing, each with its own error, and the session keeps what was in

@@ -12,12 +12,14 @@ import (
 var ErrWriteInterrupted = errors.New("netio: write interrupted")
 
 // WriteInterrupter is implemented by connections whose blocked Write can
-// be cut short without another goroutine: TCP and Unix sockets, and TLS
-// and WebSocket over them. While a Write cannot go on (the peer's window
-// is full), it waits in slices of WriteSlice and calls stop between
-// slices; when stop returns true, Write returns ErrWriteInterrupted. The
-// write deadline still applies. nil removes the function. stop runs on
-// the goroutine calling Write.
+// be cut short without another goroutine: TCP and Unix sockets, TLS and
+// WebSocket over them, and quic:// (its control stream, blocked when the
+// broker's flow control window is exhausted; its data streams never
+// block). While a Write cannot go on (the peer's window is full), it
+// waits in slices of WriteSlice and calls stop between slices; when stop
+// returns true, Write returns ErrWriteInterrupted. The write deadline
+// still applies. nil removes the function. stop runs on the goroutine
+// calling Write.
 type WriteInterrupter interface {
 	SetWriteInterrupt(stop func() bool)
 }
@@ -34,7 +36,8 @@ type deadlineWriter interface {
 
 // slicedWrite writes all of p to w before deadline (zero: none), asking
 // stop every WriteSlice while w does not take it. w must allow a write
-// to go on after a timeout (a socket does; a tls.Conn does not).
+// to go on after a timeout (a socket and a quic-go stream do; a tls.Conn
+// does not).
 func slicedWrite(w deadlineWriter, p []byte, deadline time.Time, stop func() bool) (int, error) {
 	done := 0
 	for {

@@ -102,8 +102,9 @@ type quicConn struct {
 
 	// Loop goroutine only.
 	stream        *quic.Stream
-	readPos       int64     // bytes read from the control stream
-	writeDeadline time.Time // as last set, reapplied to a new stream
+	readPos       int64       // bytes read from the control stream
+	writeDeadline time.Time   // as last set, reapplied to a new stream
+	stop          func() bool // see SetWriteInterrupt
 	hsTimeout     time.Duration
 
 	// 0-RTT: early is set while the handshake of a DialEarly connection
@@ -118,11 +119,15 @@ type quicConn struct {
 	// Close concurrent with Write, and reads are serialized).
 	busy      atomic.Int32
 	closed    atomic.Bool
+	torn      atomic.Bool // a write was interrupted: part of a packet went out
 	closeOnce sync.Once
 	closeErr  error
 }
 
-var _ EarlyDataReporter = (*quicConn)(nil)
+var (
+	_ EarlyDataReporter = (*quicConn)(nil)
+	_ WriteInterrupter  = (*quicConn)(nil)
+)
 
 // errQUICClosed is returned by operations after Close.
 var errQUICClosed = fmt.Errorf("netio: QUIC connection closed: %w", net.ErrClosed)
@@ -316,7 +321,7 @@ func (q *quicConn) Write(p []byte) (int, error) {
 			return 0, q.mapError(err)
 		}
 	}
-	n, err := q.stream.Write(p)
+	n, err := q.blockingWrite(p)
 	if err == nil {
 		return n, nil
 	}
@@ -327,15 +332,34 @@ func (q *quicConn) Write(p []byte) (int, error) {
 		if buffered {
 			return len(p), nil // resent by settleEarly
 		}
-		if _, err := q.stream.Write(p); err != nil {
+		if _, err := q.blockingWrite(p); err != nil {
+			if errors.Is(err, ErrWriteInterrupted) {
+				return 0, err
+			}
 			return 0, quicError(err)
 		}
 		return len(p), nil
 	}
-	if isDeadline(err) {
+	if isDeadline(err) || errors.Is(err, ErrWriteInterrupted) {
 		return n, err
 	}
 	return n, q.mapError(err)
+}
+
+// blockingWrite writes p to the control stream, waiting for flow control
+// credit until the write deadline; with a stop function installed
+// (SetWriteInterrupt) it waits in slices and asks it between them.
+// quic-go's Stream.Write returns what it took when its deadline passes
+// and the stream stays usable, so the write goes on with the rest.
+func (q *quicConn) blockingWrite(p []byte) (int, error) {
+	if q.stop == nil {
+		return q.stream.Write(p)
+	}
+	n, err := slicedWrite(q.stream, p, q.writeDeadline, q.stop)
+	if errors.Is(err, ErrWriteInterrupted) {
+		q.torn.Store(true)
+	}
+	return n, err
 }
 
 // isDeadline reports whether err is a read or write deadline passing
@@ -355,7 +379,21 @@ func (q *quicConn) mapError(err error) error {
 // SetWriteDeadline implements Conn.
 func (q *quicConn) SetWriteDeadline(t time.Time) error {
 	q.writeDeadline = t
+	if q.stop != nil {
+		return nil // blockingWrite sets its slices' deadlines
+	}
 	return q.stream.SetWriteDeadline(t)
+}
+
+// SetWriteInterrupt implements WriteInterrupter for the control stream.
+// A write waits for the broker only when the stream's flow control window
+// is exhausted (the broker stopped reading); it then asks stop every
+// WriteSlice. Data streams never block (WriteNow).
+func (q *quicConn) SetWriteInterrupt(stop func() bool) {
+	q.stop = stop
+	if stop == nil {
+		_ = q.stream.SetWriteDeadline(q.writeDeadline)
+	}
 }
 
 // Transport implements Conn: "quic".
@@ -383,7 +421,9 @@ func (q *quicConn) Abort() error { return q.close(false) }
 func (q *quicConn) close(graceful bool) error {
 	q.closeOnce.Do(func() {
 		q.closed.Store(true)
-		if graceful && q.busy.Load() == 0 {
+		// After an interrupted write the stream ends in the middle of a
+		// packet and the broker is not reading: no point in lingering.
+		if graceful && q.busy.Load() == 0 && !q.torn.Load() {
 			q.linger()
 		}
 		if q.stream != nil {
