@@ -204,9 +204,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if r.handle(n) {
 			// A caller was woken: let it run before the loop waits
-			// again, so that its next call is on the channel by then
-			// (the loop parks in the poller for a reply or a stream
-			// without watching the channel when that is empty).
+			// again, so that its next call is on the channel by then.
+			// Its Wake would cut a park short anyway; a call already
+			// there saves the park and the wakeup (measured: QoS 0
+			// awaited publishes are several times faster with it).
 			runtime.Gosched()
 		}
 		for len(r.backlog) > 0 {
@@ -369,6 +370,9 @@ func (c *Client) do(ctx context.Context, req eventloop.Request, w *waiter) (resu
 	}
 	select {
 	case r.reqs <- req:
+		// The loop may be parked for a reply or a stream without watching
+		// the channel: have it take the request now.
+		c.loop.Wake()
 	case <-ctx.Done():
 		return result{}, context.Cause(ctx)
 	case <-r.done:

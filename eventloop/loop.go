@@ -119,14 +119,15 @@ type EventLoop struct {
 	throttle    throttle
 	throttleAt  time.Time // when the throttle lets the next publish go (zero: not holding)
 	assignedID  string
-	pollMissed  bool      // the last park in the poller timed out
-	rxAt        time.Time // when bytes last arrived
-	burst       bool      // the last two arrivals were less than streamWindow apart
-	rate        int       // bytes likely to arrive within batchDelay (see arrived)
-	batch       batchWait // the read of a stream (see wait)
-	pendingRead error     // a read error seen while waiting, handled next step
-	reauthing   bool      // a re-authentication is under way (auth.go)
-	aliasIn     inAliases // the broker's topic aliases (alias.go)
+	pollMissed  bool        // the last park in the poller timed out
+	parking     atomic.Bool // parked in the poller: Wake/Ack/Resume/Close cut it short (cutPark)
+	rxAt        time.Time   // when bytes last arrived
+	burst       bool        // the last two arrivals were less than streamWindow apart
+	rate        int         // bytes likely to arrive within batchDelay (see arrived)
+	batch       batchWait   // the read of a stream (see wait)
+	pendingRead error       // a read error seen while waiting, handled next step
+	reauthing   bool        // a re-authentication is under way (auth.go)
+	aliasIn     inAliases   // the broker's topic aliases (alias.go)
 	aliasOut    outAliases
 	mig         migration   // a change of network path (migrate.go)
 	streams     streamSet   // QUIC data streams (streams.go)
@@ -302,6 +303,34 @@ func (l *EventLoop) poke() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
+	}
+	l.cutPark()
+}
+
+// Wake makes a waiting loop look at its requests channel now: call it
+// after sending a request on the channel from another goroutine that then
+// waits for the answer. After an answer, while more messages may be on
+// their way, the loop parks in the runtime's poller for up to 2 ms without
+// watching the channel (the cheapest wait for bytes); Wake cuts that park
+// short, so that a goroutine that sends and awaits one request after
+// another is not held back by it (over TCP and Unix sockets; other
+// transports take the request when the park ends). A park for a reply is
+// not cut: the reply ends it. Without Wake the request is still taken,
+// when the park ends. Wake costs an atomic load when the loop does not
+// park. Safe to call from any goroutine.
+func (l *EventLoop) Wake() {
+	l.cutPark()
+}
+
+// cutPark ends a park in the poller (see wait) from another goroutine.
+func (l *EventLoop) cutPark() {
+	if !l.parking.Load() || !l.parking.Swap(false) {
+		return
+	}
+	if c := l.live.Load(); c != nil {
+		if w, ok := (*c).(netio.WaitInterrupter); ok {
+			w.InterruptWait()
+		}
 	}
 }
 
@@ -1006,10 +1035,27 @@ func (l *EventLoop) wait(now time.Time) {
 		if s := now.Add(slice); s.Before(until) {
 			until = s
 		}
-		var n int
-		var err error
 		br, batching := l.conn.(netio.BatchReader)
 		batching = batching && !expectReply && l.rate >= batchMin
+		// A plain stream park (nothing expected back, no batch) may be cut
+		// short by Wake, Ack, Resume and Close: it is where a goroutine
+		// that awaits one call after another finds the loop after each
+		// answer. A park for a reply ends with that reply, and a batched
+		// one within batchDelay; cutting them measured slower (a woken
+		// loop takes one request where the reply would bring several).
+		// The park is announced before the last look at the channel and
+		// the acks: a sender that finds parking unset after its send
+		// knows the loop will see its request (cutPark).
+		cuttable := !expectReply && !batching
+		if cuttable {
+			l.parking.Store(true)
+			if (canTake && len(l.requests) > 0) || l.acks.waiting.Load() {
+				l.parking.Store(false)
+				return
+			}
+		}
+		var n int
+		var err error
 		if batching {
 			// A heavy stream: let several messages gather before waking.
 			if b := now.Add(batchDelay); b.Before(until) {
@@ -1021,6 +1067,7 @@ func (l *EventLoop) wait(now time.Time) {
 		} else {
 			n, err = l.rd.FillWait(l.conn, until)
 		}
+		cut := cuttable && !l.parking.Swap(false)
 		if n > 0 {
 			l.arrived(time.Now(), n)
 		} else {
@@ -1028,6 +1075,8 @@ func (l *EventLoop) wait(now time.Time) {
 		}
 		switch {
 		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && cut:
+			// Woken (Wake, Ack, Resume, Close): not a missed poll.
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// A batched wait that found nothing waits once more, plainly,
 			// before the loop goes back to the signal.

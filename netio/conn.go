@@ -56,6 +56,17 @@ type Aborter interface {
 	Abort() error
 }
 
+// WaitInterrupter is implemented by connections whose ReadWait (and
+// ReadWaitBatch) can be cut short from another goroutine: TCP and Unix
+// sockets. InterruptWait makes a wait in progress return
+// os.ErrDeadlineExceeded at once; a call while no wait is in progress has
+// no effect, or ends the next wait early the same way; it never affects
+// anything else. Safe to call from any goroutine. The event loop uses it so that a request or an ack handed to it from
+// another goroutine does not wait for the end of a park in the poller.
+type WaitInterrupter interface {
+	InterruptWait()
+}
+
 // BatchReader is implemented by transports that can gather several
 // arrivals into one wakeup (TCP sockets on Linux, through SO_RCVLOWAT):
 // ReadWaitBatch is ReadWait, except that the caller is woken only once

@@ -60,6 +60,8 @@ type sockConn struct {
 	// increments pokes before it signals wake.
 	pokes   atomic.Uint32 // dispatches that signalled wake
 	shut    atomic.Bool   // Close was called
+	cuts    atomic.Uint32 // InterruptWait calls
+	cutSeen uint32        // cuts when the read deadline was last set
 	seen    uint32        // pokes when the last read(2) started
 	drained bool
 
@@ -210,7 +212,9 @@ func (s *sockConn) parkRead(p []byte, lowat int, deadline time.Time) (int, error
 		s.async = false
 		_ = s.rc.Control(s.disarmCB)
 	}
-	if !deadline.Equal(s.deadline) {
+	// InterruptWait may have left a past deadline behind: set it again.
+	if cuts := s.cuts.Load(); !deadline.Equal(s.deadline) || cuts != s.cutSeen {
+		s.cutSeen = cuts
 		if err := s.nc.SetReadDeadline(deadline); err != nil {
 			return 0, err
 		}
@@ -218,9 +222,24 @@ func (s *sockConn) parkRead(p []byte, lowat int, deadline time.Time) (int, error
 	}
 	n, err := s.rawRead(p, s.readWaitCB)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if time.Now().Before(deadline) {
+			// Cut short (InterruptWait): the deadline on nc is not ours.
+			s.cutSeen--
+		}
 		return 0, os.ErrDeadlineExceeded
 	}
 	return n, err
+}
+
+// interrupted is a read deadline in the past, for InterruptWait.
+var interrupted = time.Unix(1, 0)
+
+// InterruptWait implements WaitInterrupter: it sets a read deadline in
+// the past, which wakes a goroutine parked in ReadWait; the next ReadWait
+// sets its own deadline again.
+func (s *sockConn) InterruptWait() {
+	s.cuts.Add(1)
+	_ = s.nc.SetReadDeadline(interrupted)
 }
 
 // Arm implements Conn. The first Arm registers the socket in the

@@ -344,3 +344,40 @@ func TestReadWaitBatch(t *testing.T) {
 		t.Fatalf("read %q", got)
 	}
 }
+
+// TestInterruptWait: InterruptWait from another goroutine ends a ReadWait
+// whose deadline is far off, and the past deadline it leaves behind does
+// not cut the next ReadWait short: that one still reads what arrives.
+func TestInterruptWait(t *testing.T) {
+	craw, peer := pair(t, "tcp")
+	c := WrapConn(craw)
+	defer c.Close()
+	wi, ok := c.(WaitInterrupter)
+	if !ok {
+		t.Fatal("TCP Conn is not a WaitInterrupter")
+	}
+	done, poked := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(poked)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				wi.InterruptWait()
+			}
+		}
+	}()
+	buf := make([]byte, 16)
+	deadline := time.Now().Add(time.Hour)
+	n, err := c.ReadWait(buf, deadline)
+	close(done)
+	<-poked
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("interrupted ReadWait = %d, %v", n, err)
+	}
+	write(t, peer, "x")
+	if n, err := c.ReadWait(buf, deadline); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("ReadWait after an interrupt = %q, %v", buf[:n], err)
+	}
+}
