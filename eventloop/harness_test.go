@@ -286,6 +286,12 @@ func startClient(t *testing.T, url string, opts eventloop.Options) *client {
 
 func newClient(t *testing.T, url string, opts eventloop.Options) *client {
 	t.Helper()
+	return newClientFor(t, url, opts, testTimeout)
+}
+
+// newClientFor is newClient whose run lasts up to timeout.
+func newClientFor(t *testing.T, url string, opts eventloop.Options, timeout time.Duration) *client {
+	t.Helper()
 	if opts.Servers == nil {
 		opts.Servers = []string{url}
 	}
@@ -306,7 +312,7 @@ func newClient(t *testing.T, url string, opts eventloop.Options) *client {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	c := &client{t: t, loop: loop, reconnects: opts.Reconnect != reconnect.Never, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
 	events := loop.Run(ctx, c.reqs)
 	go func() {

@@ -2,7 +2,6 @@ package eventloop_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"github.com/mqttloop/mqttloop/eventloop"
 	"github.com/mqttloop/mqttloop/internal/faultproxy"
 	"github.com/mqttloop/mqttloop/internal/leakcheck"
-	"github.com/mqttloop/mqttloop/reconnect"
 	"github.com/mqttloop/mqttloop/state/filestore"
 )
 
@@ -180,34 +178,5 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // of a million messages outlasts testTimeout).
 func newLongClient(t *testing.T, url string, opts eventloop.Options) *client {
 	t.Helper()
-	if opts.Servers == nil {
-		opts.Servers = []string{url}
-	}
-	if opts.ClientID == "" {
-		opts.ClientID = uniqueID("measure")
-	}
-	loop, err := eventloop.New(opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	c := &client{t: t, loop: loop, reconnects: opts.Reconnect != reconnect.Never, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
-	events := loop.Run(ctx, c.reqs)
-	go func() {
-		defer close(c.done)
-		defer close(c.out)
-		for {
-			n, err := events.Next()
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.out <- n
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-c.done
-	})
-	return c
+	return newClientFor(t, url, opts, 30*time.Minute)
 }
