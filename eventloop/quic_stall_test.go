@@ -93,18 +93,7 @@ func (b *stallingQUICBroker) accept(ctx context.Context) error {
 // the test fails on its own timeout. The broker never reads again before
 // the run has ended.
 func TestQUICBrokerStopsReading(t *testing.T) {
-	cases := []struct {
-		name string
-		stop func(c *client)
-		want error
-		also error
-	}{
-		{"context cancelled", func(c *client) { c.cancel() }, eventloop.ErrStopped, context.Canceled},
-		{"Close", func(c *client) { c.loop.Close() }, eventloop.ErrStopped, nil},
-		{"Shutdown", func(c *client) { c.reqs <- eventloop.Shutdown{} }, eventloop.ErrStopped, nil},
-		{"Disconnect", func(c *client) { c.reqs <- eventloop.Disconnect{} }, eventloop.ErrDisconnected, nil},
-	}
-	for _, tc := range cases {
+	for _, tc := range stopCases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := listenStallingQUIC(t)
 			c := newClient(t, b.url(), quicOptions(eventloop.Options{WriteTimeout: 10 * time.Minute, MaxInflight: 1000}))

@@ -11,6 +11,21 @@ import (
 	"github.com/mqttloop/mqttloop/internal/rawbroker"
 )
 
+// stopCases are the ways a run can be ended from outside while the
+// loop's write is blocked, each with the error the run must end with (and
+// a second one it must also match, when there is one).
+var stopCases = []struct {
+	name string
+	stop func(c *client)
+	want error
+	also error
+}{
+	{"context cancelled", func(c *client) { c.cancel() }, eventloop.ErrStopped, context.Canceled},
+	{"Close", func(c *client) { c.loop.Close() }, eventloop.ErrStopped, nil},
+	{"Shutdown", func(c *client) { c.reqs <- eventloop.Shutdown{} }, eventloop.ErrStopped, nil},
+	{"Disconnect", func(c *client) { c.reqs <- eventloop.Disconnect{} }, eventloop.ErrDisconnected, nil},
+}
+
 // TestBrokerStopsReading: a broker that stops reading blocks the loop's
 // write. Cancelling the context, Close, Shutdown and Disconnect must
 // still end the run at once, each with its own error, and leave every
@@ -18,18 +33,7 @@ import (
 // the run would end only then, so the test fails on its own timeout. The
 // broker never reads again before the run has ended.
 func TestBrokerStopsReading(t *testing.T) {
-	cases := []struct {
-		name string
-		stop func(c *client)
-		want error
-		also error
-	}{
-		{"context cancelled", func(c *client) { c.cancel() }, eventloop.ErrStopped, context.Canceled},
-		{"Close", func(c *client) { c.loop.Close() }, eventloop.ErrStopped, nil},
-		{"Shutdown", func(c *client) { c.reqs <- eventloop.Shutdown{} }, eventloop.ErrStopped, nil},
-		{"Disconnect", func(c *client) { c.reqs <- eventloop.Disconnect{} }, eventloop.ErrDisconnected, nil},
-	}
-	for _, tc := range cases {
+	for _, tc := range stopCases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := rawbroker.Listen(t)
 			c := newClient(t, srv.URL(), eventloop.Options{WriteTimeout: 10 * time.Minute, MaxInflight: 1000})
