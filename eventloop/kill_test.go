@@ -106,10 +106,20 @@ func TestKilledProcessResumes(t *testing.T) {
 
 func startChild(t *testing.T, broker, store, topic, clientID string, n int) (*exec.Cmd, <-chan string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.v")
-	cmd.Env = append(os.Environ(),
+	return startTestChild(t, "TestKillChild", false,
 		envChild+"="+clientID, envBroker+"="+broker, envStore+"="+store,
 		envTopic+"="+topic, envCount+"="+strconv.Itoa(n))
+}
+
+// startTestChild runs the test binary's test named test in a child
+// process with env added, and returns its output line by line. With
+// dropUnread, lines nobody reads (beyond a buffer of 64) are dropped
+// rather than holding the child's output back. The child is killed when
+// the test ends.
+func startTestChild(t *testing.T, test string, dropUnread bool, env ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +136,14 @@ func startChild(t *testing.T, broker, store, topic, clientID string, n int) (*ex
 			if os.Getenv("KILL_DEBUG") != "" {
 				fmt.Println("child:", sc.Text())
 			}
-			lines <- sc.Text()
+			if !dropUnread {
+				lines <- sc.Text()
+				continue
+			}
+			select {
+			case lines <- sc.Text():
+			default: // nobody listens to this child any more
+			}
 		}
 		io.Copy(io.Discard, out)
 	}()

@@ -1,11 +1,9 @@
 package eventloop_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,35 +121,9 @@ func TestSpoolKilledProcess(t *testing.T) {
 
 func startSpoolChild(t *testing.T, broker, store, topic, clientID string, n, throttle int) (*exec.Cmd, <-chan string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolKillChild$", "-test.v")
-	cmd.Env = append(os.Environ(),
+	return startTestChild(t, "TestSpoolKillChild", true,
 		envSpoolChild+"="+clientID, envSpoolThrottle+"="+strconv.Itoa(throttle),
 		envBroker+"="+broker, envStore+"="+store, envTopic+"="+topic, envCount+"="+strconv.Itoa(n))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default: // nobody listens to this child any more
-			}
-		}
-		io.Copy(io.Discard, out)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd, lines
 }
 
 // TestSpoolKillChild is the child's body; it does nothing in a normal run.
