@@ -130,6 +130,7 @@ func New(opts Options) (*Client, error) {
 	lo := opts.Loop
 	lo.ManualAcks = true
 	lo.NotifyQoS0 = true
+	lo.WakeAfterSend = true // do calls Wake after each send
 	v5 := lo.ProtocolVersion == 0 || lo.ProtocolVersion == 5
 	if v5 {
 		lo.RequestResponseInformation = true

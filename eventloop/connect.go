@@ -180,6 +180,9 @@ func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*pack
 // waitReadable reads at least one byte into the reader, or fails at the
 // deadline, on context cancellation or Close.
 func (l *EventLoop) waitReadable(deadline time.Time) error {
+	if rw := l.pollerParker(); rw != nil {
+		return l.parkReadable(rw, deadline)
+	}
 	ready, err := l.conn.Arm()
 	if err != nil {
 		return err
@@ -373,4 +376,32 @@ func (l *EventLoop) protocolVersion() byte {
 		return 4
 	}
 	return 5
+}
+
+// parkReadable is waitReadable parked in the runtime's poller (see
+// parkForBroker): requests are not taken while connecting, so only Close
+// and the context can end the wait early.
+func (l *EventLoop) parkReadable(rw netio.ReadableWaiter, deadline time.Time) error {
+	for {
+		n, err := l.rd.FillNow(l.conn)
+		if err != nil {
+			return fmt.Errorf("reading from %s: %w", l.server, err)
+		}
+		if n > 0 {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("no CONNACK from %s within %v: %w", l.server, l.opts.ConnectTimeout, context.DeadlineExceeded)
+		}
+		woken, err := l.parkInPoller(rw, deadline, false, false)
+		if err != nil {
+			return fmt.Errorf("reading from %s: %w", l.server, err)
+		}
+		if err := l.ctx.Err(); err != nil {
+			return err
+		}
+		if woken && l.closed.Load() {
+			return ErrStopped
+		}
+	}
 }

@@ -258,6 +258,9 @@ type client struct {
 	done   chan struct{}
 	err    error
 	cancel context.CancelFunc
+	// wakes: the loop was promised a Wake after each send
+	// (Options.WakeAfterSend).
+	wakes bool
 	// reconnects: the client's policy retries, so Disconnected and
 	// Reconnecting are expected along the way.
 	reconnects bool
@@ -305,6 +308,11 @@ func newClientFor(t *testing.T, url string, opts eventloop.Options, timeout time
 		// instead of being survived unnoticed.
 		opts.Reconnect = reconnect.Never
 	}
+	if os.Getenv("MQTTLOOP_TEST_WAKE") != "" {
+		// The whole suite over the poller waits of WakeAfterSend (send
+		// keeps the promise): go test ./eventloop with this set.
+		opts.WakeAfterSend = true
+	}
 	if opts.Logger == nil && os.Getenv("MQTTLOOP_TEST_DEBUG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -313,7 +321,7 @@ func newClientFor(t *testing.T, url string, opts eventloop.Options, timeout time
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	c := &client{t: t, loop: loop, reconnects: opts.Reconnect != reconnect.Never, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
+	c := &client{t: t, loop: loop, wakes: opts.WakeAfterSend, reconnects: opts.Reconnect != reconnect.Never, reqs: make(chan eventloop.Request, 64), out: make(chan eventloop.Notification, 1024), done: make(chan struct{}), cancel: cancel}
 	events := loop.Run(ctx, c.reqs)
 	go func() {
 		defer close(c.done)
@@ -376,6 +384,9 @@ func (c *client) send(r eventloop.Request) {
 	c.t.Helper()
 	select {
 	case c.reqs <- r:
+		if c.wakes {
+			c.loop.Wake()
+		}
 	case <-c.done:
 		c.t.Fatalf("run ended before request %#v: %v", r, c.err)
 	}

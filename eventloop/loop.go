@@ -121,6 +121,7 @@ type EventLoop struct {
 	assignedID  string
 	pollMissed  bool        // the last park in the poller timed out
 	parking     atomic.Bool // parked in the poller: Wake/Ack/Resume/Close cut it short (cutPark)
+	ctxStop     func() bool // stops the context.AfterFunc that cuts a long park (parkForBroker)
 	rxAt        time.Time   // when bytes last arrived
 	burst       bool        // the last two arrivals were less than streamWindow apart
 	rate        int         // bytes likely to arrive within batchDelay (see arrived)
@@ -190,6 +191,7 @@ type Events struct{ l *EventLoop }
 // does nothing else and starts no goroutine. A loop whose run ended may Run
 // again to continue the session.
 func (l *EventLoop) Run(ctx context.Context, requests <-chan Request) *Events {
+	l.stopCtxWatch()
 	l.ctx = ctx
 	l.requests = requests
 	l.reqOpen = requests != nil
@@ -422,6 +424,7 @@ func (l *EventLoop) end(notify error, err error) {
 	l.phase = phaseEnded
 	l.endErr = err
 	l.timer.Stop()
+	l.stopCtxWatch()
 	l.publishCounts()
 	l.statusRunning(false, err)
 }
@@ -1046,6 +1049,11 @@ func (l *EventLoop) wait(now time.Time) {
 		// The park is announced before the last look at the channel and
 		// the acks: a sender that finds parking unset after its send
 		// knows the loop will see its request (cutPark).
+		if !expectReply && !batching && l.parkForBroker(deadline, canTake) {
+			// Nothing but the broker and the calls that cut a park can
+			// bring work: the stream needs no slice (and no timer).
+			return
+		}
 		cuttable := !expectReply && !batching
 		if cuttable {
 			l.parking.Store(true)
@@ -1087,6 +1095,9 @@ func (l *EventLoop) wait(now time.Time) {
 		return
 	}
 	l.pollMissed = false
+	if poll && l.parkForBroker(deadline, canTake) {
+		return
+	}
 
 	ready, err := l.conn.Arm()
 	if err != nil {
@@ -1132,6 +1143,93 @@ func (l *EventLoop) wait(now time.Time) {
 	}
 	if l.conn != nil {
 		l.conn.Disarm()
+	}
+}
+
+// parkForBroker is the long wait when nothing but the broker, a timer and
+// the calls that cut a park (cutPark) can give the loop work: the
+// application promised to Wake the loop after each request it sends
+// (Options.WakeAfterSend), or there is no requests channel. The loop
+// parks in the runtime's poller until the socket is readable or deadline,
+// holding no buffer. It reports whether it waited (or found work while
+// getting ready to); false means the transport or the situation needs
+// the select.
+func (l *EventLoop) parkForBroker(deadline time.Time, canTake bool) bool {
+	rw := l.pollerParker()
+	if rw == nil {
+		return false
+	}
+	l.rd.Release()
+	l.wr.Release()
+	l.publishCounts()
+	_, err := l.parkInPoller(rw, deadline, true, canTake)
+	if err != nil {
+		l.pendingRead = err
+	}
+	return true
+}
+
+// pollerParker returns the connection's way of waiting in the runtime's
+// poller when the loop may wait there for long (see parkForBroker), or
+// nil: the transport cannot (not a TCP or Unix socket), someone may send
+// a request without waking the loop, or NextContext's context must end
+// the wait too.
+func (l *EventLoop) pollerParker() netio.ReadableWaiter {
+	if l.waitDone != nil {
+		return nil
+	}
+	if l.requests != nil && !(l.opts.WakeAfterSend && cap(l.requests) > 0) {
+		return nil
+	}
+	rw, ok := l.conn.(netio.ReadableWaiter)
+	if !ok {
+		return nil
+	}
+	if _, ok := l.conn.(netio.WaitInterrupter); !ok {
+		return nil
+	}
+	return rw
+}
+
+// parkInPoller parks in the poller until the socket is readable, deadline
+// passes, the run's context ends or someone hands the loop work (cutPark:
+// Wake, Ack, Close, Pause, Resume). With watchWork, requests waiting on
+// the channel (when canTake) and acks waiting end it before it begins.
+// It reports whether the loop's wake channel had a value (Close, Pause,
+// Resume, Ack), which it consumed; a read error found while waiting is
+// returned for the next read to report.
+func (l *EventLoop) parkInPoller(rw netio.ReadableWaiter, deadline time.Time, watchWork, canTake bool) (woken bool, err error) {
+	if l.ctxStop == nil && l.ctx.Done() != nil {
+		// The context package runs cutPark on a goroutine of its own when
+		// the context ends; nothing runs before that.
+		l.ctxStop = context.AfterFunc(l.ctx, l.cutPark)
+	}
+	// Announced before the last look: whoever hands the loop work after
+	// this is either seen below or finds parking set and cuts the park.
+	l.parking.Store(true)
+	select {
+	case <-l.wake:
+		l.parking.Store(false)
+		return true, nil
+	default:
+	}
+	if l.ctx.Err() != nil || (watchWork && ((canTake && len(l.requests) > 0) || l.acks.waiting.Load())) {
+		l.parking.Store(false)
+		return false, nil
+	}
+	err = rw.WaitReadable(deadline)
+	l.parking.Store(false)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil
+	}
+	return false, err
+}
+
+// stopCtxWatch undoes parkForBroker's context.AfterFunc.
+func (l *EventLoop) stopCtxWatch() {
+	if l.ctxStop != nil {
+		l.ctxStop()
+		l.ctxStop = nil
 	}
 }
 

@@ -56,15 +56,32 @@ type Aborter interface {
 	Abort() error
 }
 
-// WaitInterrupter is implemented by connections whose ReadWait (and
-// ReadWaitBatch) can be cut short from another goroutine: TCP and Unix
-// sockets. InterruptWait makes a wait in progress return
-// os.ErrDeadlineExceeded at once; a call while no wait is in progress has
-// no effect, or ends the next wait early the same way; it never affects
-// anything else. Safe to call from any goroutine. The event loop uses it so that a request or an ack handed to it from
-// another goroutine does not wait for the end of a park in the poller.
+// WaitInterrupter is implemented by connections whose ReadWait,
+// ReadWaitBatch and WaitReadable can be cut short from another
+// goroutine: TCP and Unix sockets. InterruptWait makes a wait in progress
+// return os.ErrDeadlineExceeded at once; a call while no wait is in
+// progress makes the next wait return the same way at once (a cut meant
+// for a wait about to begin is never lost); it never affects anything
+// else. Safe to call from any goroutine. The event loop uses it so that a
+// request or an ack handed to it from another goroutine does not wait for
+// the end of a park in the poller.
 type WaitInterrupter interface {
 	InterruptWait()
+}
+
+// ReadableWaiter is implemented by connections that can wait for bytes
+// without reading them, and so without holding a buffer: TCP and Unix
+// sockets. WaitReadable parks the calling goroutine in the runtime's
+// poller until bytes, the peer's close or an error are ready to be read
+// (the caller then reads with ReadNow), the deadline passes, or
+// InterruptWait cuts the wait short; the last two return an error that
+// satisfies errors.Is(err, os.ErrDeadlineExceeded). A zero deadline means
+// none. The event loop uses it for its long waits when nothing but the
+// broker can wake it (see eventloop.Options.WakeAfterSend): the wait then
+// costs what a reader goroutine's costs, and an idle connection keeps no
+// read buffer.
+type ReadableWaiter interface {
+	WaitReadable(deadline time.Time) error
 }
 
 // BatchReader is implemented by transports that can gather several

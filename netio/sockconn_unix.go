@@ -39,6 +39,7 @@ type sockConn struct {
 	cerr       error
 	readNowCB  func(fd uintptr)
 	readWaitCB func(fd uintptr) bool
+	peekCB     func(fd uintptr) bool
 	armCB      func(fd uintptr)
 	disarmCB   func(fd uintptr)
 	addCB      func(fd uintptr)
@@ -51,6 +52,7 @@ type sockConn struct {
 	owned    bool           // F_SETOWN done and flags read
 	flags    int            // file status flags without O_ASYNC
 	lowat    int            // SO_RCVLOWAT set by ReadWaitBatch; <= 1 means the default
+	one      byte           // WaitReadable peeks into it
 	wake     chan os.Signal // the readiness set's dispatch signals here
 
 	// ReadNow skips read(2) when it cannot find anything: O_ASYNC was set
@@ -61,7 +63,7 @@ type sockConn struct {
 	pokes   atomic.Uint32 // dispatches that signalled wake
 	shut    atomic.Bool   // Close was called
 	cuts    atomic.Uint32 // InterruptWait calls
-	cutSeen uint32        // cuts when the read deadline was last set
+	cutSeen uint32        // cuts taken into account; a park with cuts unseen returns at once
 	seen    uint32        // pokes when the last read(2) started
 	drained bool
 
@@ -95,6 +97,7 @@ func wrapSocket(c net.Conn) (Conn, bool) {
 	s := &sockConn{nc: c, rc: rc, transport: transport, wake: make(chan os.Signal, 1)}
 	s.readNowCB = s.readNow
 	s.readWaitCB = s.readWait
+	s.peekCB = s.peek
 	s.armCB = s.arm
 	s.disarmCB = s.disarm
 	s.addCB = func(fd uintptr) { s.tok, s.cerr = rset.add(s, int(fd)) }
@@ -205,38 +208,100 @@ func (s *sockConn) ReadWait(p []byte, deadline time.Time) (int, error) {
 }
 
 func (s *sockConn) parkRead(p []byte, lowat int, deadline time.Time) (int, error) {
-	s.drained = false
-	s.setLowat(lowat)
-	if s.async {
-		// Parked in the poller, the loop needs no signal: stop them.
-		s.async = false
-		_ = s.rc.Control(s.disarmCB)
-	}
-	// InterruptWait may have left a past deadline behind: set it again.
-	if cuts := s.cuts.Load(); !deadline.Equal(s.deadline) || cuts != s.cutSeen {
-		s.cutSeen = cuts
-		if err := s.nc.SetReadDeadline(deadline); err != nil {
-			return 0, err
-		}
-		s.deadline = deadline
+	if err := s.prepareParking(lowat, deadline); err != nil {
+		return 0, err
 	}
 	n, err := s.rawRead(p, s.readWaitCB)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if time.Now().Before(deadline) {
-			// Cut short (InterruptWait): the deadline on nc is not ours.
-			s.cutSeen--
-		}
+		s.parkEnded(deadline)
 		return 0, os.ErrDeadlineExceeded
 	}
 	return n, err
+}
+
+// WaitReadable implements ReadableWaiter: it parks in the runtime's
+// netpoller until the socket is readable, without reading. Whether bytes
+// wait is asked with a one-byte MSG_PEEK, inside the poller's read
+// callback: the poller forgets an earlier edge when a wait begins, so
+// only a look taken there tells that nothing arrived in between.
+func (s *sockConn) WaitReadable(deadline time.Time) error {
+	if err := s.prepareParking(1, deadline); err != nil {
+		return err
+	}
+	err := s.rc.Read(s.peekCB)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		s.parkEnded(deadline)
+		return os.ErrDeadlineExceeded
+	}
+	return err
+}
+
+// peek reports whether the socket has something to read: bytes, the
+// peer's close or an error (which the next read returns). false parks
+// the goroutine in the netpoller.
+func (s *sockConn) peek(fd uintptr) bool {
+	for {
+		err := peekByte(fd, &s.one)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		return true
+	}
+}
+
+// prepareParking readies a park in the poller: the low-water mark, no
+// signals (a parked loop needs none) and the read deadline. It returns
+// os.ErrDeadlineExceeded, without parking, when InterruptWait was called
+// since the last park began: a cut meant for this park may come just
+// before it.
+func (s *sockConn) prepareParking(lowat int, deadline time.Time) error {
+	s.drained = false
+	s.setLowat(lowat)
+	if s.async {
+		s.async = false
+		_ = s.rc.Control(s.disarmCB)
+	}
+	cuts := s.cuts.Load()
+	if cuts != s.cutSeen {
+		s.cutSeen = cuts
+		s.deadline = interrupted // what InterruptWait left on nc
+		return os.ErrDeadlineExceeded
+	}
+	if !deadline.Equal(s.deadline) {
+		if err := s.nc.SetReadDeadline(deadline); err != nil {
+			return err
+		}
+		s.deadline = deadline
+		// A cut whose past deadline this one replaced: honour it.
+		if cuts := s.cuts.Load(); cuts != s.cutSeen {
+			s.cutSeen = cuts
+			s.deadline = interrupted
+			return os.ErrDeadlineExceeded
+		}
+	}
+	return nil
+}
+
+// parkEnded notes a park that ended with os.ErrDeadlineExceeded: if its
+// own deadline has not passed, InterruptWait cut it, which is taken into
+// account, and the deadline on nc is no longer ours.
+func (s *sockConn) parkEnded(deadline time.Time) {
+	if deadline.IsZero() || time.Now().Before(deadline) {
+		s.cutSeen = s.cuts.Load()
+		s.deadline = interrupted
+	}
 }
 
 // interrupted is a read deadline in the past, for InterruptWait.
 var interrupted = time.Unix(1, 0)
 
 // InterruptWait implements WaitInterrupter: it sets a read deadline in
-// the past, which wakes a goroutine parked in ReadWait; the next ReadWait
-// sets its own deadline again.
+// the past, which wakes a goroutine parked in ReadWait, ReadWaitBatch or
+// WaitReadable; if none is parked, the next park returns at once (see
+// prepareParking) and sets its own deadline again after that.
 func (s *sockConn) InterruptWait() {
 	s.cuts.Add(1)
 	_ = s.nc.SetReadDeadline(interrupted)

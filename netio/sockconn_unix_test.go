@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -377,7 +378,152 @@ func TestInterruptWait(t *testing.T) {
 		t.Fatalf("interrupted ReadWait = %d, %v", n, err)
 	}
 	write(t, peer, "x")
-	if n, err := c.ReadWait(buf, deadline); err != nil || string(buf[:n]) != "x" {
+	// Interrupts made after the wait ended may end the next wait at once
+	// (they might have been meant for it); the one after that reads.
+	n, err = c.ReadWait(buf, deadline)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		n, err = c.ReadWait(buf, deadline)
+	}
+	if err != nil || string(buf[:n]) != "x" {
 		t.Fatalf("ReadWait after an interrupt = %q, %v", buf[:n], err)
+	}
+}
+
+// TestInterruptBeforeWait: a cut made before the wait begins is not lost
+// (the event loop announces a park, then parks; a cut may come between),
+// for each way of waiting; it is used up by that wait.
+func TestInterruptBeforeWait(t *testing.T) {
+	craw, peer := pair(t, "tcp")
+	c := WrapConn(craw)
+	defer c.Close()
+	buf := make([]byte, 16)
+	deadline := time.Now().Add(time.Hour)
+	waits := map[string]func() (int, error){
+		"ReadWait":      func() (int, error) { return c.ReadWait(buf, deadline) },
+		"ReadWaitBatch": func() (int, error) { return c.(BatchReader).ReadWaitBatch(buf, 8, deadline) },
+		"WaitReadable":  func() (int, error) { return 0, c.(ReadableWaiter).WaitReadable(deadline) },
+	}
+	for name, wait := range waits {
+		c.(WaitInterrupter).InterruptWait()
+		if n, err := wait(); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s after an earlier InterruptWait = %d, %v; want an immediate os.ErrDeadlineExceeded", name, n, err)
+		}
+		write(t, peer, "x")
+		if n, err := c.ReadWait(buf, deadline); err != nil || string(buf[:n]) != "x" {
+			t.Fatalf("ReadWait after %s's cut = %q, %v", name, buf[:n], err)
+		}
+	}
+}
+
+// TestWaitReadable: the wait ends for bytes written before or during it
+// and for the peer's close, without taking anything (the read after it
+// gets every byte), and ends at its deadline or when cut.
+func TestWaitReadable(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			craw, peer := pair(t, network)
+			c := WrapConn(craw)
+			defer c.Close()
+			rw := c.(ReadableWaiter)
+			far := time.Now().Add(time.Hour)
+			buf := make([]byte, 16)
+
+			write(t, peer, "ab")
+			if err := rw.WaitReadable(far); err != nil {
+				t.Fatalf("bytes written before: %v", err)
+			}
+			if err := rw.WaitReadable(far); err != nil {
+				t.Fatalf("the wait took bytes: %v", err)
+			}
+			if n, err := c.ReadNow(buf); err != nil || string(buf[:n]) != "ab" {
+				t.Fatalf("ReadNow after the wait = %q, %v", buf[:n], err)
+			}
+
+			waited := make(chan error, 1)
+			go func() { waited <- rw.WaitReadable(far) }()
+			write(t, peer, "c")
+			if err := <-waited; err != nil {
+				t.Fatalf("bytes written during: %v", err)
+			}
+			if n, err := c.ReadNow(buf); err != nil || string(buf[:n]) != "c" {
+				t.Fatalf("ReadNow = %q, %v", buf[:n], err)
+			}
+
+			if err := rw.WaitReadable(time.Now().Add(10 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("nothing sent, deadline: %v", err)
+			}
+
+			go func() { waited <- rw.WaitReadable(far) }()
+			c.(WaitInterrupter).InterruptWait()
+			if err := <-waited; !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("cut: %v", err)
+			}
+
+			peer.Close()
+			if err := rw.WaitReadable(far); err != nil {
+				t.Fatalf("peer closed: %v", err)
+			}
+			if _, err := c.ReadNow(buf); !errors.Is(err, io.EOF) {
+				t.Fatalf("ReadNow after the peer closed = %v; want EOF", err)
+			}
+		})
+	}
+}
+
+// TestWaitReadableNoLostWakeup: 2,000 bytes, each written the moment the
+// reader confirmed the previous one, so that they land before, during and
+// after the wait begins; every one ends a wait.
+func TestWaitReadableNoLostWakeup(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			craw, peer := pair(t, network)
+			c := WrapConn(craw)
+			defer c.Close()
+			rw := c.(ReadableWaiter)
+			const n = 2000
+			ack := make(chan struct{})
+			werr := make(chan error, 1)
+			go func() {
+				for i := range n {
+					if _, err := peer.Write([]byte{byte(i)}); err != nil {
+						werr <- err
+						return
+					}
+					<-ack
+				}
+				werr <- nil
+			}()
+			buf := make([]byte, 8)
+			for i := range n {
+				if err := rw.WaitReadable(time.Now().Add(guard)); err != nil {
+					t.Fatalf("byte %d: lost wakeup: %v", i, err)
+				}
+				m, err := c.ReadNow(buf)
+				if err != nil || m != 1 || buf[0] != byte(i) {
+					t.Fatalf("byte %d: read %v, %v", i, buf[:m], err)
+				}
+				ack <- struct{}{}
+			}
+			if err := <-werr; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestWaitReadableAllocs: waiting for bytes allocates nothing.
+func TestWaitReadableAllocs(t *testing.T) {
+	craw, peer := pair(t, "tcp")
+	c := WrapConn(craw)
+	defer c.Close()
+	write(t, peer, "x")
+	far := time.Now().Add(time.Hour)
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := c.(ReadableWaiter).WaitReadable(far); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("WaitReadable allocates %.1f times per call", allocs)
 	}
 }

@@ -17,13 +17,18 @@ type Kind string
 // The clients.
 const (
 	Loop     Kind = "mqttloop"
+	// LoopSelect is mqttloop with default options: a subscriber waits in
+	// a select over its requests channel and learns of arriving bytes
+	// through SIGIO. Loop's subscribers set WakeAfterSend (as package
+	// client does), so they wait in the runtime's poller.
+	LoopSelect Kind = "mqttloop-select"
 	Baseline Kind = "baseline"
 	Paho     Kind = "paho"
 	AutoPaho Kind = "autopaho"
 )
 
 // All is every kind, in report order.
-var All = []Kind{Loop, Baseline, Paho, AutoPaho}
+var All = []Kind{Loop, LoopSelect, Baseline, Paho, AutoPaho}
 
 // KeepAlive is the keepalive every client asks for.
 const KeepAlive = 60 * time.Second
@@ -41,7 +46,9 @@ type Subscriber interface {
 func Subscribe(kind Kind, url, id, topic string, qos byte, onMsg func()) (Subscriber, error) {
 	switch kind {
 	case Loop:
-		return loopSubscribe(url, id, topic, qos, onMsg)
+		return loopSubscribe(url, id, topic, qos, true, onMsg)
+	case LoopSelect:
+		return loopSubscribe(url, id, topic, qos, false, onMsg)
 	case Baseline:
 		return baselineSubscribe(url, id, topic, qos, onMsg)
 	case Paho:
@@ -57,7 +64,7 @@ func Subscribe(kind Kind, url, id, topic string, qos byte, onMsg func()) (Subscr
 // acknowledged (QoS 1) or handed to the socket (QoS 0).
 func Publish(kind Kind, url, id, topic string, payload []byte, qos byte, n, inflight int) error {
 	switch kind {
-	case Loop:
+	case Loop, LoopSelect:
 		return loopPublish(url, id, topic, payload, qos, n, inflight)
 	case Baseline:
 		return baselinePublish(url, id, topic, payload, qos, n, inflight)
@@ -73,7 +80,7 @@ func Publish(kind Kind, url, id, topic string, payload []byte, qos byte, n, infl
 // the previous one's PUBACK, and returns each round trip's duration.
 func RoundTrips(kind Kind, url, id, topic string, payload []byte, n int) ([]time.Duration, error) {
 	switch kind {
-	case Loop:
+	case Loop, LoopSelect:
 		return loopRoundTrips(url, id, topic, payload, n)
 	case Baseline:
 		return baselineRoundTrips(url, id, topic, payload, n)

@@ -14,20 +14,23 @@ type loopSub struct {
 	done   chan struct{}
 }
 
-func newLoop(url, id string, inflight int) (*eventloop.EventLoop, error) {
+func newLoop(url, id string, inflight int, wakeAfterSend bool) (*eventloop.EventLoop, error) {
 	return eventloop.New(eventloop.Options{
-		Servers:     []string{url},
-		ClientID:    id,
-		CleanStart:  true,
-		KeepAlive:   KeepAlive,
-		MaxInflight: inflight,
+		Servers:       []string{url},
+		ClientID:      id,
+		CleanStart:    true,
+		KeepAlive:     KeepAlive,
+		MaxInflight:   inflight,
+		WakeAfterSend: wakeAfterSend,
 	})
 }
 
 // loopSubscribe runs the loop on a goroutine of the benchmark's (the
-// caller's goroutine, as an application would).
-func loopSubscribe(url, id, topic string, qos byte, onMsg func()) (Subscriber, error) {
-	loop, err := newLoop(url, id, 0)
+// caller's goroutine, as an application would). wakeAfterSend sets the
+// option of that name: the one request is sent before Run, so the promise
+// holds.
+func loopSubscribe(url, id, topic string, qos byte, wakeAfterSend bool, onMsg func()) (Subscriber, error) {
+	loop, err := newLoop(url, id, 0, wakeAfterSend)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +74,7 @@ func (s *loopSub) Close() {
 }
 
 func loopPublish(url, id, topic string, payload []byte, qos byte, n, inflight int) error {
-	loop, err := newLoop(url, id, inflight)
+	loop, err := newLoop(url, id, inflight, false)
 	if err != nil {
 		return err
 	}
@@ -114,7 +117,7 @@ func loopPublish(url, id, topic string, payload []byte, qos byte, n, inflight in
 }
 
 func loopRoundTrips(url, id, topic string, payload []byte, n int) ([]time.Duration, error) {
-	loop, err := newLoop(url, id, 0)
+	loop, err := newLoop(url, id, 0, false)
 	if err != nil {
 		return nil, err
 	}
