@@ -168,6 +168,23 @@
 // library runs two goroutines for the whole process, however many loops
 // it runs: os/signal's dispatcher (os/signal.loop) and the runtime's
 // ensureSigM (runtime.ensureSigM.func1), which keeps an OS thread of its
-// own; a test measures this in a fresh process. Over quic:// the QUIC
-// library runs its own goroutines per connection.
+// own; a test measures this in a fresh process. With
+// Options.WakeAfterSend (or a nil requests channel) a loop on a TCP or
+// Unix socket waits in the runtime's poller and never uses SIGIO; it asks
+// context.AfterFunc to cut that wait when the run's context ends, and the
+// context package runs that function on a goroutine of its own then (it
+// ends at once). Over quic:// the QUIC library runs its own goroutines
+// per connection.
+//
+// # Waiting
+//
+// When nothing happened, the loop waits. By default it selects over the
+// requests channel, the context, its timer and the connection's readiness
+// (SIGIO through one process-wide epoll or kqueue set), and parks in the
+// poller only for short slices while a reply or a stream is expected. A
+// loop whose requests all come with a Wake (Options.WakeAfterSend, which
+// package client sets) need not watch the channel: it parks in the
+// runtime's poller as a reader goroutine would, which costs a third less
+// CPU per message that arrives now and then (see the journal), and holds
+// no buffer while idle.
 package eventloop

@@ -16,15 +16,15 @@ type Kind string
 
 // The clients.
 const (
-	Loop     Kind = "mqttloop"
+	Loop Kind = "mqttloop"
 	// LoopSelect is mqttloop with default options: a subscriber waits in
 	// a select over its requests channel and learns of arriving bytes
 	// through SIGIO. Loop's subscribers set WakeAfterSend (as package
 	// client does), so they wait in the runtime's poller.
 	LoopSelect Kind = "mqttloop-select"
-	Baseline Kind = "baseline"
-	Paho     Kind = "paho"
-	AutoPaho Kind = "autopaho"
+	Baseline   Kind = "baseline"
+	Paho       Kind = "paho"
+	AutoPaho   Kind = "autopaho"
 )
 
 // All is every kind, in report order.
