@@ -195,8 +195,10 @@ type Options struct {
 	// acknowledgement to report.
 	NotifyQoS0 bool
 	// WakeAfterSend is the application's promise that every send on the
-	// requests channel is followed by a call to EventLoop.Wake (package
-	// client keeps it). The loop then waits for the broker the way a
+	// requests channel from a goroutine other than the one calling Next
+	// is followed by a call to EventLoop.Wake (package client keeps it;
+	// sends made between two calls of Next need none, the loop looks at
+	// the channel before it waits). The loop then waits for the broker the way a
 	// reader goroutine does, parked in the runtime's poller, instead of
 	// in a select that also watches the channel and learns of arriving
 	// bytes through SIGIO: a message that arrives now and then costs

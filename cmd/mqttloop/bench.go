@@ -361,6 +361,10 @@ func (b *bench) conn(i int, o eventloop.Options) {
 			b.connected <- -1 - i
 		}
 	}
+	// A subscriber's requests come before Run and from the goroutine
+	// below, which wakes the loop: it may wait for the broker in the
+	// poller. A publisher's come from feed, without Wake.
+	o.WakeAfterSend = !isPub
 	loop, err := eventloop.New(o)
 	if err != nil {
 		c.err = err
@@ -403,6 +407,7 @@ func (b *bench) conn(i int, o eventloop.Options) {
 					select {
 					case <-b.stop:
 						c.requests <- eventloop.Disconnect{}
+						loop.Wake()
 					case <-ended:
 					}
 				}()

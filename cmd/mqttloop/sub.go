@@ -86,6 +86,9 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageErr(stderr, name, "%v", err)
 	}
 	opts.ManualAcks = *manual
+	// Requests are sent only between two calls of Next: the loop may wait
+	// for the broker in the poller rather than watch the channel.
+	opts.WakeAfterSend = true
 	if !*noReconnect {
 		// As mosquitto_sub: a wrong address fails at once, a lost
 		// connection is retried (and the subscriptions made again if the
