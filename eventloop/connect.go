@@ -393,7 +393,7 @@ func (l *EventLoop) parkReadable(rw netio.ReadableWaiter, deadline time.Time) er
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("no CONNACK from %s within %v: %w", l.server, l.opts.ConnectTimeout, context.DeadlineExceeded)
 		}
-		woken, err := l.parkInPoller(rw, deadline, false, false)
+		woken, _, err := l.parkInPoller(rw, deadline, false, false)
 		if err != nil {
 			return fmt.Errorf("reading from %s: %w", l.server, err)
 		}
