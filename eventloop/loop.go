@@ -53,6 +53,13 @@ const (
 	batchMin   = 512
 	batchMax   = 16 << 10
 	batchDelay = 300 * time.Microsecond
+	// replyBatchMin, minAckSize: with at least replyBatchMin requests
+	// awaiting their answers (a pipelined publisher), a park for replies
+	// waits the same way until a quarter of them may have arrived, counting
+	// minAckSize bytes per answer (a PUBACK without reason code), or
+	// batchDelay.
+	replyBatchMin = 32
+	minAckSize    = 4
 	// farFuture stands for "no timer".
 	farFuture = 24 * time.Hour
 	// closeWriteTimeout bounds the farewell DISCONNECT.
@@ -1040,7 +1047,22 @@ func (l *EventLoop) wait(now time.Time) {
 			until = s
 		}
 		br, batching := l.conn.(netio.BatchReader)
-		batching = batching && !expectReply && l.rate >= batchMin
+		lowat := 0
+		switch {
+		case !batching:
+		case !expectReply && l.rate >= batchMin:
+			lowat = min(l.rate, batchMax)
+		case expectReply && l.st.Outstanding() >= replyBatchMin:
+			// A pipelined publisher: let a quarter of the outstanding
+			// acknowledgements gather, rather than wake for each.
+			lowat = min(l.st.Outstanding()/4*minAckSize, batchMax)
+		}
+		batching = lowat > 0
+		if !expectReply && !batching && l.parkForBroker(deadline, canTake) {
+			// Nothing but the broker and the calls that cut a park can
+			// bring work: the stream needs no slice (and no timer).
+			return
+		}
 		// A plain stream park (nothing expected back, no batch) may be cut
 		// short by Wake, Ack, Resume and Close: it is where a goroutine
 		// that awaits one call after another finds the loop after each
@@ -1050,11 +1072,6 @@ func (l *EventLoop) wait(now time.Time) {
 		// The park is announced before the last look at the channel and
 		// the acks: a sender that finds parking unset after its send
 		// knows the loop will see its request (cutPark).
-		if !expectReply && !batching && l.parkForBroker(deadline, canTake) {
-			// Nothing but the broker and the calls that cut a park can
-			// bring work: the stream needs no slice (and no timer).
-			return
-		}
 		cuttable := !expectReply && !batching
 		if cuttable {
 			l.parking.Store(true)
@@ -1070,14 +1087,14 @@ func (l *EventLoop) wait(now time.Time) {
 			if b := now.Add(batchDelay); b.Before(until) {
 				until = b
 			}
-			l.batch.c, l.batch.br, l.batch.lowat = l.conn, br, min(l.rate, batchMax)
+			l.batch.c, l.batch.br, l.batch.lowat = l.conn, br, lowat
 			n, err = l.rd.FillWait(&l.batch, until)
 			l.batch.c, l.batch.br = nil, nil
 		} else {
 			n, err = l.rd.FillWait(l.conn, until)
 		}
 		cut := cuttable && !l.parking.Swap(false)
-		if cuttable || batching {
+		if cuttable || (batching && !expectReply) {
 			l.handed = cut
 		}
 		if n > 0 {
@@ -1090,9 +1107,9 @@ func (l *EventLoop) wait(now time.Time) {
 		case errors.Is(err, os.ErrDeadlineExceeded) && cut:
 			// Woken (Wake, Ack, Resume, Close): not a missed poll.
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// A batched wait that found nothing waits once more, plainly,
-			// before the loop goes back to the signal.
-			l.pollMissed = !batching
+			// A batched wait for a stream that found nothing waits once
+			// more, plainly, before the loop goes back to the signal.
+			l.pollMissed = !batching || expectReply
 		default:
 			l.pendingRead = err
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mqttloop/mqttloop/eventloop"
+	"github.com/mqttloop/mqttloop/internal/leakcheck"
 	"github.com/mqttloop/mqttloop/mqtttest"
 )
 
@@ -56,6 +57,24 @@ func TestStandardGoroutinesFreshProcess(t *testing.T) {
 		t.Fatalf("goroutines started on the loops' behalf: %q, want %q\nbefore: %v\nafter: %v", started, want, before, after)
 	}
 	t.Logf("started on the loops' behalf: %q", started)
+
+	// Loops that wait in the poller (Options.WakeAfterSend) never use
+	// SIGIO: nothing of the standard library stays. (The context package
+	// ran each loop's context.AfterFunc function on a goroutine of its
+	// own when the context ended; those ended with it.)
+	wake := freshDump(t, "wakeloops "+b.URL())
+	started = nil
+	for fn, n := range wake {
+		if gcBookkeeping[fn] {
+			continue
+		}
+		for range n - before[fn] {
+			started = append(started, fn)
+		}
+	}
+	if len(started) > 0 {
+		t.Fatalf("goroutines left on behalf of loops waiting in the poller: %q, want none\nbefore: %v\nafter: %v", started, before, wake)
+	}
 }
 
 // gcBookkeeping are runtime goroutines that come and go with garbage
@@ -102,13 +121,20 @@ func freshDump(t *testing.T, mode string) map[string]int {
 }
 
 // freshChild runs in the re-executed process: with "loops URL", three
-// loops connect, subscribe, wait for readiness and end; then (in both
+// loops connect, subscribe, wait for readiness and end ("wakeloops URL":
+// the same with Options.WakeAfterSend); then (in both
 // modes) it collects garbage, prints READY and dumps every goroutine
 // (SIGQUIT).
 func freshChild(mode string) {
-	if url, ok := strings.CutPrefix(mode, "loops "); ok {
+	url, loops := strings.CutPrefix(mode, "loops ")
+	wakeURL, wake := strings.CutPrefix(mode, "wakeloops ")
+	if wake {
+		url, loops = wakeURL, true
+	}
+	if loops {
+		base := runtime.NumGoroutine()
 		for i := range 3 {
-			loop, err := eventloop.New(eventloop.Options{Servers: []string{url}, ClientID: fmt.Sprintf("fresh-%d-%d", os.Getpid(), i)})
+			loop, err := eventloop.New(eventloop.Options{Servers: []string{url}, ClientID: fmt.Sprintf("fresh-%d-%d", os.Getpid(), i), WakeAfterSend: wake})
 			if err != nil {
 				fmt.Println("ERROR", err)
 				os.Exit(1)
@@ -123,6 +149,10 @@ func freshChild(mode string) {
 				}
 			}
 			cancel()
+		}
+		if wake {
+			// Let the context package's AfterFunc goroutines finish.
+			leakcheck.Poll(10*time.Second, func() bool { return runtime.NumGoroutine() <= base })
 		}
 	}
 	runtime.GC() // both children then have the GC's worker goroutines
