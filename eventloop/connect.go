@@ -178,16 +178,20 @@ func (l *EventLoop) awaitConnack(ctx context.Context, deadline time.Time) (*pack
 }
 
 // waitReadable reads at least one byte into the reader, or fails at the
-// deadline, on context cancellation or Close.
+// deadline, on context cancellation or Close. It waits in the runtime's
+// poller when the loop may (see parkForBroker; requests are not taken
+// while connecting, so only Close and the context can end the wait
+// early), else in a select over the connection's readiness.
 func (l *EventLoop) waitReadable(deadline time.Time) error {
-	if rw := l.pollerParker(); rw != nil {
-		return l.parkReadable(rw, deadline)
+	rw := l.pollerParker()
+	var ready netio.Readiness
+	if rw == nil {
+		var err error
+		if ready, err = l.conn.Arm(); err != nil {
+			return err
+		}
+		defer l.conn.Disarm()
 	}
-	ready, err := l.conn.Arm()
-	if err != nil {
-		return err
-	}
-	defer l.conn.Disarm()
 	for {
 		n, err := l.rd.FillNow(l.conn)
 		if err != nil {
@@ -199,6 +203,19 @@ func (l *EventLoop) waitReadable(deadline time.Time) error {
 		now := time.Now()
 		if !now.Before(deadline) {
 			return fmt.Errorf("no CONNACK from %s within %v: %w", l.server, l.opts.ConnectTimeout, context.DeadlineExceeded)
+		}
+		if rw != nil {
+			woken, _, err := l.parkInPoller(rw, deadline, false, false)
+			if err != nil {
+				return fmt.Errorf("reading from %s: %w", l.server, err)
+			}
+			if err := l.ctx.Err(); err != nil {
+				return err
+			}
+			if woken && l.closed.Load() {
+				return ErrStopped
+			}
+			continue
 		}
 		l.timer.Reset(deadline.Sub(now))
 		select {
@@ -376,32 +393,4 @@ func (l *EventLoop) protocolVersion() byte {
 		return 4
 	}
 	return 5
-}
-
-// parkReadable is waitReadable parked in the runtime's poller (see
-// parkForBroker): requests are not taken while connecting, so only Close
-// and the context can end the wait early.
-func (l *EventLoop) parkReadable(rw netio.ReadableWaiter, deadline time.Time) error {
-	for {
-		n, err := l.rd.FillNow(l.conn)
-		if err != nil {
-			return fmt.Errorf("reading from %s: %w", l.server, err)
-		}
-		if n > 0 {
-			return nil
-		}
-		if !time.Now().Before(deadline) {
-			return fmt.Errorf("no CONNACK from %s within %v: %w", l.server, l.opts.ConnectTimeout, context.DeadlineExceeded)
-		}
-		woken, _, err := l.parkInPoller(rw, deadline, false, false)
-		if err != nil {
-			return fmt.Errorf("reading from %s: %w", l.server, err)
-		}
-		if err := l.ctx.Err(); err != nil {
-			return err
-		}
-		if woken && l.closed.Load() {
-			return ErrStopped
-		}
-	}
 }

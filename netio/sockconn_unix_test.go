@@ -239,18 +239,7 @@ func TestNoLostWakeup(t *testing.T) {
 			c := WrapConn(craw)
 			defer c.Close()
 			const n = 2000
-			ack := make(chan struct{})
-			werr := make(chan error, 1)
-			go func() {
-				for i := range n {
-					if _, err := peer.Write([]byte{byte(i)}); err != nil {
-						werr <- err
-						return
-					}
-					<-ack
-				}
-				werr <- nil
-			}()
+			ack, werr := drip(peer, n)
 			buf := make([]byte, 8)
 			for i := range n {
 				for {
@@ -285,6 +274,24 @@ func TestNoLostWakeup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// drip writes n bytes to peer (0, 1, 2, ...), each once the reader
+// confirmed the previous one on ack, so that they land before, during and
+// after the reader begins to wait; werr gets the outcome.
+func drip(peer net.Conn, n int) (ack chan struct{}, werr chan error) {
+	ack, werr = make(chan struct{}), make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := peer.Write([]byte{byte(i)}); err != nil {
+				werr <- err
+				return
+			}
+			<-ack
+		}
+		werr <- nil
+	}()
+	return ack, werr
 }
 
 // fdForTest returns the socket's descriptor number.
@@ -481,18 +488,7 @@ func TestWaitReadableNoLostWakeup(t *testing.T) {
 			defer c.Close()
 			rw := c.(ReadableWaiter)
 			const n = 2000
-			ack := make(chan struct{})
-			werr := make(chan error, 1)
-			go func() {
-				for i := range n {
-					if _, err := peer.Write([]byte{byte(i)}); err != nil {
-						werr <- err
-						return
-					}
-					<-ack
-				}
-				werr <- nil
-			}()
+			ack, werr := drip(peer, n)
 			buf := make([]byte, 8)
 			for i := range n {
 				if err := rw.WaitReadable(time.Now().Add(guard)); err != nil {

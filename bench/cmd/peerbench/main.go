@@ -46,7 +46,7 @@ func main() {
 	}
 	var (
 		scenarios = flag.String("scenarios", "fanin,sparse,idle,receive,publish", "comma-separated scenarios")
-		clientsF  = flag.String("clients", "mqttloop,baseline,paho,autopaho", "comma-separated clients")
+		clientsF  = flag.String("clients", "mqttloop,mqttloop-select,baseline,paho,autopaho", "comma-separated clients")
 		rounds    = flag.Int("rounds", 3, "interleaved rounds per measurement")
 		fanin     = flag.String("fanin", "1,10,100,1000,10000", "loops per process for fanin")
 		idleN     = flag.Int("idle", 10000, "connections for idle")
