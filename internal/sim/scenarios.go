@@ -36,6 +36,10 @@ func Base(seed uint64, msgs int) Config {
 		OfflineQueue:   500,
 		Policy:         reconnect.Automatic,
 		AppRestart:     500 * time.Millisecond,
+		// The loop waits in the poller (WaitReadable) for half the
+		// seeds (2, 3, 6, 7, ...), independently of seed%2, which some
+		// scenarios use.
+		WakeAfterSend: seed/2%2 == 1,
 
 		BackoffInitial: 100 * time.Millisecond,
 		BackoffMax:     5 * time.Second,
@@ -135,6 +139,9 @@ func Random(seed uint64, msgs int) Config {
 	if chance(0.2) {
 		c.BrokerRestartMean = dur(2*time.Second, 10*time.Second)
 	}
+	// Drawn last, so that the fields above keep the values they had for
+	// each seed before it existed.
+	c.WakeAfterSend = chance(0.5)
 	return c
 }
 
@@ -255,11 +262,11 @@ var Scenarios = []Scenario{
 // Summary describes a configuration in one line.
 func (c Config) Summary() string {
 	return fmt.Sprintf("%s seed=%d msgs=%d/%d ka=%v pt=%v ack=%v inflight=%d rm=%d/%d vary=%v ska=%d policy=%v loss=%.1f "+
-		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v brokerrestart=%v",
+		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v brokerrestart=%v wake=%v",
 		c.Name, c.Seed, c.ClientPublishes, c.BrokerPublishes, c.KeepAlive, c.PingTimeout, c.AckTimeout, c.MaxInflight,
 		c.ReceiveMaximum, c.ClientReceiveMax, c.ReceiveMaxVaries, c.ServerKeepAlive, c.Policy, c.SessionLoss,
 		c.MinDelay, c.MaxDelay, c.SpikeProb, c.NoticeMax, c.CutMean, c.CutEvery, c.StormLen, c.HalfOpenMean,
-		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay, c.BrokerRestartMean)
+		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay, c.BrokerRestartMean, c.WakeAfterSend)
 }
 
 // String summarizes a run's counts.
