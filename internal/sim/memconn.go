@@ -147,6 +147,9 @@ func (m *memConn) ReadWait(p []byte, deadline time.Time) (int, error) {
 // deadline or when InterruptWait cuts it. Like ReadWait it blocks on
 // channels and a timer only.
 func (m *memConn) WaitReadable(deadline time.Time) error {
+	m.s.mu.Lock()
+	m.s.stats.PollerWaits++
+	m.s.mu.Unlock()
 	return m.wait(deadline, func() bool {
 		return len(m.in) > 0 || m.eof != nil || m.closed
 	})
@@ -182,6 +185,7 @@ func (m *memConn) wait(deadline time.Time, done func() bool) error {
 		cut := false
 		if c := m.cuts.Load(); c != m.cutSeen {
 			m.cutSeen, cut = c, true
+			m.s.stats.WaitsCut++
 		}
 		ok := !cut && done()
 		m.s.mu.Unlock()

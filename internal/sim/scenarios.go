@@ -275,10 +275,10 @@ func (s Stats) String() string {
 		"%d cuts, %d half-open (longest detection %v), %d crash + %d save/load restarts, %d runs ended; "+
 		"%d keepalive deaths, %d ack timeouts, %d broker keepalive closes, %d bad packets; "+
 		"%d replayed, %d resubscribes, %d broker restarts, %d phantom sessions (%d messages swallowed), %d unknown acks, %d Ack errors, %d queue full; duplicates c→b QoS1 %d QoS2 %d, b→c QoS1 %d; "+
-		"b→c lost with session %d, unrouted %d; settled %v after the script",
+		"b→c lost with session %d, unrouted %d; %d poller waits, %d waits cut; settled %v after the script",
 		s.Virtual.Round(time.Millisecond), s.Events, s.Packets, s.Vanished, s.Connections, s.Connacks, s.SessionsLost, s.DialFailures,
 		s.Cuts, s.HalfOpens, s.MaxDetect, s.CrashRestarts, s.SaveLoadRestarts, s.RunsEnded,
 		s.KeepaliveDeaths, s.AckTimeouts, s.BrokerKeepalive, s.BadPackets,
 		s.Replayed, s.Resubscribes, s.BrokerRestarts, s.PhantomSessions, s.PhantomSwallowed, s.UnknownAcks, s.AckErrors, s.QueueFull, s.C2BDupQoS1, s.C2BDupQoS2, s.B2CDupQoS1,
-		s.B2CLost, s.B2CUnrouted, s.Drain.Round(time.Millisecond))
+		s.B2CLost, s.B2CUnrouted, s.PollerWaits, s.WaitsCut, s.Drain.Round(time.Millisecond))
 }

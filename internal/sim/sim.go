@@ -175,6 +175,11 @@ type Stats struct {
 	// session forgot).
 	AckErrors int
 
+	// PollerWaits: the loop's waits for the broker in
+	// memConn.WaitReadable (Config.WakeAfterSend); WaitsCut: waits
+	// (ReadWait or WaitReadable) that memConn.InterruptWait ended.
+	PollerWaits, WaitsCut int
+
 	Drain time.Duration // from the end of the script to quiescence
 }
 
