@@ -10,11 +10,17 @@
 // goroutine of its own, as an application runs it (calling Next and
 // handling the notifications), with Options.Dial returning an in-memory
 // netio.Conn (memConn) whose readiness the simulated network signals:
-// ReadWait blocks on a channel and a timer, and Arm hands out a channel the
-// network signals when bytes arrive or the connection ends. Every wait of
-// the loop is therefore on channels and timers, which synctest sees as
-// durably blocked, and the loop's keepalive, ack timeout, connect timeout
-// and back-off run on the virtual clock.
+// ReadWait and WaitReadable block on channels and a timer, and Arm hands
+// out a channel the network signals when bytes arrive or the connection
+// ends. Every wait of the loop is therefore on channels and timers, which
+// synctest sees as durably blocked, and the loop's keepalive, ack timeout,
+// connect timeout and back-off run on the virtual clock. memConn is also a
+// netio.WaitInterrupter: Wake, Ack, Resume and Close cut the loop's waits
+// short as they do on a socket. With Config.WakeAfterSend (half the
+// seeds) the loop has Options.WakeAfterSend, and waits for the broker in
+// WaitReadable, the poller wait of TCP and Unix sockets, rather than in
+// the select over the readiness; the driver, which feeds the requests
+// channel from its own goroutine, then calls Wake after its sends.
 //
 // The driver (Run's goroutine) holds the network, the broker and the
 // script: a priority queue of events ordered by virtual time, ties broken

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,7 +24,14 @@ var errReset = fmt.Errorf("sim: %w", syscall.ECONNRESET)
 // on channels and timers only, which testing/synctest sees as durably
 // blocked, so the bubble's virtual clock advances while the loop waits.
 //
-// Every field is guarded by the Sim's mutex.
+// Every field is guarded by the Sim's mutex, except cuts and cut, which
+// InterruptWait touches from any goroutine without it.
+//
+// A wait (ReadWait, WaitReadable) decides how it ends from the state it
+// reads under the Sim's mutex, in a fixed order (a cut, then bytes or the
+// end, then the deadline), never from which channel woke it: the driver
+// may deliver bytes and cut the wait in the same step, and a select that
+// chose between them at random would make a seed's run unrepeatable.
 type memConn struct {
 	s    *Sim
 	c    *conn
@@ -34,14 +42,27 @@ type memConn struct {
 	closed bool   // the loop closed it
 	wbuf   []byte // written bytes not yet a whole packet
 
-	notify chan struct{}  // wakes ReadWait
+	notify chan struct{}  // wakes ReadWait and WaitReadable
 	sig    chan os.Signal // the readiness Arm hands out
+
+	// InterruptWait counts its calls in cuts and wakes a wait through cut
+	// (one buffered value; a stale one only makes a wait look again). A
+	// wait that finds cuts != cutSeen takes the cut into account
+	// (cutSeen = cuts) and returns os.ErrDeadlineExceeded: a cut made
+	// while no wait is in progress ends the next one at once.
+	cuts    atomic.Uint32
+	cut     chan struct{}
+	cutSeen uint32 // guarded by the Sim's mutex, like the rest
 }
 
-var _ netio.Conn = (*memConn)(nil)
+var (
+	_ netio.Conn            = (*memConn)(nil)
+	_ netio.ReadableWaiter  = (*memConn)(nil)
+	_ netio.WaitInterrupter = (*memConn)(nil)
+)
 
 func newMemConn(s *Sim, c *conn, proc int) *memConn {
-	m := &memConn{s: s, c: c, proc: proc, notify: make(chan struct{}, 1), sig: make(chan os.Signal, 1)}
+	m := &memConn{s: s, c: c, proc: proc, notify: make(chan struct{}, 1), sig: make(chan os.Signal, 1), cut: make(chan struct{}, 1)}
 	c.cli = m
 	return m
 }
@@ -102,39 +123,98 @@ func (m *memConn) ReadNow(p []byte) (int, error) {
 	return m.read(p)
 }
 
-// ReadWait implements netio.Conn: it blocks on a channel and a timer, so
+// ReadWait implements netio.Conn: it blocks on channels and a timer, so
 // that under synctest the wait is durable and virtual time runs on.
+// InterruptWait cuts it short (see memConn).
 func (m *memConn) ReadWait(p []byte, deadline time.Time) (int, error) {
+	var (
+		n   int
+		err error
+	)
+	werr := m.wait(deadline, func() bool {
+		n, err = m.read(p)
+		return n > 0 || err != nil
+	})
+	if werr != nil {
+		return 0, werr
+	}
+	return n, err
+}
+
+// WaitReadable implements netio.ReadableWaiter: it returns nil once bytes
+// wait to be read, the connection ended or the loop closed it (the next
+// read says which), without reading; os.ErrDeadlineExceeded at the
+// deadline or when InterruptWait cuts it. Like ReadWait it blocks on
+// channels and a timer only.
+func (m *memConn) WaitReadable(deadline time.Time) error {
+	m.s.mu.Lock()
+	m.s.stats.PollerWaits++
+	m.s.mu.Unlock()
+	return m.wait(deadline, func() bool {
+		return len(m.in) > 0 || m.eof != nil || m.closed
+	})
+}
+
+// InterruptWait implements netio.WaitInterrupter: it ends a ReadWait or
+// WaitReadable in progress with os.ErrDeadlineExceeded, or, if none is,
+// the next one at once. Safe from any goroutine, and it does not take the
+// Sim's mutex (the driver calls EventLoop.Wake with it held).
+func (m *memConn) InterruptWait() {
+	m.cuts.Add(1)
+	select {
+	case m.cut <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until done (called with s.mu held) reports true, a cut that
+// the last wait did not see, or the deadline (zero: none). It returns nil
+// for done, os.ErrDeadlineExceeded for the other two. Each round decides
+// from the state under s.mu, in a fixed order: a cut, then done, then the
+// deadline.
+func (m *memConn) wait(deadline time.Time, done func() bool) error {
 	var t *time.Timer
 	defer func() {
 		if t != nil {
 			t.Stop()
 		}
 	}()
+	expired := false
 	for {
 		m.s.mu.Lock()
-		n, err := m.read(p)
-		m.s.mu.Unlock()
-		if n > 0 || err != nil {
-			return n, err
+		cut := false
+		if c := m.cuts.Load(); c != m.cutSeen {
+			m.cutSeen, cut = c, true
+			m.s.stats.WaitsCut++
 		}
-		var expired <-chan time.Time
+		ok := !cut && done()
+		m.s.mu.Unlock()
+		switch {
+		case cut:
+			return os.ErrDeadlineExceeded
+		case ok:
+			return nil
+		case expired:
+			return os.ErrDeadlineExceeded
+		}
+		var timeout <-chan time.Time
 		if !deadline.IsZero() {
 			d := time.Until(deadline)
 			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
+				return os.ErrDeadlineExceeded
 			}
 			if t == nil {
 				t = time.NewTimer(d)
 			} else {
 				t.Reset(d)
 			}
-			expired = t.C
+			timeout = t.C
 		}
 		select {
 		case <-m.notify:
-		case <-expired:
-			return 0, os.ErrDeadlineExceeded
+		case <-m.cut:
+		case <-timeout:
+			expired = true
 		}
 	}
 }

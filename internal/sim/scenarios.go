@@ -36,6 +36,10 @@ func Base(seed uint64, msgs int) Config {
 		OfflineQueue:   500,
 		Policy:         reconnect.Automatic,
 		AppRestart:     500 * time.Millisecond,
+		// The loop waits in the poller (WaitReadable) for half the
+		// seeds (2, 3, 6, 7, ...), independently of seed%2, which some
+		// scenarios use.
+		WakeAfterSend: seed/2%2 == 1,
 
 		BackoffInitial: 100 * time.Millisecond,
 		BackoffMax:     5 * time.Second,
@@ -135,6 +139,9 @@ func Random(seed uint64, msgs int) Config {
 	if chance(0.2) {
 		c.BrokerRestartMean = dur(2*time.Second, 10*time.Second)
 	}
+	// Drawn last, so that the fields above keep the values they had for
+	// each seed before it existed.
+	c.WakeAfterSend = chance(0.5)
 	return c
 }
 
@@ -255,11 +262,11 @@ var Scenarios = []Scenario{
 // Summary describes a configuration in one line.
 func (c Config) Summary() string {
 	return fmt.Sprintf("%s seed=%d msgs=%d/%d ka=%v pt=%v ack=%v inflight=%d rm=%d/%d vary=%v ska=%d policy=%v loss=%.1f "+
-		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v brokerrestart=%v",
+		"delay=%v-%v spike=%.2f notice<=%v cut=%v every=%d storm=%d half=%v dialfail=%.1f bad=%v crash=%v store=%v manual=%v/%v brokerrestart=%v wake=%v",
 		c.Name, c.Seed, c.ClientPublishes, c.BrokerPublishes, c.KeepAlive, c.PingTimeout, c.AckTimeout, c.MaxInflight,
 		c.ReceiveMaximum, c.ClientReceiveMax, c.ReceiveMaxVaries, c.ServerKeepAlive, c.Policy, c.SessionLoss,
 		c.MinDelay, c.MaxDelay, c.SpikeProb, c.NoticeMax, c.CutMean, c.CutEvery, c.StormLen, c.HalfOpenMean,
-		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay, c.BrokerRestartMean)
+		c.DialFail, c.BadPacketMean, c.CrashMean, c.Store, c.ManualAcks, c.AckDelay, c.BrokerRestartMean, c.WakeAfterSend)
 }
 
 // String summarizes a run's counts.
@@ -268,10 +275,10 @@ func (s Stats) String() string {
 		"%d cuts, %d half-open (longest detection %v), %d crash + %d save/load restarts, %d runs ended; "+
 		"%d keepalive deaths, %d ack timeouts, %d broker keepalive closes, %d bad packets; "+
 		"%d replayed, %d resubscribes, %d broker restarts, %d phantom sessions (%d messages swallowed), %d unknown acks, %d Ack errors, %d queue full; duplicates c→b QoS1 %d QoS2 %d, b→c QoS1 %d; "+
-		"b→c lost with session %d, unrouted %d; settled %v after the script",
+		"b→c lost with session %d, unrouted %d; %d poller waits, %d waits cut; settled %v after the script",
 		s.Virtual.Round(time.Millisecond), s.Events, s.Packets, s.Vanished, s.Connections, s.Connacks, s.SessionsLost, s.DialFailures,
 		s.Cuts, s.HalfOpens, s.MaxDetect, s.CrashRestarts, s.SaveLoadRestarts, s.RunsEnded,
 		s.KeepaliveDeaths, s.AckTimeouts, s.BrokerKeepalive, s.BadPackets,
 		s.Replayed, s.Resubscribes, s.BrokerRestarts, s.PhantomSessions, s.PhantomSwallowed, s.UnknownAcks, s.AckErrors, s.QueueFull, s.C2BDupQoS1, s.C2BDupQoS2, s.B2CDupQoS1,
-		s.B2CLost, s.B2CUnrouted, s.Drain.Round(time.Millisecond))
+		s.B2CLost, s.B2CUnrouted, s.PollerWaits, s.WaitsCut, s.Drain.Round(time.Millisecond))
 }

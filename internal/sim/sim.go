@@ -48,6 +48,11 @@ type Config struct {
 	OfflineQueue   int // Options.MaxQueued (0: no bound)
 	Policy         reconnect.Policy
 	AppRestart     time.Duration // a run ended by the policy is resumed from its State by a new loop after this
+	// WakeAfterSend sets Options.WakeAfterSend: the driver calls
+	// EventLoop.Wake after each request it puts in the requests channel,
+	// and the loop waits for the broker in memConn.WaitReadable (its
+	// poller wait) rather than in a select over Arm's readiness.
+	WakeAfterSend bool
 
 	// Reconnect back-off (Options.BackOff): exponential from
 	// BackoffInitial, doubling up to BackoffMax, each delay jittered by
@@ -169,6 +174,11 @@ type Stats struct {
 	// ErrStaleAck for a message of a lost broker session, an id the
 	// session forgot).
 	AckErrors int
+
+	// PollerWaits: the loop's waits for the broker in
+	// memConn.WaitReadable (Config.WakeAfterSend); WaitsCut: waits
+	// (ReadWait or WaitReadable) that memConn.InterruptWait ended.
+	PollerWaits, WaitsCut int
 
 	Drain time.Duration // from the end of the script to quiescence
 }
@@ -369,12 +379,31 @@ func (s *Sim) takePost() []func() {
 }
 
 // feed moves arrived requests into the loop's request channel while it
-// has room.
+// has room. The driver is not the goroutine that calls Next, so with
+// Config.WakeAfterSend it keeps the application's promise: a Wake after
+// the sends.
 func (s *Sim) feed() {
+	sent := false
 	for len(s.pending) > 0 && len(s.reqs) < cap(s.reqs) {
 		s.reqs <- s.pending[0]
 		s.pending[0] = nil
 		s.pending = s.pending[1:]
+		sent = true
+	}
+	if sent {
+		s.wakeLoop()
+	}
+}
+
+// wakeLoop calls EventLoop.Wake after a send on the requests channel from
+// the driver, when Config.WakeAfterSend is on (s.mu held: Wake only cuts
+// a park, through memConn.InterruptWait, which does not take s.mu).
+// s.loop is the loop the application runs or is about to run (app sets it
+// before Run); when it is not running, Wake finds no park to cut and does
+// nothing, and the next Run looks at the channel before it waits.
+func (s *Sim) wakeLoop() {
+	if s.cfg.WakeAfterSend && s.loop != nil {
+		s.loop.Wake()
 	}
 }
 
@@ -542,6 +571,8 @@ func (s *Sim) kill(inWrite bool) {
 		}
 	}
 	s.pending = keep
+	// (The requests put back were in the channel already, each sent with
+	// its Wake: no Wake is owed for them, and the loop is closed below.)
 	for n := len(s.reqs); n > 0; n-- {
 		if r := <-s.reqs; !s.dropAck(r) {
 			s.reqs <- r
@@ -601,6 +632,7 @@ func (s *Sim) options() eventloop.Options {
 		BackOff:         newSeededBackOff(cfg, s.loops),
 		HealthyAfter:    cfg.HealthyAfter,
 		AckTimeout:      cfg.AckTimeout,
+		WakeAfterSend:   cfg.WakeAfterSend,
 		Dial:            s.dial,
 	}
 }

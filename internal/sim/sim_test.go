@@ -143,6 +143,8 @@ func addStats(total *Stats, s Stats) {
 	total.UnknownAcks += s.UnknownAcks
 	total.AckErrors += s.AckErrors
 	total.QueueFull += s.QueueFull
+	total.PollerWaits += s.PollerWaits
+	total.WaitsCut += s.WaitsCut
 	total.Drain = max(total.Drain, s.Drain)
 }
 
