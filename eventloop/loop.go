@@ -509,22 +509,15 @@ func (l *EventLoop) step() {
 	if l.phase != phaseConnected {
 		return
 	}
-	if l.sendQueued() {
-		progress = true
-	}
-	if l.phase != phaseConnected {
-		return
-	}
+	// A connection found lost is found so before anything is queued on
+	// it: sendQueued marks what it encodes as sent, and a loss declared
+	// after it would drop those bytes unflushed, so that the next
+	// connection would send them as duplicates (DUP) of a first attempt
+	// that never left (found by the simulation).
 	if !l.checkPath(now) {
 		return
 	}
-	switch act, _ := l.ka.Check(now); act {
-	case keepalive.SendPing:
-		if l.write(&packets.Pingreq{}) != nil {
-			return
-		}
-		l.ka.PingSent(now)
-	case keepalive.Dead:
+	if act, _ := l.ka.Check(now); act == keepalive.Dead {
 		if !l.pathLost(PathPingTimeout, ErrKeepAliveTimeout, now) {
 			return
 		}
@@ -535,6 +528,18 @@ func (l *EventLoop) step() {
 				return
 			}
 		}
+	}
+	if l.sendQueued() {
+		progress = true
+	}
+	if l.phase != phaseConnected {
+		return
+	}
+	if act, _ := l.ka.Check(now); act == keepalive.SendPing {
+		if l.write(&packets.Pingreq{}) != nil {
+			return
+		}
+		l.ka.PingSent(now)
 	}
 	if !l.flush(now) {
 		return

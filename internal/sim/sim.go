@@ -53,6 +53,12 @@ type Config struct {
 	// and the loop waits for the broker in memConn.WaitReadable (its
 	// poller wait) rather than in a select over Arm's readiness.
 	WakeAfterSend bool
+	// LateRequests (with WakeAfterSend) leaves out the Wake, as an
+	// application that breaks the promise would: a request is then taken
+	// when the loop next wakes, often for a timer. With default options
+	// that happens in real time when a request and a timer are ready at
+	// once; the virtual clock alone never makes it so.
+	LateRequests bool
 
 	// Reconnect back-off (Options.BackOff): exponential from
 	// BackoffInitial, doubling up to BackoffMax, each delay jittered by
@@ -402,7 +408,7 @@ func (s *Sim) feed() {
 // before Run); when it is not running, Wake finds no park to cut and does
 // nothing, and the next Run looks at the channel before it waits.
 func (s *Sim) wakeLoop() {
-	if s.cfg.WakeAfterSend && s.loop != nil {
+	if s.cfg.WakeAfterSend && !s.cfg.LateRequests && s.loop != nil {
 		s.loop.Wake()
 	}
 }

@@ -274,9 +274,13 @@ func TestKnownIssues(t *testing.T) {
 var regressions = []struct {
 	seed uint64
 	msgs int
+	late bool // Config.LateRequests
 	bug  string
 }{
-	{231, 200, "requests taken into the session during the back-off were committed only after the wait: a process killed during it (or at the CONNECT that followed) lost them"},
+	{231, 200, false, "requests taken into the session during the back-off were committed only after the wait: a process killed during it (or at the CONNECT that followed) lost them"},
+	{1471, 200, true, "publishes queued in the step that declared the connection lost (ack timeout, keepalive) were marked sent but never flushed: the next connection sent them with DUP set"},
+	{1721, 200, true, "the same (ack timeout)"},
+	{1748, 200, true, "the same"},
 }
 
 // TestRegressions replays the seeds that found bugs in the loop.
@@ -284,7 +288,9 @@ func TestRegressions(t *testing.T) {
 	for _, r := range regressions {
 		t.Run(fmt.Sprintf("seed=%d", r.seed), func(t *testing.T) {
 			t.Parallel()
-			check(t, Random(r.seed, r.msgs), fmt.Sprintf("go test ./internal/sim -run TestSimulation -seed=%d -msgs=%d -v  (%s)", r.seed, r.msgs, r.bug))
+			cfg := Random(r.seed, r.msgs)
+			cfg.LateRequests = r.late
+			check(t, cfg, fmt.Sprintf("go test ./internal/sim -run TestRegressions/seed=%d -v  (%s)", r.seed, r.bug))
 		})
 	}
 }
