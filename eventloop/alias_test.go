@@ -64,6 +64,7 @@ func publishBytes(t *testing.T, url string, aliases uint16) int64 {
 		for i := 0; i < total; i++ {
 			select {
 			case c.reqs <- eventloop.Publish{Topic: topics[i%10], QoS: 1, Payload: []byte("0123456789abcdef")}:
+				c.woke()
 			case <-c.done:
 				return
 			}

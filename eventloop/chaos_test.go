@@ -208,6 +208,7 @@ func TestChaosSubscriberCut(t *testing.T) {
 			for i := 0; i < 2*n; i++ {
 				select {
 				case pub.reqs <- eventloop.Publish{Topic: topic, QoS: byte(1 + i%2), Payload: []byte(strconv.Itoa(i))}:
+					pub.woke()
 				case <-pub.done:
 					return
 				}

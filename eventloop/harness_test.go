@@ -392,6 +392,14 @@ func (c *client) send(r eventloop.Request) {
 	}
 }
 
+// woke keeps the promise of Options.WakeAfterSend after a send made on
+// c.reqs directly (send does it itself).
+func (c *client) woke() {
+	if c.wakes {
+		c.loop.Wake()
+	}
+}
+
 func (c *client) subscribe(filters ...eventloop.Filter) eventloop.Subscribed {
 	c.t.Helper()
 	c.send(eventloop.Subscribe{Filters: filters})

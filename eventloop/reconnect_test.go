@@ -439,6 +439,7 @@ func TestReconnectReplayEveryTransport(t *testing.T) {
 		thief := b.start(t, b.portable(eventloop.Options{ClientID: id, SessionExpiry: time.Hour}))
 		select {
 		case thief.reqs <- eventloop.Disconnect{}:
+			thief.woke()
 		case <-thief.done:
 		}
 		if err := thief.end(); !errors.Is(err, eventloop.ErrDisconnected) && !errors.Is(err, eventloop.ErrConnectionLost) {

@@ -22,8 +22,8 @@ var stopCases = []struct {
 }{
 	{"context cancelled", func(c *client) { c.cancel() }, eventloop.ErrStopped, context.Canceled},
 	{"Close", func(c *client) { c.loop.Close() }, eventloop.ErrStopped, nil},
-	{"Shutdown", func(c *client) { c.reqs <- eventloop.Shutdown{} }, eventloop.ErrStopped, nil},
-	{"Disconnect", func(c *client) { c.reqs <- eventloop.Disconnect{} }, eventloop.ErrDisconnected, nil},
+	{"Shutdown", func(c *client) { c.reqs <- eventloop.Shutdown{}; c.woke() }, eventloop.ErrStopped, nil},
+	{"Disconnect", func(c *client) { c.reqs <- eventloop.Disconnect{}; c.woke() }, eventloop.ErrDisconnected, nil},
 }
 
 // TestBrokerStopsReading: a broker that stops reading blocks the loop's

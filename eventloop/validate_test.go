@@ -125,9 +125,11 @@ func TestRequestValidation(t *testing.T) {
 			go func() {
 				for _, tc := range cases {
 					c.reqs <- tc.req
+					c.woke()
 				}
 				c.reqs <- eventloop.Publish{Topic: "valid", QoS: 1, Tag: "q1"}
 				c.reqs <- eventloop.Publish{Topic: "valid", QoS: 2, Tag: "q2"}
+				c.woke()
 			}()
 			for _, tc := range cases {
 				n := c.next()
