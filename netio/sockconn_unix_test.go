@@ -354,8 +354,9 @@ func TestReadWaitBatch(t *testing.T) {
 }
 
 // TestInterruptWait: InterruptWait from another goroutine ends a ReadWait
-// whose deadline is far off, and the past deadline it leaves behind does
-// not cut the next ReadWait short: that one still reads what arrives.
+// whose deadline is far off, and the past deadline it leaves behind ends
+// at most one more wait (a cut made after the first wait ended counts for
+// the next one); the wait after that reads what arrives.
 func TestInterruptWait(t *testing.T) {
 	craw, peer := pair(t, "tcp")
 	c := WrapConn(craw)
